@@ -1,0 +1,127 @@
+# emerge: plain GNU make. `make help` lists the targets.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+
+# Debian packages the build, the tests and the demo need (`make deps` installs them).
+DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
+            check python3-numpy python3-zmq
+PC_DEPS  := libcjson
+PC_TEST  := check
+
+PC_OK := $(shell $(PKG_CONFIG) --exists $(PC_DEPS) 2>/dev/null && echo yes)
+ifneq ($(PC_OK),yes)
+ifeq ($(filter deps help clean check demo bench,$(MAKECMDGOALS)),)
+$(error missing libraries ($(PC_DEPS) via pkg-config): run `make deps` first)
+endif
+endif
+
+SAN       = $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer)
+EM_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror \
+            -Iinclude -Ilib -Iproto $(shell $(PKG_CONFIG) --cflags $(PC_DEPS) 2>/dev/null) $(SAN)
+EM_LIBS   = $(SAN) $(shell $(PKG_CONFIG) --libs $(PC_DEPS) 2>/dev/null) -lm -pthread
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PC_TEST) 2>/dev/null)
+CHECK_LIBS   = $(shell $(PKG_CONFIG) --libs $(PC_TEST) 2>/dev/null)
+
+# Sanitizer builds go to their own tree so they never mix objects with the plain build.
+BUILD := build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+comma := ,
+Q = $(if $(V),,@)
+Q_CC = $(if $(V),,@printf '  CC      %s\n' $@;)
+Q_LD = $(if $(V),,@printf '  LD      %s\n' $@;)
+
+LIB_SRC   := $(wildcard lib/*.c)
+PROTO_SRC := $(wildcard proto/*.c)
+CLIENT_SRC:= $(filter-out client/emergectl.c,$(wildcard client/*.c))
+TEST_SRC  := $(wildcard tests/check_*.c) tests/run_tests.c $(wildcard tests/helpers/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+LIB_OBJ    := $(call obj,$(LIB_SRC))
+PROTO_OBJ  := $(call obj,$(PROTO_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+TEST_OBJ   := $(call obj,$(TEST_SRC))
+
+BIN_DIR := $(if $(SANITIZE),$(BUILD)/bin,bin)
+EMERGECTL := $(BIN_DIR)/emergectl
+
+.PHONY: all check unit e2e fuzz-replay fuzz bench demo install uninstall clean deps help
+all: $(EMERGECTL)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q_CC)$(CC) $(EM_CFLAGS) $(if $(findstring tests/,$<),$(CHECK_CFLAGS)) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libemerge.a: $(LIB_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(BUILD)/libemproto.a: $(PROTO_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+	@mkdir -p $(dir $@)
+	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
+
+$(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
+
+$(BUILD)/tests/fuzz/replay: $(call obj,tests/fuzz/replay.c tests/fuzz/fuzz_safetensors.c) $(BUILD)/libemerge.a
+	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
+
+# The test command of the README: installs missing packages, then unit suites, corpus replay,
+# and end-to-end tests of the CLI.
+check: deps
+	$(Q)$(MAKE) --no-print-directory unit fuzz-replay e2e
+unit: $(BUILD)/tests/run_tests
+	$(BUILD)/tests/run_tests
+fuzz-replay: $(BUILD)/tests/fuzz/replay
+	$(BUILD)/tests/fuzz/replay tests/fuzz/corpus/safetensors
+e2e: $(EMERGECTL)
+	EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
+
+# libFuzzer build of the safetensors parser (needs clang): make fuzz FUZZ_SECONDS=60
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(MAKE) CC=clang SANITIZE=address,undefined $(BUILD:build=build-address-undefined)/libemerge.a >/dev/null
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
+	  $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_safetensors.c \
+	  build-address-undefined/libemerge.a $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz_safetensors
+	mkdir -p build/fuzz-corpus && build/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	  -timeout=10 build/fuzz-corpus tests/fuzz/corpus/safetensors
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)
+	EMERGECTL=$(EMERGECTL) $(PYTHON) bench/bench_analyze.py
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)
+	$(PYTHON) examples/demo.py
+
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(EMERGECTL) $(DESTDIR)$(BINDIR)/
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/emergectl
+
+clean:
+	rm -rf build build-* bin
+
+# Installs the Debian packages above, with sudo when not root. Says what it installs first.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	echo "deps: installing Debian packages:$$missing"; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
+
+help:
+	@echo "make [all]        build bin/emergectl"
+	@echo "make check        unit suites, fuzz corpus replay, end-to-end tests"
+	@echo "make SANITIZE=address,undefined check"
+	@echo "make bench        analysis benchmark (results in bench/RESULTS.md)"
+	@echo "make fuzz         libFuzzer run on the safetensors parser (clang)"
+	@echo "make deps         install the Debian packages (apt-get, sudo when not root)"
+	@echo "make install      PREFIX=/usr/local DESTDIR="
+
+-include $(shell find build* -name '*.d' 2>/dev/null)

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/* emergectl analyze: offline analysis of checkpoint files, no daemon. One result per
+ * PATH in the order given; E against the baseline (the lowest-step PATH, else the first,
+ * unless --baseline). */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_cli.h"
+#include "em_result_json.h"
+#include "emerge.h"
+
+static const char usage_text[] =
+  "usage: emergectl analyze [--json] [--baseline PATH] [--samples S] [--neurons L] [--seed K]\n"
+  "                         [--threshold T] [--alpha0 central|reference] [--full] [--arch A]\n"
+  "                         [--q-min Q] [--q-max Q] [--q-step Q] PATH...\n"
+  "\n"
+  "PATH is a .safetensors file, a model.safetensors.index.json, or a checkpoint directory.\n"
+  "  --json            one result object per line (see proto/PROTOCOL.md)\n"
+  "  --baseline PATH   checkpoint E is measured against (default: lowest step of PATH...)\n"
+  "  --samples S       sampled networks per checkpoint (10)\n"
+  "  --neurons L       neurons sampled per hidden-width layer (32)\n"
+  "  --seed K          sample k uses numpy seed K+k (0)\n"
+  "  --threshold T     largest distance 1/|w| kept (150)\n"
+  "  --alpha0 RULE     central (default) or reference (the authors' argmax)\n"
+  "  --full            every neuron, no sampling\n"
+  "  --arch A          auto, gpt-neox, llama, gpt2, bert, mlp (auto)\n"
+  "  --q-min/--q-max/--q-step   q grid (-3, 3, 0.1)\n"
+  "exit: 0 ok, 1 a checkpoint could not be analysed, 2 usage\n";
+
+typedef struct item {
+  const char *arg;            /* PATH as given */
+  em_ckpt_where_t where;
+  bool located, done, ok;
+  em_result_t res;
+  em_trainer_t trainer;
+} item_t;
+
+typedef struct opts {
+  em_params_t params;
+  bool json;
+  const char *baseline;
+} opts_t;
+
+static int parse_opts(int argc, char **argv, opts_t *o)
+{
+  static const struct option longopts[] = {
+    {"json", no_argument, NULL, 'j'},          {"baseline", required_argument, NULL, 'b'},
+    {"samples", required_argument, NULL, 0},   {"neurons", required_argument, NULL, 0},
+    {"seed", required_argument, NULL, 0},      {"threshold", required_argument, NULL, 0},
+    {"alpha0", required_argument, NULL, 0},    {"full", no_argument, NULL, 0},
+    {"arch", required_argument, NULL, 0},      {"q-min", required_argument, NULL, 0},
+    {"q-max", required_argument, NULL, 0},     {"q-step", required_argument, NULL, 0},
+    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+  };
+  em_params_default(&o->params);
+  optind = 1;
+  opterr = 0;
+  int c, idx;
+  while ((c = getopt_long(argc, argv, "+h", longopts, &idx)) != -1) {
+    if (c == 'h') {
+      fputs(usage_text, stdout);
+      return -1;
+    } else if (c == 'j') {
+      o->json = true;
+    } else if (c == 'b') {
+      o->baseline = optarg;
+    } else if (c == 0) {
+      char key[32];
+      snprintf(key, sizeof(key), "%s", longopts[idx].name);
+      for (char *p = key; *p; p++)
+        *p = *p == '-' ? '_' : *p;
+      em_err_t err;
+      if (em_params_set(&o->params, key, optarg, &err) != 0) {
+        em_cli_error("analyze", "--%s", err.msg);
+        return EM_EXIT_USAGE;
+      }
+    } else {
+      em_cli_error("analyze", "unknown or incomplete option '%s'", argv[optind - 1]);
+      fputs(usage_text, stderr);
+      return EM_EXIT_USAGE;
+    }
+  }
+  em_err_t err;
+  if (em_params_check(&o->params, &err) != 0) {
+    em_cli_error("analyze", "%s", err.msg);
+    return EM_EXIT_USAGE;
+  }
+  if (optind >= argc) {
+    em_cli_error("analyze", "no PATH given");
+    fputs(usage_text, stderr);
+    return EM_EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* Analyses one item once; failures are reported here, where they are handled. */
+static void analyze_item(item_t *it, const em_params_t *p)
+{
+  if (it->done)
+    return;
+  it->done = true;
+  em_err_t err = {0};
+  if (!it->located) {
+    if (em_ckpt_locate(it->arg, &it->where, &err) != 0) {
+      em_cli_error("analyze", "%s", err.msg);
+      return;
+    }
+    it->located = true;
+  }
+  em_ckpt_t *ck = NULL;
+  int rc = em_ckpt_open(it->arg, &ck, &err);
+  if (!rc)
+    rc = em_analyze(ck, p, &it->res, &err);
+  em_ckpt_destroy(&ck);
+  if (rc) {
+    em_cli_error("analyze", "%s: %s (%s)", it->arg, err.msg, em_strerror(rc));
+    return;
+  }
+  it->ok = true;
+  if (it->where.has_step && em_trainer_read(it->where.ckpt_path, it->where.step, &it->trainer, &err) != 0)
+    em_cli_error("analyze", "warning: %s (trainer metrics left out)", err.msg);
+}
+
+/* The baseline among items: lowest step, else the first. */
+static item_t *pick_baseline(item_t *items, int n)
+{
+  item_t *best = NULL;
+  for (int i = 0; i < n; i++) {
+    if (items[i].located && items[i].where.has_step && (!best || items[i].where.step < best->where.step))
+      best = &items[i];
+  }
+  return best ? best : &items[0];
+}
+
+static void print_row(const opts_t *o, item_t *it, const item_t *base, bool *header)
+{
+  em_result_meta_t m = {.run = it->where.run, .path = it->where.ckpt_path, .has_step = it->where.has_step,
+                        .step = it->where.step, .trainer = &it->trainer};
+  if (base->ok) {
+    m.has_baseline_step = base->where.has_step;
+    m.baseline_step = base->where.step;
+    em_err_t err;
+    if (em_emergence(it->res.alpha0, it->res.width, base->res.alpha0, base->res.width, &m.emergence, &err) == 0)
+      m.has_emergence = true;
+  }
+  if (o->json) {
+    cJSON *j = em_result_to_json(&it->res, &m);
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    if (s)
+      printf("%s\n", s);
+    else
+      em_cli_error("analyze", "%s: out of memory", it->arg);
+    free(s);
+    cJSON_Delete(j);
+    return;
+  }
+  if (!*header) {
+    printf("%10s  %9s  %8s  %8s  %6s  %8s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "MS", "PATH");
+    *header = true;
+  }
+  char step[24] = "-", e[24] = "-";
+  if (m.has_step)
+    snprintf(step, sizeof(step), "%lld", (long long)m.step);
+  if (m.has_emergence)
+    snprintf(e, sizeof(e), "%+.4f", m.emergence);
+  printf("%10s  %9s  %8.4f  %8.4f  %6zu  %8.0f  %s\n", step, e, it->res.alpha0, it->res.width, it->res.nodes,
+         it->res.elapsed_ms, m.path);
+}
+
+int em_cmd_analyze(int argc, char **argv)
+{
+  opts_t o = {0};
+  int rc = parse_opts(argc, argv, &o);
+  if (rc)
+    return rc < 0 ? EM_EXIT_OK : rc;
+  int n = argc - optind;
+  item_t *items = calloc((size_t)n + 1, sizeof(*items));
+  if (!items) {
+    em_cli_error("analyze", "out of memory");
+    return EM_EXIT_FAIL;
+  }
+  em_err_t err;
+  for (int i = 0; i < n; i++) {
+    items[i].arg = argv[optind + i];
+    items[i].located = em_ckpt_locate(items[i].arg, &items[i].where, &err) == 0;
+    if (!items[i].located) {
+      em_cli_error("analyze", "%s", err.msg);
+      items[i].done = true;
+    }
+  }
+  item_t *base = &items[n];
+  if (o.baseline) {
+    base->arg = o.baseline;
+    for (int i = 0; i < n; i++)
+      if (strcmp(items[i].arg, o.baseline) == 0)
+        base = &items[i];
+  } else {
+    base = pick_baseline(items, n);
+  }
+  analyze_item(base, &o.params);
+  if (!base->ok)
+    em_cli_error("analyze", "baseline %s could not be analysed: emergence is left null", base->arg);
+  int status = base->ok ? EM_EXIT_OK : EM_EXIT_FAIL;
+  bool header = false;
+  for (int i = 0; i < n; i++) {
+    analyze_item(&items[i], &o.params);
+    if (items[i].ok)
+      print_row(&o, &items[i], base, &header);
+    else
+      status = EM_EXIT_FAIL;
+    fflush(stdout);
+  }
+  for (int i = 0; i <= n; i++) {
+    em_result_free(&items[i].res);
+    em_trainer_free(&items[i].trainer);
+    em_ckpt_where_free(&items[i].where);
+  }
+  free(items);
+  return status;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* emergectl: the command-line client. A thin table of commands; each lives in its own
+ * em_cmd_<name>.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "em_cli.h"
+#include "emerge.h"
+
+static const struct command {
+  const char *name;
+  em_cmd_fn fn;
+  const char *summary;
+} commands[] = {
+  {"analyze", em_cmd_analyze, "analyse checkpoint files offline (no daemon)"},
+};
+
+static void usage(FILE *out)
+{
+  fprintf(out, "usage: emergectl COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\n`emergectl COMMAND --help` describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    usage(stderr);
+    return EM_EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return EM_EXIT_OK;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("emergectl %s\n", EM_VERSION);
+    return EM_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++) {
+    if (strcmp(argv[1], commands[i].name) == 0)
+      return commands[i].fn(argc - 1, argv + 1);
+  }
+  em_cli_error(NULL, "unknown command '%s'", argv[1]);
+  usage(stderr);
+  return EM_EXIT_USAGE;
+}

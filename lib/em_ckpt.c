@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/* Opening a checkpoint: one .safetensors file, a sharded set through its
+ * *.safetensors.index.json, or a Hugging Face checkpoint directory holding either. */
+#include "em_ckpt.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "em_err.h"
+#include "em_jsonfile.h"
+
+static bool ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static bool is_torch_name(const char *name)
+{
+  return ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth") ||
+         ends_with(name, ".ckpt");
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p)
+    snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+static int add_file(em_ckpt_t *ck, const char *path, em_err_t *err)
+{
+  em_st_file_t **files = realloc(ck->files, (ck->nfiles + 1) * sizeof(*files));
+  if (!files)
+    return em_err_set(err, -ENOMEM, "%s: out of memory", path);
+  ck->files = files;
+  int rc = em_st_open(path, &files[ck->nfiles], err);
+  if (rc == -ENOENT)
+    em_err_set(err, rc, "%s: missing", path);
+  if (rc == 0)
+    ck->nfiles++;
+  return rc;
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+  return strcmp(((const em_tensor_t *)a)->st->name, ((const em_tensor_t *)b)->st->name);
+}
+
+/* Builds the sorted tensor table; a name held by two files is an error. */
+static int build_table(em_ckpt_t *ck, em_err_t *err)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < ck->nfiles; i++)
+    n += ck->files[i]->ntensors;
+  ck->tensors = calloc(n ? n : 1, sizeof(*ck->tensors));
+  if (!ck->tensors)
+    return em_err_set(err, -ENOMEM, "%s: out of memory", ck->path);
+  for (size_t i = 0; i < ck->nfiles; i++) {
+    for (size_t j = 0; j < ck->files[i]->ntensors; j++)
+      ck->tensors[ck->ntensors++] = (em_tensor_t){&ck->files[i]->tensors[j], ck->files[i]};
+  }
+  qsort(ck->tensors, ck->ntensors, sizeof(*ck->tensors), cmp_tensor);
+  for (size_t i = 1; i < ck->ntensors; i++) {
+    if (strcmp(ck->tensors[i - 1].st->name, ck->tensors[i].st->name) == 0)
+      return em_err_set(err, -EINVAL, "%s: tensor '%s' is in both %s and %s", ck->path, ck->tensors[i].st->name,
+                        ck->tensors[i - 1].file->path, ck->tensors[i].file->path);
+  }
+  return 0;
+}
+
+const em_tensor_t *em_ckpt_find(const em_ckpt_t *ck, const char *name)
+{
+  size_t lo = 0, hi = ck->ntensors;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(ck->tensors[mid].st->name, name);
+    if (c == 0)
+      return &ck->tensors[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* A shard name from an index must be a plain file name in the index's directory. */
+static bool safe_shard_name(const char *s)
+{
+  return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+static bool seen_before(const cJSON *map, const cJSON *item)
+{
+  for (const cJSON *c = map->child; c != item; c = c->next) {
+    if (strcmp(c->valuestring, item->valuestring) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Every tensor the index names must be in the shard it names. */
+static int check_index_entries(em_ckpt_t *ck, const cJSON *map, const char *index, em_err_t *err)
+{
+  for (const cJSON *c = map->child; c; c = c->next) {
+    const em_tensor_t *t = em_ckpt_find(ck, c->string);
+    const char *base = t ? strrchr(t->file->path, '/') : NULL;
+    base = base ? base + 1 : (t ? t->file->path : NULL);
+    if (!t || strcmp(base, c->valuestring) != 0)
+      return em_err_set(err, -EINVAL, "%s: maps tensor '%s' to %s, which does not hold it", index, c->string,
+                        c->valuestring);
+  }
+  return 0;
+}
+
+static int open_index(em_ckpt_t *ck, const char *index, em_err_t *err)
+{
+  cJSON *root = NULL;
+  int rc = em_jsonfile_read(index, &root, err);
+  if (rc)
+    return rc;
+  const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+  if (!cJSON_IsObject(map) || !map->child) {
+    rc = em_err_set(err, -EINVAL, "%s: no weight_map object", index);
+    goto done;
+  }
+  char *dir = strdup(index);
+  if (!dir) {
+    rc = em_err_set(err, -ENOMEM, "%s: out of memory", index);
+    goto done;
+  }
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = 0;
+  for (const cJSON *c = map->child; c && !rc; c = c->next) {
+    if (!cJSON_IsString(c) || !safe_shard_name(c->valuestring)) {
+      rc = em_err_set(err, -EINVAL, "%s: weight_map entry '%s' is not a plain shard file name", index, c->string);
+      break;
+    }
+    if (seen_before(map, c))
+      continue;
+    char *shard = slash ? path_join(dir, c->valuestring) : strdup(c->valuestring);
+    rc = shard ? add_file(ck, shard, err) : em_err_set(err, -ENOMEM, "out of memory");
+    free(shard);
+  }
+  free(dir);
+  if (!rc)
+    rc = build_table(ck, err);
+  if (!rc)
+    rc = check_index_entries(ck, map, index, err);
+done:
+  cJSON_Delete(root);
+  return rc;
+}
+
+/* Picks what to open inside a checkpoint directory. Caller owns *found. */
+static int scan_dir(const char *dir, char **found, bool *is_index, em_err_t *err)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return em_err_set(err, -errno, "%s: %s", dir, strerror(errno));
+  char *st = NULL, *idx = NULL, *torch = NULL;
+  int nst = 0, nidx = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *n = e->d_name;
+    if (n[0] == '.')
+      continue;
+    if (ends_with(n, ".safetensors.index.json")) {
+      nidx++;
+      if (!idx || strcmp(n, "model.safetensors.index.json") == 0) { free(idx); idx = strdup(n); }
+    } else if (ends_with(n, ".safetensors")) {
+      nst++;
+      if (!st || strcmp(n, "model.safetensors") == 0) { free(st); st = strdup(n); }
+    } else if (is_torch_name(n) && !torch && strcmp(n, "training_args.bin") != 0) {
+      torch = strdup(n);
+    }
+  }
+  closedir(d);
+  int rc = 0;
+  bool want_idx = idx && (nidx == 1 || strcmp(idx, "model.safetensors.index.json") == 0);
+  if (want_idx) {
+    *found = path_join(dir, idx);
+    *is_index = true;
+  } else if (st && (nst == 1 || strcmp(st, "model.safetensors") == 0)) {
+    *found = path_join(dir, st);
+    *is_index = false;
+  } else if (nst > 1) {
+    rc = em_err_set(err, -EINVAL, "%s: %d .safetensors files and no model.safetensors or index to choose", dir, nst);
+  } else if (torch) {
+    rc = em_err_set(err, EM_EUNSUPPORTED, "%s: only a torch file (%s): torch formats cannot be read yet; "
+                    "save with safetensors (save_safetensors=True)", dir, torch);
+  } else {
+    rc = em_err_set(err, -ENOENT, "%s: no .safetensors weight file in this directory", dir);
+  }
+  if (!rc && !*found)
+    rc = em_err_set(err, -ENOMEM, "out of memory");
+  free(st);
+  free(idx);
+  free(torch);
+  return rc;
+}
+
+static int open_path(em_ckpt_t *ck, const char *path, em_err_t *err)
+{
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return em_err_set(err, -errno, "%s: %s", path, strerror(errno));
+  if (S_ISDIR(sb.st_mode)) {
+    char *found = NULL;
+    bool is_index = false;
+    int rc = scan_dir(path, &found, &is_index, err);
+    if (!rc)
+      rc = open_path(ck, found, err);
+    free(found);
+    return rc;
+  }
+  if (ends_with(path, ".index.json"))
+    return open_index(ck, path, err);
+  if (is_torch_name(path))
+    return em_err_set(err, EM_EUNSUPPORTED, "%s: torch formats (.bin .pt .pth .ckpt) cannot be read yet; "
+                      "save with safetensors", path);
+  if (!ends_with(path, ".safetensors"))
+    return em_err_set(err, -EINVAL, "%s: not a checkpoint (expected a directory, .safetensors or .index.json)", path);
+  int rc = add_file(ck, path, err);
+  return rc ? rc : build_table(ck, err);
+}
+
+int em_ckpt_open(const char *path, em_ckpt_t **out, em_err_t *err)
+{
+  *out = NULL;
+  em_ckpt_t *ck = calloc(1, sizeof(*ck));
+  if (!ck || !(ck->path = strdup(path))) {
+    free(ck);
+    return em_err_set(err, -ENOMEM, "%s: out of memory", path);
+  }
+  int rc = open_path(ck, path, err);
+  if (rc) {
+    em_ckpt_destroy(&ck);
+    return rc;
+  }
+  *out = ck;
+  return 0;
+}
+
+void em_ckpt_destroy(em_ckpt_t **self_p)
+{
+  em_ckpt_t *ck = *self_p;
+  if (!ck)
+    return;
+  for (size_t i = 0; i < ck->nfiles; i++)
+    em_st_destroy(&ck->files[i]);
+  free(ck->files);
+  free(ck->tensors);
+  free(ck->path);
+  free(ck);
+  *self_p = NULL;
+}
+
+size_t em_ckpt_tensor_count(const em_ckpt_t *ck) { return ck->ntensors; }
+
+int em_tensor_read(const em_tensor_t *t, uint64_t first, size_t nelem, void *buf, em_err_t *err)
+{
+  size_t es = em_dtype_bits(t->st->dtype) / 8;
+  if (first > t->st->numel || nelem > t->st->numel - first)
+    return em_err_set(err, -EINVAL, "%s: tensor '%s': read past its %llu elements", t->file->path, t->st->name,
+                      (unsigned long long)t->st->numel);
+  return em_st_read(t->file, t->st->begin + first * es, nelem * es, buf, err);
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* MT19937 exactly as numpy's legacy RandomState uses it, so that sample k of a checkpoint
+ * picks the same neurons as the authors' np.random.seed(k); np.random.choice(...). */
+#include "em_mt.h"
+
+#include <string.h>
+
+void em_mt_seed(em_mt_t *m, uint32_t seed)
+{
+  m->mt[0] = seed;
+  for (int i = 1; i < 624; i++)
+    m->mt[i] = 1812433253u * (m->mt[i - 1] ^ (m->mt[i - 1] >> 30)) + (uint32_t)i;
+  m->pos = 624;
+}
+
+static void regenerate(em_mt_t *m)
+{
+  static const uint32_t mag[2] = {0, 0x9908b0dfu};
+  int i;
+  for (i = 0; i < 624 - 397; i++) {
+    uint32_t y = (m->mt[i] & 0x80000000u) | (m->mt[i + 1] & 0x7fffffffu);
+    m->mt[i] = m->mt[i + 397] ^ (y >> 1) ^ mag[y & 1];
+  }
+  for (; i < 623; i++) {
+    uint32_t y = (m->mt[i] & 0x80000000u) | (m->mt[i + 1] & 0x7fffffffu);
+    m->mt[i] = m->mt[i + 397 - 624] ^ (y >> 1) ^ mag[y & 1];
+  }
+  uint32_t y = (m->mt[623] & 0x80000000u) | (m->mt[0] & 0x7fffffffu);
+  m->mt[623] = m->mt[396] ^ (y >> 1) ^ mag[y & 1];
+  m->pos = 0;
+}
+
+uint32_t em_mt_next(em_mt_t *m)
+{
+  if (m->pos >= 624)
+    regenerate(m);
+  uint32_t y = m->mt[m->pos++];
+  y ^= y >> 11;
+  y ^= (y << 7) & 0x9d2c5680u;
+  y ^= (y << 15) & 0xefc60000u;
+  y ^= y >> 18;
+  return y;
+}
+
+uint32_t em_mt_interval(em_mt_t *m, uint32_t max)
+{
+  if (max == 0)
+    return 0;
+  uint32_t mask = max;
+  mask |= mask >> 1;
+  mask |= mask >> 2;
+  mask |= mask >> 4;
+  mask |= mask >> 8;
+  mask |= mask >> 16;
+  uint32_t v;
+  while ((v = em_mt_next(m) & mask) > max)
+    ;
+  return v;
+}
+
+void em_mt_choice(em_mt_t *m, uint32_t n, uint32_t k, uint32_t *out, uint32_t *scratch)
+{
+  for (uint32_t i = 0; i < n; i++)
+    scratch[i] = i;
+  for (uint32_t i = n ? n - 1 : 0; i >= 1; i--) {
+    uint32_t j = em_mt_interval(m, i);
+    uint32_t t = scratch[i];
+    scratch[i] = scratch[j];
+    scratch[j] = t;
+  }
+  memcpy(out, scratch, (size_t)k * sizeof(*out));
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/* Steps from checkpoint names, and where a user's PATH puts its checkpoint and run. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "em_err.h"
+#include "emerge.h"
+
+bool em_name_step(const char *name, int64_t *step)
+{
+  static const char *words[] = {"checkpoint", "global_step", "iter", "step"};
+  bool found = false;
+  for (size_t i = 0; name[i]; i++) {
+    for (size_t w = 0; w < sizeof(words) / sizeof(*words); w++) {
+      size_t len = strlen(words[w]), j = i + len;
+      if (strncasecmp(name + i, words[w], len) != 0)
+        continue;
+      if (name[j] == '-' || name[j] == '_' || name[j] == '=')
+        j++;
+      int64_t v = 0;
+      size_t digits = 0;
+      while (name[j + digits] >= '0' && name[j + digits] <= '9' && digits < 19)
+        v = v * 10 + (name[j + digits++] - '0');
+      if (digits == 0 || digits > 18)
+        continue;
+      *step = v; /* later matches win: the number after the LAST word */
+      found = true;
+    }
+  }
+  return found;
+}
+
+static char *dup_dirname(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  if (!slash)
+    return strdup(".");
+  if (slash == path)
+    return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+static const char *base_name(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* The step of a checkpoint directory from its trainer_state.json, if any. */
+static bool trainer_step(const char *dir, int64_t *step)
+{
+  em_trainer_t t;
+  if (em_trainer_read(dir, -1, &t, NULL) != 0)
+    return false;
+  bool ok = t.has_global_step;
+  *step = t.global_step;
+  em_trainer_free(&t);
+  return ok;
+}
+
+int em_ckpt_locate(const char *path, em_ckpt_where_t *out, em_err_t *err)
+{
+  memset(out, 0, sizeof(*out));
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return em_err_set(err, -errno, "%s: %s", path, strerror(errno));
+  char *clean = strdup(path);
+  if (!clean)
+    return em_err_set(err, -ENOMEM, "out of memory");
+  for (size_t n = strlen(clean); n > 1 && clean[n - 1] == '/'; n--)
+    clean[n - 1] = 0;
+  char *parent = dup_dirname(clean);
+  int64_t step;
+  if (parent && !S_ISDIR(sb.st_mode) && em_name_step(base_name(parent), &step)) {
+    out->ckpt_path = parent;   /* a file inside checkpoint-N/ belongs to that directory */
+    free(clean);
+    parent = NULL;
+  } else {
+    out->ckpt_path = clean;
+  }
+  free(parent);
+  out->run_dir = out->ckpt_path ? dup_dirname(out->ckpt_path) : NULL;
+  char *real = out->run_dir ? realpath(out->run_dir, NULL) : NULL;
+  out->run = real ? strdup(base_name(real)) : NULL;
+  free(real);
+  if (!out->ckpt_path || !out->run_dir || !out->run) {
+    em_ckpt_where_free(out);
+    return em_err_set(err, -ENOMEM, "%s: cannot resolve its directory", path);
+  }
+  if (em_name_step(base_name(out->ckpt_path), &out->step))
+    out->has_step = true;
+  else if (stat(out->ckpt_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    out->has_step = trainer_step(out->ckpt_path, &out->step);
+  return 0;
+}
+
+void em_ckpt_where_free(em_ckpt_where_t *w)
+{
+  free(w->ckpt_path);
+  free(w->run_dir);
+  free(w->run);
+  memset(w, 0, sizeof(*w));
+}

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/* Partition function and spectrum.
+ *
+ * DESIGN. The reference computes, for every kept node j and radius r of the union R of
+ * rounded distances, N_j(r) = 1 + #{d <= r} and M_j = N_j(max R), then
+ * Z_q(r) = sum_j (N_j(r) / M_j)^q. N and M are small integers, so (N/M)^q is taken as
+ * N^q * M^-q from per-q power tables (a few ulp from numpy's pow of the ratio). A node
+ * is folded into Z as soon as its histogram is complete, over all bins 1..threshold;
+ * bins absent from R are dropped at the end. From a node's last distance on, its term
+ * is exactly 1, so those bins are only counted (an integer per bin) instead of summed. */
+#include "em_spectrum.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_err.h"
+
+struct em_acc {
+  int thr;             /* largest radius */
+  size_t nq, stride;   /* q values; row length of the tables (nq rounded up to 4) */
+  double *q;
+  double *z;           /* (thr + 1) rows of stride: partial Z_q(r), terms below 1 */
+  uint32_t *ones;      /* ones[b]: nodes whose last distance is at bin b */
+  uint8_t *present;    /* present[b]: some kept node has a distance at b */
+  size_t nodes;        /* kept nodes */
+  size_t cap;          /* power table rows 0..cap-1 */
+  double *pw, *pwinv;  /* pw[n][i] = n^q_i, pwinv[n][i] = n^-q_i */
+  double *v;           /* scratch row */
+};
+
+int em_bin_of(double w, int threshold)
+{
+  if (!isfinite(w))
+    return -1;
+  double d = 1.0 / fabs(w);
+  if (!(d > 1.0) || !(d <= (double)threshold))
+    return 0;
+  return (int)rint(d);
+}
+
+int em_qgrid(const em_params_t *p, double **q, size_t *nq, em_err_t *err)
+{
+  double lo = p->q_min * 100, hi = p->q_max * 100, st = p->q_step * 100;
+  long klo = lround(lo), khi = lround(hi), kst = lround(st);
+  if (fabs(lo - klo) > 1e-6 || fabs(hi - khi) > 1e-6 || fabs(st - kst) > 1e-6)
+    return em_err_set(err, -EINVAL, "q_min, q_max and q_step must be multiples of 0.01");
+  if (kst <= 0 || khi <= klo || (khi - klo) % kst != 0 || klo < -10000 || khi > 10000)
+    return em_err_set(err, -EINVAL, "q grid %g..%g step %g: need q_min < q_max within [-100, 100] and a "
+                      "positive step that divides the range", p->q_min, p->q_max, p->q_step);
+  size_t n = (size_t)((khi - klo) / kst) + 1;
+  if (n < 3)
+    return em_err_set(err, -EINVAL, "q grid needs at least 3 values");
+  *q = malloc(n * sizeof(**q));
+  if (!*q)
+    return em_err_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    (*q)[i] = (double)(klo + (long)i * kst) / 100.0;
+  *nq = n;
+  return 0;
+}
+
+em_acc_t *em_acc_new(int threshold, const double *q, size_t nq)
+{
+  em_acc_t *a = calloc(1, sizeof(*a));
+  if (!a)
+    return NULL;
+  a->thr = threshold;
+  a->nq = nq;
+  a->stride = (nq + 3) & ~(size_t)3;
+  size_t bins = (size_t)threshold + 1;
+  a->q = malloc(nq * sizeof(*a->q));
+  a->z = malloc(bins * a->stride * sizeof(*a->z));
+  a->ones = malloc(bins * sizeof(*a->ones));
+  a->present = malloc(bins);
+  a->v = malloc(a->stride * sizeof(*a->v));
+  if (!a->q || !a->z || !a->ones || !a->present || !a->v) {
+    em_acc_destroy(&a);
+    return NULL;
+  }
+  memcpy(a->q, q, nq * sizeof(*q));
+  em_acc_reset(a);
+  return a;
+}
+
+void em_acc_destroy(em_acc_t **self_p)
+{
+  em_acc_t *a = *self_p;
+  if (!a)
+    return;
+  free(a->q);
+  free(a->z);
+  free(a->ones);
+  free(a->present);
+  free(a->pw);
+  free(a->pwinv);
+  free(a->v);
+  free(a);
+  *self_p = NULL;
+}
+
+void em_acc_reset(em_acc_t *a)
+{
+  size_t bins = (size_t)a->thr + 1;
+  memset(a->z, 0, bins * a->stride * sizeof(*a->z));
+  memset(a->ones, 0, bins * sizeof(*a->ones));
+  memset(a->present, 0, bins);
+  a->nodes = 0;
+}
+
+/* Grows the power tables to hold rows 0..need. */
+static int grow_tables(em_acc_t *a, size_t need)
+{
+  if (need < a->cap)
+    return 0;
+  size_t cap = a->cap ? a->cap : 128;
+  while (cap <= need)
+    cap *= 2;
+  double *pw = realloc(a->pw, cap * a->stride * sizeof(*pw));
+  if (!pw)
+    return -ENOMEM;
+  a->pw = pw;
+  double *pwinv = realloc(a->pwinv, cap * a->stride * sizeof(*pwinv));
+  if (!pwinv)
+    return -ENOMEM;
+  a->pwinv = pwinv;
+  for (size_t n = a->cap; n < cap; n++) {
+    for (size_t i = 0; i < a->stride; i++) {
+      double qi = i < a->nq ? a->q[i] : 0;
+      pw[n * a->stride + i] = pow((double)n, qi);
+      pwinv[n * a->stride + i] = pow((double)n, -qi);
+    }
+  }
+  a->cap = cap;
+  return 0;
+}
+
+int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
+{
+  if (cnt <= EM_MIN_DISTANCES)
+    return 0;
+  uint32_t m = cnt + 1;
+  if (grow_tables(a, m) != 0)
+    return -ENOMEM;
+  int last = a->thr;
+  while (hist[last] == 0)
+    last--;
+  const size_t s = a->stride;
+  const double *inv = a->pwinv + (size_t)m * s;
+  double *restrict v = a->v;
+  memcpy(v, inv, s * sizeof(*v));             /* N = 1 below the first distance */
+  uint32_t n = 1;
+  for (int b = 1; b < last; b++) {
+    if (hist[b]) {
+      n += hist[b];
+      a->present[b] = 1;
+      const double *pn = a->pw + (size_t)n * s;
+      for (size_t i = 0; i < s; i++)
+        v[i] = pn[i] * inv[i];
+    }
+    double *restrict zb = a->z + (size_t)b * s;
+    for (size_t i = 0; i < s; i++)
+      zb[i] += v[i];
+  }
+  a->present[last] = 1;
+  a->ones[last]++;
+  a->nodes++;
+  return 0;
+}
+
+size_t em_acc_nodes(const em_acc_t *a) { return a->nodes; }
+
+static double ols_slope(const double *x, const double *y, size_t n)
+{
+  double xm = 0, ym = 0, sxy = 0, sxx = 0;
+  for (size_t k = 0; k < n; k++) {
+    xm += x[k];
+    ym += y[k];
+  }
+  xm /= (double)n;
+  ym /= (double)n;
+  for (size_t k = 0; k < n; k++) {
+    sxy += (x[k] - xm) * (y[k] - ym);
+    sxx += (x[k] - xm) * (x[k] - xm);
+  }
+  return sxy / sxx;
+}
+
+int em_acc_tau(em_acc_t *a, double *tau, em_err_t *err)
+{
+  if (a->nodes == 0)
+    return em_err_set(err, EM_EDEGENERATE, "no node has more than %d distances in (1, %d]", EM_MIN_DISTANCES,
+                      a->thr);
+  size_t k = 0, bins = (size_t)a->thr + 1;
+  int d = 0;
+  for (size_t b = 1; b < bins; b++) {
+    if (a->present[b]) {
+      k++;
+      d = (int)b;
+    }
+  }
+  if (k < 2)
+    return em_err_set(err, EM_EDEGENERATE, "all kept distances round to one radius (%d): no slope to fit", d);
+  double *x = malloc(k * sizeof(*x)), *y = malloc(k * sizeof(*y));
+  uint32_t *done = malloc(k * sizeof(*done));
+  size_t *rb = malloc(k * sizeof(*rb));
+  int rc = 0;
+  if (!x || !y || !done || !rb) {
+    rc = em_err_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  uint32_t ones = 0;
+  for (size_t b = 1, j = 0; b < bins; b++) {
+    ones += a->ones[b];
+    if (a->present[b]) {
+      rb[j] = b;
+      done[j] = ones;
+      x[j++] = log((double)b / d);
+    }
+  }
+  for (size_t i = 0; i < a->nq && !rc; i++) {
+    for (size_t j = 0; j < k; j++)
+      y[j] = log(a->z[rb[j] * a->stride + i] + done[j]);
+    tau[i] = ols_slope(x, y, k);
+    if (!isfinite(tau[i]))
+      rc = em_err_set(err, EM_EDEGENERATE, "tau(%g) is not finite", a->q[i]);
+  }
+out:
+  free(x);
+  free(y);
+  free(done);
+  free(rb);
+  return rc;
+}
+
+/* Index of q == 0 with a neighbour on each side, or -1. */
+static long zero_index(const double *q, size_t nq)
+{
+  for (size_t i = 1; i + 1 < nq; i++) {
+    if (q[i] == 0.0)
+      return (long)i;
+  }
+  return -1;
+}
+
+static int pick_alpha0(const double *q, const double *tau, const double *alpha, const double *f, size_t nq,
+                       em_alpha0_rule_t rule, double *alpha0, em_err_t *err)
+{
+  long z = zero_index(q, nq);
+  if (rule == EM_ALPHA0_CENTRAL) {
+    if (z < 0)
+      return em_err_set(err, -EINVAL, "alpha0=central needs q = 0 inside the q grid");
+    *alpha0 = (tau[z + 1] - tau[z - 1]) / (q[z + 1] - q[z - 1]);
+    return 0;
+  }
+  size_t j = 0;
+  for (size_t i = 1; i + 1 < nq; i++) {
+    if (f[i] > f[j])
+      j = i;
+  }
+  /* f(-0.1) and f(0) are both 0 in exact arithmetic; numpy's choice between them is
+   * rounding noise, and on exact ties it takes the first. */
+  if (z > 0 && (long)j == z && fabs(f[z - 1] - f[z]) < 1e-12)
+    j = (size_t)z - 1;
+  *alpha0 = alpha[j];
+  return 0;
+}
+
+int em_spectrum(const double *q, const double *tau, size_t nq, em_alpha0_rule_t rule, double *alpha, double *f,
+                double *alpha0, double *width, em_err_t *err)
+{
+  double lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i + 1 < nq; i++) {
+    alpha[i] = (tau[i + 1] - tau[i]) / (q[i + 1] - q[i]);
+    f[i] = q[i] * alpha[i] - tau[i];
+    if (!isfinite(alpha[i]) || !isfinite(f[i]))
+      return em_err_set(err, EM_EDEGENERATE, "alpha(%g) is not finite", q[i]);
+    lo = fmin(lo, alpha[i]);
+    hi = fmax(hi, alpha[i]);
+  }
+  *width = hi - lo;
+  int rc = pick_alpha0(q, tau, alpha, f, nq, rule, alpha0, err);
+  if (rc)
+    return rc;
+  if (!(*alpha0 > 0))
+    return em_err_set(err, EM_EDEGENERATE, "alpha0 = %g is not positive", *alpha0);
+  return 0;
+}
