@@ -83,12 +83,12 @@ e2e: $(EMERGECTL)
 # libFuzzer build of the safetensors parser (needs clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 60
 fuzz:
-	$(MAKE) CC=clang SANITIZE=address,undefined $(BUILD:build=build-address-undefined)/libemerge.a >/dev/null
+	@mkdir -p build/fuzz-corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
-	  $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_safetensors.c \
-	  build-address-undefined/libemerge.a $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz_safetensors
-	mkdir -p build/fuzz-corpus && build/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
-	  -timeout=10 build/fuzz-corpus tests/fuzz/corpus/safetensors
+	  $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_safetensors.c $(LIB_SRC) \
+	  $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz_safetensors
+	build/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+	  build/fuzz-corpus tests/fuzz/corpus/safetensors
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)

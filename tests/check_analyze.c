@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* em_analyze on real files: an MLP checkpoint written here, and each way it must fail
+ * with a named error instead of a number. (Transformer families and the comparison with
+ * the authors' pipeline are in tests/py.) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers/st_build.h"
+#include "suites.h"
+#include "emerge.h"
+
+static char *dir;
+static char path[700];
+
+/* layers.0 [128, 64], layers.1 [128, 128], layers.2 [64, 128], weights in +-0.05. */
+static float w0[128 * 64], w1[128 * 128], w2[64 * 128];
+
+static void fill(float *w, size_t n, unsigned *x)
+{
+  for (size_t i = 0; i < n; i++) {
+    *x = *x * 1103515245u + 12345u;
+    w[i] = ((float)(*x >> 8) / (float)(1u << 24) - 0.5f) * 0.1f;
+  }
+}
+
+static void write_mlp(const char *dtype0)
+{
+  st_tensor_t t[] = {
+    {"layers.0.weight", dtype0, 2, {128, 64}, w0, sizeof(w0)},
+    {"layers.0.bias", "F32", 1, {4}, w0, 16},
+    {"layers.1.weight", "F32", 2, {128, 128}, w1, sizeof(w1)},
+    {"layers.2.weight", "F32", 2, {64, 128}, w2, sizeof(w2)},
+  };
+  size_t len;
+  uint8_t *buf = st_build(t, 4, &len);
+  ck_assert_int_eq(st_write(path, buf, len), 0);
+  free(buf);
+}
+
+static void setup(void)
+{
+  dir = st_tmpdir();
+  snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+  unsigned x = 7;
+  fill(w0, 128 * 64, &x);
+  fill(w1, 128 * 128, &x);
+  fill(w2, 64 * 128, &x);
+  write_mlp("F32");
+}
+
+static void teardown(void)
+{
+  char cmd[800];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+  free(dir);
+}
+
+static int analyze_path(const char *p, const em_params_t *params, em_result_t *r, em_err_t *err)
+{
+  em_ckpt_t *ck = NULL;
+  int rc = em_ckpt_open(p, &ck, err);
+  if (!rc)
+    rc = em_analyze(ck, params, r, err);
+  em_ckpt_destroy(&ck);
+  return rc;
+}
+
+START_TEST(test_analyze_mlp)
+{
+  em_params_t p;
+  em_params_default(&p);
+  em_result_t r, again;
+  em_err_t err = {0};
+  ck_assert_msg(analyze_path(path, &p, &r, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(r.arch, EM_ARCH_MLP);
+  ck_assert_uint_eq(r.nsamples, 10);
+  ck_assert_uint_eq(r.nq, 61);
+  ck_assert_uint_eq(r.nodes, 10 * 3 * 32); /* 32 sources in each of 3 layers, all kept */
+  ck_assert(r.alpha0 > 0 && r.width > 0);
+  ck_assert_int_eq(analyze_path(dir, &p, &again, &err), 0); /* the directory finds model.safetensors */
+  ck_assert_double_eq(r.alpha0, again.alpha0);          /* deterministic */
+  for (size_t i = 0; i < r.nq; i++)
+    ck_assert_double_eq(r.tau[i], again.tau[i]);
+  em_result_free(&again);
+  p.full = true;
+  ck_assert_int_eq(analyze_path(path, &p, &again, &err), 0);
+  ck_assert_uint_eq(again.nsamples, 1);
+  ck_assert_uint_eq(again.nodes, 64 + 128 + 128); /* every source neuron */
+  ck_assert_double_ne(again.alpha0, r.alpha0);
+  em_result_free(&again);
+  em_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_analyze_nonfinite_named)
+{
+  w1[5 * 128 + 7] = NAN;
+  write_mlp("F32");
+  em_params_t p;
+  em_params_default(&p);
+  p.full = true; /* reads every weight */
+  em_result_t r;
+  em_err_t err = {0};
+  ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_ENONFINITE);
+  ck_assert_msg(strstr(err.msg, "'layers.1.weight'") && strstr(err.msg, "[5, 7]"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_analyze_unsupported_dtype)
+{
+  write_mlp("I32"); /* same bytes, integer dtype */
+  em_params_t p;
+  em_params_default(&p);
+  em_result_t r;
+  em_err_t err = {0};
+  ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EUNSUPPORTED);
+  ck_assert_msg(strstr(err.msg, "dtype I32"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_analyze_truncated_after_open)
+{
+  em_ckpt_t *ck = NULL;
+  em_err_t err = {0};
+  ck_assert_int_eq(em_ckpt_open(path, &ck, &err), 0);
+  ck_assert_int_eq(truncate(path, 4096), 0);
+  em_params_t p;
+  em_params_default(&p);
+  em_result_t r;
+  ck_assert_int_eq(em_analyze(ck, &p, &r, &err), -ESTALE);
+  ck_assert_ptr_nonnull(strstr(err.msg, "shrank"));
+  em_ckpt_destroy(&ck);
+}
+END_TEST
+
+START_TEST(test_analyze_no_node_kept)
+{
+  for (size_t i = 0; i < 128 * 64; i++)
+    w0[i] = 2.0f; /* d = 0.5: never kept */
+  for (size_t i = 0; i < 128 * 128; i++)
+    w1[i] = 1e-4f; /* d = 10000: beyond the threshold */
+  for (size_t i = 0; i < 64 * 128; i++)
+    w2[i] = 0.0f;
+  write_mlp("F32");
+  em_params_t p;
+  em_params_default(&p);
+  em_result_t r;
+  em_err_t err = {0};
+  ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EDEGENERATE);
+  ck_assert_msg(strstr(err.msg, "seed 0") && strstr(err.msg, "--full"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_analyze_unmappable_and_torch)
+{
+  float v[4] = {1, 2, 3, 4};
+  st_tensor_t t = {"norm.weight", "F32", 1, {4}, v, sizeof(v)};
+  size_t len;
+  uint8_t *buf = st_build(&t, 1, &len);
+  ck_assert_int_eq(st_write(path, buf, len), 0);
+  free(buf);
+  em_params_t p;
+  em_params_default(&p);
+  em_result_t r;
+  em_err_t err = {0};
+  ck_assert_int_eq(analyze_path(path, &p, &r, &err), -EINVAL);
+  ck_assert_msg(strstr(err.msg, "cannot map") && strstr(err.msg, "'norm.weight'"), "%s", err.msg);
+  p.arch = EM_ARCH_LLAMA;
+  ck_assert_int_eq(analyze_path(path, &p, &r, &err), -EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "q_proj"));
+
+  unlink(path);
+  char torch[800];
+  snprintf(torch, sizeof(torch), "%s/pytorch_model.bin", dir);
+  ck_assert_int_eq(st_write(torch, (const uint8_t *)"PK", 2), 0);
+  em_ckpt_t *ck = NULL;
+  ck_assert_int_eq(em_ckpt_open(dir, &ck, &err), EM_EUNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(err.msg, "pytorch_model.bin"));
+  ck_assert_int_eq(em_ckpt_open(torch, &ck, &err), EM_EUNSUPPORTED);
+  unlink(torch);
+  ck_assert_int_eq(em_ckpt_open(dir, &ck, &err), -ENOENT);
+  ck_assert_ptr_nonnull(strstr(err.msg, "no .safetensors"));
+}
+END_TEST
+
+Suite *analyze_suite(void)
+{
+  Suite *s = suite_create("analyze");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_analyze_mlp);
+  tcase_add_test(tc, test_analyze_nonfinite_named);
+  tcase_add_test(tc, test_analyze_unsupported_dtype);
+  tcase_add_test(tc, test_analyze_truncated_after_open);
+  tcase_add_test(tc, test_analyze_no_node_kept);
+  tcase_add_test(tc, test_analyze_unmappable_and_torch);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* Runs every Check suite. CK_RUN_SUITE / CK_RUN_CASE select; CK_FORK=no for gdb. */
+#include <stdlib.h>
+
+#include "suites.h"
+
+int main(void)
+{
+  Suite *(*const suites[])(void) = {mt_suite, spectrum_suite, dtype_suite, safetensors_suite,
+                                    name_suite, params_suite, analyze_suite};
+  SRunner *sr = srunner_create(NULL);
+  for (size_t i = 0; i < sizeof(suites) / sizeof(*suites); i++)
+    srunner_add_suite(sr, suites[i]());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

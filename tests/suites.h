@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/* The Check suites run by run_tests; one per module (tests/check_<module>.c). */
+#ifndef EM_SUITES_H
+#define EM_SUITES_H
+
+#include <check.h>
+
+Suite *mt_suite(void);
+Suite *spectrum_suite(void);
+Suite *dtype_suite(void);
+Suite *safetensors_suite(void);
+Suite *name_suite(void);
+Suite *params_suite(void);
+Suite *analyze_suite(void);
+
+#endif
