@@ -77,8 +77,10 @@ unit: $(BUILD)/tests/run_tests
 	$(BUILD)/tests/run_tests
 fuzz-replay: $(BUILD)/tests/fuzz/replay
 	$(BUILD)/tests/fuzz/replay tests/fuzz/corpus/safetensors
+# Sanitizer reports exit 99, never a code a test expects from emergectl.
+SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:exitcode=99
 e2e: $(EMERGECTL)
-	EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
+	$(SAN_ENV) EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
 
 # libFuzzer build of the safetensors parser (needs clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 60

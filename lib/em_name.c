@@ -22,8 +22,10 @@ bool em_name_step(const char *name, int64_t *step)
         j++;
       int64_t v = 0;
       size_t digits = 0;
-      while (name[j + digits] >= '0' && name[j + digits] <= '9' && digits < 19)
-        v = v * 10 + (name[j + digits++] - '0');
+      while (name[j + digits] >= '0' && name[j + digits] <= '9') {
+        if (++digits <= 18) /* a longer run is not a step: it would overflow */
+          v = v * 10 + (name[j + digits - 1] - '0');
+      }
       if (digits == 0 || digits > 18)
         continue;
       *step = v; /* later matches win: the number after the LAST word */

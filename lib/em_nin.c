@@ -8,22 +8,24 @@
  * go through a lookup table built once per reader; 32/64-bit ones are computed. */
 #include "em_nin.h"
 
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "em_err.h"
 
-#define READ_BUF (4u << 20) /* bytes per pread at most */
+#define READ_BUF (4u << 20)    /* bytes per pread at most */
+#define WHOLE_ROWS (256u << 10) /* whole rows read together: the chunk stays in L2, */
+#define MIN_ROWS 128            /* unless rows are wide: then enough rows that a tile's
+                                   histograms are reused (each chunk sweeps all of them) */
 
 struct em_nin {
   int thr;
   int16_t *tab16[2];    /* F16, BF16: bits -> bin (0 skip, -1 non-finite), built on use */
   int16_t *tab8[2];     /* F8_E4M3, F8_E5M2 */
+  uint8_t *mag16[2];    /* F16, BF16: the sign-free byte version of tab16 */
   uint8_t *buf;         /* READ_BUF bytes */
-  int16_t *bins;        /* one row's bins of the needed columns */
-  size_t bins_cap;
-  uint32_t *hist;       /* per source node: thr + 1 counters */
-  uint32_t *cnt;        /* per source node: distances in range */
+  uint32_t *hist;       /* per source node: thr + 2 counters (bin 0: not kept, thr + 1: NaN/Inf) */
   size_t hist_cap;      /* nodes hist can hold */
   uint32_t *order;      /* scratch: sorted column -> slot */
   uint32_t *cols;
@@ -47,13 +49,12 @@ void em_nin_destroy(em_nin_t **self_p)
   if (!n)
     return;
   for (int i = 0; i < 2; i++) {
+    free(n->mag16[i]);
     free(n->tab16[i]);
     free(n->tab8[i]);
   }
   free(n->buf);
-  free(n->bins);
   free(n->hist);
-  free(n->cnt);
   free(n->order);
   free(n->cols);
   free(n);
@@ -81,10 +82,24 @@ static const int16_t *bin_table(em_nin_t *n, em_dtype_t dt, int *rc)
   }
   for (size_t v = 0; v < size; v++) {
     uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    t[v] = (int16_t)em_bin_of(em_dtype_to_double(dt, le), n->thr);
+    int b = em_bin_of(em_dtype_to_double(dt, le), n->thr);
+    t[v] = (int16_t)(b < 0 ? n->thr + 1 : b);
   }
   *slot = t;
   return t;
+}
+
+/* The sign-free byte table of a 16-bit dtype (|w| decides the bin), or NULL. */
+static const uint8_t *mag_table(em_nin_t *n, em_dtype_t dt, const int16_t *tab)
+{
+  int i = dt == EM_DT_F16 ? 0 : dt == EM_DT_BF16 ? 1 : -1;
+  if (i < 0 || n->thr + 1 > UINT8_MAX)
+    return NULL;
+  if (!n->mag16[i] && (n->mag16[i] = malloc(32768)) != NULL) {
+    for (size_t v = 0; v < 32768; v++)
+      n->mag16[i][v] = (uint8_t)tab[v];
+  }
+  return n->mag16[i];
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -99,9 +114,20 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
   return 0;
 }
 
-/* Bins of the elements at columns cols[0..nc) (ascending) of rows row0.. of tensor t,
- * handed to sink one row at a time. */
-typedef int (*row_sink_fn)(void *ctx, uint64_t row, const int16_t *bins);
+/* A block of rows read at once: row r of it holds the span of columns [first, ...]. */
+typedef struct chunk {
+  const em_tensor_t *t;
+  const int16_t *tab;   /* bin table, or NULL for F32/F64 */
+  const uint8_t *mag;   /* 16-bit dtypes, threshold <= 253: bin by |w| bits, 32 KiB (fits L1) */
+  const uint8_t *data;
+  uint64_t row0;        /* tensor row of data's first row */
+  uint64_t nrows;
+  size_t row_bytes;     /* bytes per row in data */
+  size_t es;            /* bytes per element */
+  uint32_t first;       /* column of each row's first byte */
+} chunk_t;
+
+typedef int (*chunk_sink_fn)(void *ctx, const chunk_t *c);
 
 static int nonfinite(const em_tensor_t *t, uint64_t row, uint32_t col, em_err_t *err)
 {
@@ -109,102 +135,158 @@ static int nonfinite(const em_tensor_t *t, uint64_t row, uint32_t col, em_err_t 
                     t->st->name, (unsigned long long)row, col);
 }
 
-static int bin_span(em_nin_t *n, const em_tensor_t *t, const int16_t *tab, const uint8_t *p, uint64_t row,
-                    uint32_t first, const uint32_t *cols, uint32_t nc, int16_t *bins, em_err_t *err)
+/* Distance bin of column col of a row: 0 not kept, 1..thr, thr + 1 for NaN/Inf. Every
+ * weight lands in some bin, so the hot loops carry no branch on the weight's value (a
+ * kept/not-kept branch is a coin flip on real weights, and mispredicts). */
+static inline int chunk_bin(const chunk_t *c, int thr, const uint8_t *row, uint32_t col)
 {
-  size_t es = em_dtype_bits(t->st->dtype) / 8;
-  for (uint32_t k = 0; k < nc; k++) {
-    const uint8_t *e = p + (size_t)(cols[k] - first) * es;
-    int b;
-    if (tab)
-      b = tab[es == 2 ? (e[0] | e[1] << 8) : e[0]];
-    else
-      b = em_bin_of(em_dtype_to_double(t->st->dtype, e), n->thr);
-    if (b < 0)
-      return nonfinite(t, row, cols[k], err);
-    bins[k] = (int16_t)b;
-  }
-  return 0;
+  const uint8_t *e = row + (size_t)(col - c->first) * c->es;
+  if (c->tab && c->es == 2)
+    return c->tab[e[0] | e[1] << 8];
+  if (c->tab)
+    return c->tab[e[0]];
+  int b = em_bin_of(em_dtype_to_double(c->t->st->dtype, e), thr);
+  return b < 0 ? thr + 1 : b;
 }
 
+/* The first NaN/Inf of the chunk among cols, for the error message. */
+static int find_nonfinite(const chunk_t *c, int thr, const uint32_t *cols, uint32_t nc, em_err_t *err)
+{
+  for (uint64_t r = 0; r < c->nrows; r++) {
+    for (uint32_t k = 0; k < nc; k++) {
+      if (chunk_bin(c, thr, c->data + r * c->row_bytes, cols[k]) == thr + 1)
+        return nonfinite(c->t, c->row0 + r, cols[k], err);
+    }
+  }
+  return nonfinite(c->t, c->row0, cols[0], err);
+}
+
+/* Reads rows row0..row0+nrows of t over the span of cols (ascending) and hands them to
+ * sink in chunks: whole rows many at a time, partial spans one row at a time. */
 static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t nrows, const uint32_t *cols,
-                     uint32_t nc, row_sink_fn sink, void *ctx, em_err_t *err)
+                     uint32_t nc, chunk_sink_fn sink, void *ctx, em_err_t *err)
 {
   if (!em_dtype_readable(t->st->dtype))
     return em_err_set(err, EM_EUNSUPPORTED, "%s: tensor '%s' has dtype %s, which the analysis cannot read",
                       t->file->path, t->st->name, em_dtype_name(t->st->dtype));
   int rc = 0;
-  const int16_t *tab = bin_table(n, t->st->dtype, &rc);
-  if (rc || grow((void **)&n->bins, &n->bins_cap, nc, sizeof(*n->bins)))
+  chunk_t c = {.t = t, .tab = bin_table(n, t->st->dtype, &rc), .data = n->buf};
+  if (rc)
     return em_err_set(err, -ENOMEM, "out of memory");
+  c.mag = c.tab ? mag_table(n, t->st->dtype, c.tab) : NULL;
   uint64_t width = t->st->shape[1];
   size_t es = em_dtype_bits(t->st->dtype) / 8;
-  uint32_t first = cols[0], span = cols[nc - 1] - first + 1;
-  bool whole = span == width && nc == width;
-  uint64_t per_read = whole && width * es <= READ_BUF ? READ_BUF / (width * es) : 1;
-  size_t max_span = READ_BUF / es;
-  for (uint64_t r = 0; r < nrows && !rc;) {
-    uint64_t k = nrows - r < per_read ? nrows - r : per_read;
-    if (k > 1 || span <= max_span) {
-      rc = em_tensor_read(t, (row0 + r) * width + first, (size_t)(k * span), n->buf, err);
-      for (uint64_t i = 0; i < k && !rc; i++) {
-        rc = bin_span(n, t, tab, n->buf + i * span * es, row0 + r + i, first, cols, nc, n->bins, err);
-        if (!rc)
-          rc = sink(ctx, row0 + r + i, n->bins);
-      }
-    } else {
-      /* A span wider than the buffer: read each needed element's chunk separately. */
-      for (uint32_t c = 0; c < nc && !rc; c++) {
-        rc = em_tensor_read(t, (row0 + r) * width + cols[c], 1, n->buf, err);
-        if (!rc)
-          rc = bin_span(n, t, tab, n->buf, row0 + r, cols[c], &cols[c], 1, &n->bins[c], err);
-      }
-      if (!rc)
-        rc = sink(ctx, row0 + r, n->bins);
-    }
-    r += k;
+  uint64_t span = (uint64_t)cols[nc - 1] - cols[0] + 1;
+  if (span * es > READ_BUF)
+    return em_err_set(err, EM_EUNSUPPORTED, "%s: tensor '%s': rows of %llu bytes exceed the %u-byte read buffer",
+                      t->file->path, t->st->name, (unsigned long long)(span * es), READ_BUF);
+  bool whole = span == width;
+  uint64_t per_read = 1;
+  if (whole) {
+    per_read = WHOLE_ROWS / (width * es) > MIN_ROWS ? WHOLE_ROWS / (width * es) : MIN_ROWS;
+    per_read = per_read * width * es > READ_BUF ? READ_BUF / (width * es) : per_read;
+    per_read = per_read ? per_read : 1;
+  }
+  c.es = es;
+  c.first = cols[0];
+  c.row_bytes = (size_t)(span * es);
+  for (uint64_t r = 0; r < nrows && !rc; r += c.nrows) {
+    c.row0 = row0 + r;
+    c.nrows = nrows - r < per_read ? nrows - r : per_read;
+    rc = em_tensor_read(t, c.row0 * width + c.first, (size_t)(c.nrows * span), n->buf, err);
+    if (!rc)
+      rc = sink(ctx, &c);
   }
   return rc;
 }
 
 /* ---------------------------------------------------------------- maps */
 
-typedef struct map_ctx {
-  em_nin_t *n;
-  const uint32_t *slot;   /* sorted column k -> histogram slot */
-  uint32_t nc;
-  em_acc_t *acc;
-} map_ctx_t;
-
-/* Rows are targets: column k adds to the histogram of source slot[k]. */
-static int sink_targets(void *ctx, uint64_t row, const int16_t *bins)
+/* Folds one node's histogram (bins 1..thr) into the accumulator. */
+static int fold_node(em_acc_t *acc, const uint32_t *h, int thr)
 {
-  (void)row;
-  map_ctx_t *c = ctx;
-  uint32_t stride = (uint32_t)c->n->thr + 1;
-  for (uint32_t k = 0; k < c->nc; k++) {
-    if (bins[k] > 0) {
-      c->n->hist[(size_t)c->slot[k] * stride + (size_t)bins[k]]++;
-      c->n->cnt[c->slot[k]]++;
-    }
-  }
-  return 0;
+  uint32_t cnt = 0;
+  for (int b = 1; b <= thr; b++)
+    cnt += h[b];
+  return em_acc_add(acc, h, cnt);
 }
 
-/* Rows are sources (transposed storage): the whole row is one node. */
-static int sink_source(void *ctx, uint64_t row, const int16_t *bins)
+typedef struct map_ctx {
+  em_nin_t *n;
+  const uint32_t *cols;   /* needed columns, ascending */
+  const uint32_t *slot;   /* column k -> histogram slot */
+  bool identity;          /* slot[k] == k: the columns came sorted */
+  uint32_t nc;
+  em_acc_t *acc;
+  em_err_t *err;
+} map_ctx_t;
+
+#define TILE 32 /* columns binned together: their histograms stay in L1 */
+
+/* The hot case of full mode: whole rows of a 16-bit dtype, column k is node k. Returns
+ * whether a NaN/Inf was seen (its counts sit in bin thr + 1). */
+static bool sink_whole16(const chunk_t *c, uint32_t *restrict hist, size_t stride, uint32_t nc, int thr)
 {
-  (void)row;
-  map_ctx_t *c = ctx;
-  uint32_t *h = c->n->hist, cnt = 0;
-  memset(h, 0, ((size_t)c->n->thr + 1) * sizeof(*h));
-  for (uint32_t k = 0; k < c->nc; k++) {
-    if (bins[k] > 0) {
-      h[bins[k]]++;
-      cnt++;
+  const uint8_t *restrict tab = c->mag;
+  for (uint32_t k0 = 0; k0 < nc; k0 += TILE) {
+    uint32_t k1 = nc - k0 < TILE ? nc : k0 + TILE;
+    for (uint64_t r = 0; r < c->nrows; r++) {
+      const uint8_t *restrict row = c->data + r * c->row_bytes;
+      for (uint32_t k = k0; k < k1; k++) {
+        uint16_t bits;
+        memcpy(&bits, row + 2 * k, 2);
+        hist[k * stride + tab[le16toh(bits) & 0x7fff]]++;
+      }
     }
   }
-  return em_acc_add(c->acc, h, cnt);
+  uint32_t bad = 0;
+  for (uint32_t k = 0; k < nc; k++)
+    bad |= hist[k * stride + (size_t)thr + 1];
+  return bad != 0;
+}
+
+/* Rows are targets: column k adds to the histogram of source slot[k]. */
+static int sink_targets(void *ctx, const chunk_t *c)
+{
+  map_ctx_t *m = ctx;
+  int thr = m->n->thr;
+  size_t stride = (size_t)thr + 2;
+  uint32_t *hist = m->n->hist, bad = 0;
+  if (c->mag && c->first == 0 && m->nc == c->row_bytes / 2 && m->identity) {
+    bad = sink_whole16(c, hist, stride, m->nc, thr);
+    return bad ? find_nonfinite(c, thr, m->cols, m->nc, m->err) : 0;
+  }
+  for (uint32_t k0 = 0; k0 < m->nc; k0 += TILE) {
+    uint32_t k1 = m->nc - k0 < TILE ? m->nc : k0 + TILE;
+    for (uint64_t r = 0; r < c->nrows; r++) {
+      const uint8_t *row = c->data + r * c->row_bytes;
+      for (uint32_t k = k0; k < k1; k++) {
+        int b = chunk_bin(c, thr, row, m->cols[k]);
+        hist[m->slot[k] * stride + (size_t)b]++;
+        bad |= b == thr + 1;
+      }
+    }
+  }
+  return bad ? find_nonfinite(c, thr, m->cols, m->nc, m->err) : 0;
+}
+
+/* Rows are sources (transposed storage): each row is one node. */
+static int sink_sources(void *ctx, const chunk_t *c)
+{
+  map_ctx_t *m = ctx;
+  int thr = m->n->thr;
+  uint32_t *h = m->n->hist;
+  for (uint64_t r = 0; r < c->nrows; r++) {
+    const uint8_t *row = c->data + r * c->row_bytes;
+    memset(h, 0, ((size_t)thr + 2) * sizeof(*h));
+    for (uint32_t k = 0; k < m->nc; k++)
+      h[chunk_bin(c, thr, row, m->cols[k])]++;
+    if (h[thr + 1])
+      return find_nonfinite(c, thr, m->cols, m->nc, m->err);
+    if (fold_node(m->acc, h, thr) != 0)
+      return -ENOMEM;
+  }
+  return 0;
 }
 
 typedef struct col_slot { uint32_t col, slot; } col_slot_t;
@@ -215,8 +297,9 @@ static int cmp_col(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-/* idx sorted ascending into n->cols, with n->order[k] = position of cols[k] in idx. */
-static const uint32_t *sort_cols(em_nin_t *n, const uint32_t *idx, uint32_t count, int *rc)
+/* idx sorted ascending into n->cols, with n->order[k] = position of cols[k] in idx;
+ * *identity tells whether idx was sorted already. */
+static const uint32_t *sort_cols(em_nin_t *n, const uint32_t *idx, uint32_t count, bool *identity, int *rc)
 {
   if (count > n->cols_cap) {
     uint32_t *cols = realloc(n->cols, count * sizeof(*cols));
@@ -233,6 +316,7 @@ static const uint32_t *sort_cols(em_nin_t *n, const uint32_t *idx, uint32_t coun
   bool sorted = true;
   for (uint32_t i = 1; i < count && sorted; i++)
     sorted = idx[i - 1] < idx[i];
+  *identity = sorted;
   if (sorted) {
     for (uint32_t i = 0; i < count; i++) {
       n->cols[i] = idx[i];
@@ -279,27 +363,30 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
                    uint32_t ntgt, em_acc_t *acc, em_err_t *err)
 {
   int rc = 0;
-  size_t stride = (size_t)n->thr + 1, nodes = m->transposed ? 1 : nsrc;
-  if (grow((void **)&n->hist, &n->hist_cap, nodes * stride, sizeof(*n->hist)) ||
-      !(n->cnt = realloc(n->cnt, (nsrc ? nsrc : 1) * sizeof(*n->cnt))))
+  size_t stride = (size_t)n->thr + 2, nodes = m->transposed ? 1 : nsrc;
+  if (grow((void **)&n->hist, &n->hist_cap, nodes * stride, sizeof(*n->hist)))
     return em_err_set(err, -ENOMEM, "out of memory");
-  map_ctx_t ctx = {n, NULL, 0, acc};
+  map_ctx_t ctx = {.n = n, .acc = acc, .err = err};
   if (m->transposed) {
     /* Stored [in, out]: each sampled source is a stored row; targets are its columns. */
-    const uint32_t *cols = sort_cols(n, tgt, ntgt, &rc);
+    ctx.cols = sort_cols(n, tgt, ntgt, &ctx.identity, &rc);
     ctx.nc = ntgt;
-    for (uint32_t i = 0; i < nsrc && !rc; i++)
-      rc = read_rows(n, m->parts[0].t, src[i], 1, cols, ntgt, sink_source, &ctx, err);
+    for (uint32_t i = 0; i < nsrc && !rc;) {
+      uint32_t run = 1;
+      while (i + run < nsrc && src[i + run] == src[i] + run)
+        run++;
+      rc = read_rows(n, m->parts[0].t, src[i], run, ctx.cols, ntgt, sink_sources, &ctx, err);
+      i += run;
+    }
   } else {
-    const uint32_t *cols = sort_cols(n, src, nsrc, &rc);
+    ctx.cols = sort_cols(n, src, nsrc, &ctx.identity, &rc);
     ctx.slot = n->order;
     ctx.nc = nsrc;
     memset(n->hist, 0, nsrc * stride * sizeof(*n->hist));
-    memset(n->cnt, 0, nsrc * sizeof(*n->cnt));
     if (!rc)
-      rc = add_target_rows(n, m, tgt, ntgt, cols, &ctx, err);
+      rc = add_target_rows(n, m, tgt, ntgt, ctx.cols, &ctx, err);
     for (uint32_t i = 0; i < nsrc && !rc; i++)
-      rc = em_acc_add(acc, n->hist + i * stride, n->cnt[i]);
+      rc = fold_node(acc, n->hist + i * stride, n->thr);
   }
   if (rc == -ENOMEM)
     return em_err_set(err, rc, "out of memory");

@@ -1,0 +1,51 @@
+"""Shared by the end-to-end tests: run emergectl, lay out checkpoints like trainers do."""
+import json
+import os
+import subprocess
+
+import make_ckpt
+import stio
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+EMERGECTL = os.path.join(ROOT, os.environ.get("EMERGECTL", "bin/emergectl"))
+
+
+def emergectl(*args, check=None):
+    """(exit code, stdout, stderr); check=N asserts the exit code."""
+    p = subprocess.run([EMERGECTL, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode} != {check}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    return p.returncode, p.stdout, p.stderr
+
+
+def analyze_json(*args):
+    _, out, _ = emergectl("analyze", "--json", *args, check=0)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def hf_checkpoint(run_dir, step, tensors, dtype="F32", metrics=None):
+    """run_dir/checkpoint-STEP/ with model.safetensors and trainer_state.json."""
+    d = os.path.join(run_dir, f"checkpoint-{step}")
+    os.makedirs(d, exist_ok=True)
+    make_ckpt.write(os.path.join(d, "model.safetensors"), tensors, dtype)
+    history = [{"step": step, **(metrics or {})}] if metrics else []
+    with open(os.path.join(d, "trainer_state.json"), "w") as f:
+        json.dump({"global_step": step, "log_history": history}, f)
+    return d
+
+
+def shard(path_dir, tensors, dtype, nshards):
+    """Sharded HF layout: model-0000k-of-0000n.safetensors + model.safetensors.index.json."""
+    names = sorted(tensors)
+    weight_map = {}
+    for k in range(nshards):
+        part = names[k::nshards]
+        fname = f"model-{k + 1:05d}-of-{nshards:05d}.safetensors"
+        stio.save(os.path.join(path_dir, fname), {n: (dtype, tensors[n]) for n in part})
+        weight_map.update({n: fname for n in part})
+    with open(os.path.join(path_dir, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f)
+
+
+def close(a, b, tol=1e-9):
+    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
