@@ -8,7 +8,7 @@ CFLAGS     ?= -O2 -g
 
 # Debian packages the build, the tests and the demo need (`make deps` installs them).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
-            check python3-numpy python3-zmq
+            check python3-numpy python3-zmq time
 PC_DEPS  := libcjson
 PC_TEST  := check
 
@@ -80,7 +80,7 @@ fuzz-replay: $(BUILD)/tests/fuzz/replay
 # Sanitizer reports exit 99, never a code a test expects from emergectl.
 SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:exitcode=99
 e2e: $(EMERGECTL)
-	$(SAN_ENV) EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
+	$(SAN_ENV) SANITIZE=$(SANITIZE) EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
 
 # libFuzzer build of the safetensors parser (needs clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 60
