@@ -10,8 +10,11 @@
  * is exactly 1, so those bins are only counted (an integer per bin) instead of summed;
  * below its first distance its term is M^-q, added once at that bin and spread by a
  * suffix sum at the end (all terms non-negative: no cancellation).
- * Speed: nodes are folded in batches, one slice of QB q values at a time, so that the
- * slice of Z being summed (thr x QB doubles, 19 KiB) stays in L1 across the batch. */
+ *
+ * Speed (the hot loop of full mode): nodes are folded in batches of BATCH, one slice of
+ * QB q values at a time, bins outer and nodes inner. A bin's partial sums then stay in
+ * registers, and the batch's N values at one bin are close together, so the power-table
+ * rows they read (laid out slice by slice, QB doubles per row) are cache hits. */
 #include "em_spectrum.h"
 
 #include <math.h>
@@ -20,33 +23,31 @@
 
 #include "em_err.h"
 
-static void *alloc_rows(size_t rows, size_t stride)
-{
-  size_t bytes = rows * stride * sizeof(double);
-  return aligned_alloc(32, bytes ? bytes : 32);
-}
-
 #define QB 16        /* q values per slice */
 #define BATCH 64     /* nodes folded together */
 
 struct em_acc {
   int thr;             /* largest radius */
-  size_t nq, stride;   /* q values; row length of the tables (nq rounded up to QB) */
+  size_t nq, nslices;  /* q values; slices of QB (the last one padded with q = 0) */
   double *q;
-  double *z;           /* stride/QB slices of (thr + 1) rows of QB: partial Z_q(r), terms below 1 */
-  double *pre;         /* same layout: pre[f] = sum of M^-q over nodes whose first distance is at f */
-  uint32_t *batch;     /* BATCH histograms of thr + 1 counters, waiting to be folded */
+  double *z;           /* [slice][bin][QB]: partial Z_q(r) over bins first..last-1 of each node */
+  double *pre;         /* [slice][bin][QB]: sum of M^-q over nodes whose first distance is at bin */
+  uint32_t *cum;       /* [bin][BATCH]: N_j(bin) = 1 + distances <= bin, of the batched nodes */
   uint32_t bm[BATCH];  /* their M = 1 + distances kept */
-  int blast[BATCH];    /* their last non-empty bin */
   int bfirst[BATCH];   /* their first non-empty bin */
+  int blast[BATCH];    /* their last non-empty bin */
   size_t nbatch;
   uint32_t *ones;      /* ones[b]: nodes whose last distance is at bin b */
   uint8_t *present;    /* present[b]: some kept node has a distance at b */
   size_t nodes;        /* kept nodes */
   size_t cap;          /* power table rows 0..cap-1 */
-  double *pw, *pwinv;  /* pw[n][i] = n^q_i, pwinv[n][i] = n^-q_i */
-  double *v;           /* scratch row */
+  double *pw, *pwinv;  /* [slice][n][QB]: n^q and n^-q */
 };
+
+static void *alloc_doubles(size_t n)
+{
+  return aligned_alloc(64, (n ? n : 1) * sizeof(double) + 63 - ((n ? n : 1) * sizeof(double) + 63) % 64);
+}
 
 int em_bin_of(double w, int threshold)
 {
@@ -86,16 +87,15 @@ em_acc_t *em_acc_new(int threshold, const double *q, size_t nq)
     return NULL;
   a->thr = threshold;
   a->nq = nq;
-  a->stride = (nq + QB - 1) / QB * QB;
+  a->nslices = (nq + QB - 1) / QB;
   size_t bins = (size_t)threshold + 1;
   a->q = malloc(nq * sizeof(*a->q));
-  a->z = alloc_rows(bins, a->stride);
-  a->pre = alloc_rows(bins, a->stride);
+  a->z = alloc_doubles(a->nslices * bins * QB);
+  a->pre = alloc_doubles(a->nslices * bins * QB);
+  a->cum = malloc(bins * BATCH * sizeof(*a->cum));
   a->ones = malloc(bins * sizeof(*a->ones));
   a->present = malloc(bins);
-  a->v = alloc_rows(1, a->stride);
-  a->batch = malloc(BATCH * bins * sizeof(*a->batch));
-  if (!a->q || !a->z || !a->pre || !a->ones || !a->present || !a->v || !a->batch) {
+  if (!a->q || !a->z || !a->pre || !a->cum || !a->ones || !a->present) {
     em_acc_destroy(&a);
     return NULL;
   }
@@ -112,12 +112,11 @@ void em_acc_destroy(em_acc_t **self_p)
   free(a->q);
   free(a->z);
   free(a->pre);
+  free(a->cum);
   free(a->ones);
   free(a->present);
   free(a->pw);
   free(a->pwinv);
-  free(a->v);
-  free(a->batch);
   free(a);
   *self_p = NULL;
 }
@@ -125,15 +124,15 @@ void em_acc_destroy(em_acc_t **self_p)
 void em_acc_reset(em_acc_t *a)
 {
   size_t bins = (size_t)a->thr + 1;
-  memset(a->z, 0, bins * a->stride * sizeof(*a->z));
-  memset(a->pre, 0, bins * a->stride * sizeof(*a->pre));
+  memset(a->z, 0, a->nslices * bins * QB * sizeof(*a->z));
+  memset(a->pre, 0, a->nslices * bins * QB * sizeof(*a->pre));
   memset(a->ones, 0, bins * sizeof(*a->ones));
   memset(a->present, 0, bins);
   a->nodes = 0;
   a->nbatch = 0;
 }
 
-/* Grows the power tables to hold rows 0..need. */
+/* Grows the power tables to hold rows 0..need, keeping the rows already computed. */
 static int grow_tables(em_acc_t *a, size_t need)
 {
   if (need < a->cap)
@@ -141,27 +140,29 @@ static int grow_tables(em_acc_t *a, size_t need)
   size_t cap = a->cap ? a->cap : 128;
   while (cap <= need)
     cap *= 2;
-  double *pw = alloc_rows(cap, a->stride), *pwinv = alloc_rows(cap, a->stride);
+  double *pw = alloc_doubles(a->nslices * cap * QB), *pwinv = alloc_doubles(a->nslices * cap * QB);
   if (!pw || !pwinv) {
     free(pw);
     free(pwinv);
     return -ENOMEM;
   }
-  if (a->cap) {
-    memcpy(pw, a->pw, a->cap * a->stride * sizeof(*pw));
-    memcpy(pwinv, a->pwinv, a->cap * a->stride * sizeof(*pwinv));
+  for (size_t s = 0; s < a->nslices; s++) {
+    if (a->cap) {
+      memcpy(pw + s * cap * QB, a->pw + s * a->cap * QB, a->cap * QB * sizeof(*pw));
+      memcpy(pwinv + s * cap * QB, a->pwinv + s * a->cap * QB, a->cap * QB * sizeof(*pwinv));
+    }
+    for (size_t n = a->cap; n < cap; n++) {
+      for (size_t i = 0; i < QB; i++) {
+        double qi = s * QB + i < a->nq ? a->q[s * QB + i] : 0;
+        pw[(s * cap + n) * QB + i] = pow((double)n, qi);
+        pwinv[(s * cap + n) * QB + i] = pow((double)n, -qi);
+      }
+    }
   }
   free(a->pw);
   free(a->pwinv);
   a->pw = pw;
   a->pwinv = pwinv;
-  for (size_t n = a->cap; n < cap; n++) {
-    for (size_t i = 0; i < a->stride; i++) {
-      double qi = i < a->nq ? a->q[i] : 0;
-      pw[n * a->stride + i] = pow((double)n, qi);
-      pwinv[n * a->stride + i] = pow((double)n, -qi);
-    }
-  }
   a->cap = cap;
   return 0;
 }
@@ -174,35 +175,50 @@ static int grow_tables(em_acc_t *a, size_t need)
 #define HOT_CLONES
 #endif
 
+/* One slice: zs[b] += sum over batched nodes j with first_j <= b < last_j of
+ * N_j(b)^q * M_j^-q. pw and pwinv are this slice's tables. */
 HOT_CLONES
-static void fold_slice(double *restrict zs, double *restrict pre, const uint32_t *restrict hist, int first,
-                       int last, const double *restrict inv, const double *restrict pw, size_t stride)
+static void fold_slice(const em_acc_t *a, double *restrict zs, const double *restrict pw,
+                       const double *restrict pwinv)
 {
-  double v[QB];
-  for (size_t i = 0; i < QB; i++)
-    pre[(size_t)first * QB + i] += inv[i]; /* N = 1 below the first distance */
-  uint32_t n = 1;
-  for (int b = first; b < last; b++) {
-    if (hist[b]) {
-      n += hist[b];
-      const double *restrict pn = pw + (size_t)n * stride;
-      for (size_t i = 0; i < QB; i++)
-        v[i] = pn[i] * inv[i];
-    }
-    double *restrict zb = zs + (size_t)b * QB;
+  int lo = a->thr, hi = 0;
+  for (size_t j = 0; j < a->nbatch; j++) {
+    lo = a->bfirst[j] < lo ? a->bfirst[j] : lo;
+    hi = a->blast[j] > hi ? a->blast[j] : hi;
+  }
+  for (int b = lo; b < hi; b++) {
+    double acc[QB];
+#pragma GCC unroll 16
     for (size_t i = 0; i < QB; i++)
-      zb[i] += v[i];
+      acc[i] = zs[(size_t)b * QB + i];
+    const uint32_t *cum = a->cum + (size_t)b * BATCH;
+    for (size_t j = 0; j < a->nbatch; j++) {
+      if (b < a->bfirst[j] || b >= a->blast[j])
+        continue;
+      const double *restrict pn = pw + (size_t)cum[j] * QB;
+      const double *restrict inv = pwinv + (size_t)a->bm[j] * QB;
+#pragma GCC unroll 16 /* acc stays in registers */
+      for (size_t i = 0; i < QB; i++)
+        acc[i] += pn[i] * inv[i];
+    }
+#pragma GCC unroll 16
+    for (size_t i = 0; i < QB; i++)
+      zs[(size_t)b * QB + i] = acc[i];
   }
 }
 
 /* Folds the batched nodes into Z, one q slice at a time. */
 static void flush_batch(em_acc_t *a)
 {
-  const size_t s = a->stride, bins = (size_t)a->thr + 1;
-  for (size_t q0 = 0; q0 < s; q0 += QB) {
-    for (size_t j = 0; j < a->nbatch; j++)
-      fold_slice(a->z + q0 * bins, a->pre + q0 * bins, a->batch + j * bins, a->bfirst[j], a->blast[j],
-                 a->pwinv + (size_t)a->bm[j] * s + q0, a->pw + q0, s);
+  const size_t bins = (size_t)a->thr + 1;
+  for (size_t s = 0; s < a->nslices; s++) {
+    const double *pw = a->pw + s * a->cap * QB, *pwinv = a->pwinv + s * a->cap * QB;
+    double *pre = a->pre + s * bins * QB;
+    for (size_t j = 0; j < a->nbatch; j++) {
+      for (size_t i = 0; i < QB; i++) /* N = 1 below the first distance: the term is M^-q */
+        pre[(size_t)a->bfirst[j] * QB + i] += pwinv[(size_t)a->bm[j] * QB + i];
+    }
+    fold_slice(a, a->z + s * bins * QB, pw, pwinv);
   }
   a->nbatch = 0;
 }
@@ -214,17 +230,19 @@ int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
   uint32_t m = cnt + 1;
   if (grow_tables(a, m) != 0)
     return -ENOMEM;
-  int last = a->thr, first = 1;
-  while (hist[last] == 0)
-    last--;
-  while (hist[first] == 0)
-    first++;
-  for (int b = 1; b <= last; b++)
-    a->present[b] |= hist[b] != 0;
+  int first = 0, last = 0;
+  uint32_t n = 1;
+  for (int b = 1; b <= a->thr; b++) {
+    if (hist[b]) {
+      n += hist[b];
+      a->present[b] = 1;
+      first = first ? first : b;
+      last = b;
+    }
+    a->cum[(size_t)b * BATCH + a->nbatch] = n;
+  }
   a->ones[last]++; /* from its last distance on, the node's term is exactly 1 */
   a->nodes++;
-  size_t bins = (size_t)a->thr + 1;
-  memcpy(a->batch + a->nbatch * bins, hist, bins * sizeof(*hist));
   a->bm[a->nbatch] = m;
   a->bfirst[a->nbatch] = first;
   a->blast[a->nbatch++] = last;
@@ -285,7 +303,7 @@ int em_acc_tau(em_acc_t *a, double *tau, em_err_t *err)
     }
   }
   for (size_t i = 0; i < a->nq && !rc; i++) {
-    size_t base = (i / QB * QB) * bins + i % QB;
+    size_t base = (i / QB) * bins * QB + i % QB;
     double below = 0; /* sum of pre[f] for f > the radius */
     for (size_t j = k, b = bins - 1; j-- > 0;) {
       for (; b > rb[j]; b--)
