@@ -74,7 +74,7 @@ static int run_init(run_t *r, em_ckpt_t *ck, const em_params_t *p, const double 
   r->tgt = malloc(most_tgt * sizeof(*r->tgt));
   r->acc = em_acc_new(p->threshold, q, nq);
   r->nin = em_nin_new(p->threshold);
-  if (!r->idx || !r->scratch || !r->tgt || !r->acc || !r->nin)
+  if (!r->idx || !r->scratch || !r->tgt || !r->acc || !r->nin || em_acc_reserve(r->acc, most_tgt + 1) != 0)
     return em_err_set(err, -ENOMEM, "out of memory");
   return 0;
 }

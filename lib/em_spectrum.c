@@ -132,12 +132,13 @@ void em_acc_reset(em_acc_t *a)
   a->nbatch = 0;
 }
 
-/* Grows the power tables to hold rows 0..need, keeping the rows already computed. */
-static int grow_tables(em_acc_t *a, size_t need)
+/* Grows the power tables to hold rows 0..need (doubling unless exact), keeping the rows
+ * already computed. */
+static int grow_tables(em_acc_t *a, size_t need, bool exact)
 {
   if (need < a->cap)
     return 0;
-  size_t cap = a->cap ? a->cap : 128;
+  size_t cap = exact ? need + 1 : (a->cap ? a->cap : 128);
   while (cap <= need)
     cap *= 2;
   double *pw = alloc_doubles(a->nslices * cap * QB), *pwinv = alloc_doubles(a->nslices * cap * QB);
@@ -228,7 +229,7 @@ int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
   if (cnt <= EM_MIN_DISTANCES)
     return 0;
   uint32_t m = cnt + 1;
-  if (grow_tables(a, m) != 0)
+  if (grow_tables(a, m, false) != 0)
     return -ENOMEM;
   int first = 0, last = 0;
   uint32_t n = 1;
@@ -250,6 +251,8 @@ int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
     flush_batch(a);
   return 0;
 }
+
+int em_acc_reserve(em_acc_t *a, uint32_t max_m) { return grow_tables(a, max_m, true); }
 
 size_t em_acc_nodes(const em_acc_t *a) { return a->nodes; }
 

@@ -30,6 +30,9 @@ void em_acc_reset(em_acc_t *acc);
 /* Folds one node: hist[1..threshold] counts its rounded distances, cnt their sum. Nodes
  * with cnt <= EM_MIN_DISTANCES are ignored. -ENOMEM when a table cannot grow. */
 int em_acc_add(em_acc_t *acc, const uint32_t *hist, uint32_t cnt);
+/* Sizes the power tables for nodes of up to max_m - 1 distances (the largest
+ * out-degree), so they are built once, exactly; -ENOMEM. Optional. */
+int em_acc_reserve(em_acc_t *acc, uint32_t max_m);
 /* Nodes kept so far. */
 size_t em_acc_nodes(const em_acc_t *acc);
 /* tau(q) over the radii present; EM_EDEGENERATE when no node was kept, fewer than two
