@@ -96,13 +96,9 @@ static bool safe_shard_name(const char *s)
   return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
-static bool seen_before(const cJSON *map, const cJSON *item)
+static int cmp_str_ptr(const void *a, const void *b)
 {
-  for (const cJSON *c = map->child; c != item; c = c->next) {
-    if (strcmp(c->valuestring, item->valuestring) == 0)
-      return true;
-  }
-  return false;
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Every tensor the index names must be in the shard it names. */
@@ -130,25 +126,38 @@ static int open_index(em_ckpt_t *ck, const char *index, em_err_t *err)
     rc = em_err_set(err, -EINVAL, "%s: no weight_map object", index);
     goto done;
   }
+  size_t n = 0;
+  for (const cJSON *c = map->child; c; c = c->next) {
+    if (!cJSON_IsString(c) || !safe_shard_name(c->valuestring)) {
+      rc = em_err_set(err, -EINVAL, "%s: weight_map entry '%s' is not a plain shard file name", index, c->string);
+      goto done;
+    }
+    n++;
+  }
+  /* Open each distinct shard once, in name order. */
+  const char **shards = malloc(n * sizeof(*shards));
   char *dir = strdup(index);
-  if (!dir) {
+  if (!shards || !dir) {
+    free(shards);
+    free(dir);
     rc = em_err_set(err, -ENOMEM, "%s: out of memory", index);
     goto done;
   }
+  n = 0;
+  for (const cJSON *c = map->child; c; c = c->next)
+    shards[n++] = c->valuestring;
+  qsort(shards, n, sizeof(*shards), cmp_str_ptr);
   char *slash = strrchr(dir, '/');
   if (slash)
     *slash = 0;
-  for (const cJSON *c = map->child; c && !rc; c = c->next) {
-    if (!cJSON_IsString(c) || !safe_shard_name(c->valuestring)) {
-      rc = em_err_set(err, -EINVAL, "%s: weight_map entry '%s' is not a plain shard file name", index, c->string);
-      break;
-    }
-    if (seen_before(map, c))
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (i > 0 && strcmp(shards[i], shards[i - 1]) == 0)
       continue;
-    char *shard = slash ? path_join(dir, c->valuestring) : strdup(c->valuestring);
+    char *shard = slash ? path_join(dir, shards[i]) : strdup(shards[i]);
     rc = shard ? add_file(ck, shard, err) : em_err_set(err, -ENOMEM, "out of memory");
     free(shard);
   }
+  free(shards);
   free(dir);
   if (!rc)
     rc = build_table(ck, err);

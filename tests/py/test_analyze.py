@@ -208,3 +208,24 @@ def test_usage_errors_exit_2(tmp):
     assert emergectl("frobnicate")[0] == 2
     assert emergectl("analyze", "--help")[0] == 0
     assert emergectl("--version")[1].startswith("emergectl ")
+
+
+def test_bad_index_is_named(tmp):
+    t = make_ckpt.build("neox", 64, 1)
+    d = os.path.join(tmp, "ck")
+    os.makedirs(d)
+    shard(d, t, "F32", 2)
+    index = os.path.join(d, "model.safetensors.index.json")
+    with open(index) as f:
+        good = json.load(f)
+    cases = [
+        ({"weight_map": {**good["weight_map"], "x": "../../etc/passwd"}}, "not a plain shard file name"),
+        ({"weight_map": {k: "model-00001-of-00002.safetensors" for k in good["weight_map"]}}, "does not hold it"),
+        ({"metadata": {}}, "no weight_map"),
+        ("{not json", "not valid JSON"),
+    ]
+    for body, msg in cases:
+        with open(index, "w") as f:
+            f.write(body if isinstance(body, str) else json.dumps(body))
+        code, out, err = emergectl("analyze", d)
+        assert code == 1 and out == "" and msg in err and "model.safetensors.index.json" in err, (msg, err)
