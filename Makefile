@@ -47,6 +47,7 @@ TEST_OBJ   := $(call obj,$(TEST_SRC))
 BIN_DIR := $(if $(SANITIZE),$(BUILD)/bin,bin)
 EMERGECTL := $(BIN_DIR)/emergectl
 
+.SECONDARY:
 .PHONY: all check unit e2e fuzz-replay fuzz bench demo install uninstall clean deps help
 all: $(EMERGECTL)
 
@@ -66,7 +67,8 @@ $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemproto.a
 $(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
-$(BUILD)/tests/fuzz/replay: $(call obj,tests/fuzz/replay.c tests/fuzz/fuzz_safetensors.c) $(BUILD)/libemerge.a
+FUZZ_TARGETS := safetensors sidefiles
+$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
 # The test command of the README: installs missing packages, then unit suites, corpus replay,
@@ -75,22 +77,27 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory unit fuzz-replay e2e
 unit: $(BUILD)/tests/run_tests
 	$(BUILD)/tests/run_tests
-fuzz-replay: $(BUILD)/tests/fuzz/replay
-	$(BUILD)/tests/fuzz/replay tests/fuzz/corpus/safetensors
+fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
+	$(Q)for t in $(FUZZ_TARGETS); do $(BUILD)/tests/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
 # Sanitizer reports exit 99, never a code a test expects from emergectl.
 SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:exitcode=99
 e2e: $(EMERGECTL)
 	$(SAN_ENV) SANITIZE=$(SANITIZE) EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
 
-# libFuzzer build of the safetensors parser (needs clang): make fuzz FUZZ_SECONDS=60
+# libFuzzer runs of every parser (needs clang): make fuzz FUZZ_SECONDS=60. New inputs that
+# add coverage are merged back into tests/fuzz/corpus/<target>, which make check replays.
 FUZZ_SECONDS ?= 60
 fuzz:
-	@mkdir -p build/fuzz-corpus
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
-	  $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_safetensors.c $(LIB_SRC) \
-	  $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz_safetensors
-	build/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
-	  build/fuzz-corpus tests/fuzz/corpus/safetensors
+	@mkdir -p build/fuzz
+	$(Q)for t in $(FUZZ_TARGETS); do \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
+	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) \
+	    $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz/fuzz_$$t || exit 1; \
+	  mkdir -p build/fuzz/new_$$t; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+	    build/fuzz/new_$$t tests/fuzz/corpus/$$t || exit 1; \
+	  build/fuzz/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t build/fuzz/new_$$t 2>&1 | tail -1; \
+	done
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)
@@ -122,7 +129,7 @@ help:
 	@echo "make check        unit suites, fuzz corpus replay, end-to-end tests"
 	@echo "make SANITIZE=address,undefined check"
 	@echo "make bench        analysis benchmark (results in bench/RESULTS.md)"
-	@echo "make fuzz         libFuzzer run on the safetensors parser (clang)"
+	@echo "make fuzz         libFuzzer runs on every parser (clang), FUZZ_SECONDS each"
 	@echo "make deps         install the Debian packages (apt-get, sudo when not root)"
 	@echo "make install      PREFIX=/usr/local DESTDIR="
 

@@ -152,6 +152,8 @@ typedef struct em_trainer {
 /* Reads DIR/trainer_state.json if present. A missing file is not an error (found=false);
  * a malformed one is -EINVAL. step < 0 asks for no metrics. */
 int em_trainer_read(const char *dir, int64_t step, em_trainer_t *out, em_err_t *err);
+/* The same from text in memory (messages name "trainer_state.json"). */
+int em_trainer_parse(const char *text, size_t len, int64_t step, em_trainer_t *out, em_err_t *err);
 void em_trainer_free(em_trainer_t *t);
 
 #endif /* EMERGE_H */

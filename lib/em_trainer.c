@@ -45,6 +45,36 @@ static int collect(em_trainer_t *t, const cJSON *history, int64_t step)
   return 0;
 }
 
+/* Fills out from a parsed trainer_state.json; path names it in messages. */
+static int trainer_from_json(const cJSON *root, const char *path, int64_t step, em_trainer_t *out, em_err_t *err)
+{
+  out->found = true;
+  if (!cJSON_IsObject(root))
+    return em_err_set(err, -EINVAL, "%s: not a JSON object", path);
+  const cJSON *gs = cJSON_GetObjectItemCaseSensitive(root, "global_step");
+  if (cJSON_IsNumber(gs) && gs->valuedouble >= 0 && gs->valuedouble < 9e15 &&
+      gs->valuedouble == floor(gs->valuedouble)) {
+    out->has_global_step = true;
+    out->global_step = (int64_t)gs->valuedouble;
+  }
+  const cJSON *history = cJSON_GetObjectItemCaseSensitive(root, "log_history");
+  if (step >= 0 && cJSON_IsArray(history) && collect(out, history, step) != 0)
+    return em_err_set(err, -ENOMEM, "out of memory");
+  return 0;
+}
+
+int em_trainer_parse(const char *text, size_t len, int64_t step, em_trainer_t *out, em_err_t *err)
+{
+  memset(out, 0, sizeof(*out));
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  int rc = root ? trainer_from_json(root, "trainer_state.json", step, out, err)
+                : em_err_set(err, -EINVAL, "trainer_state.json: not valid JSON");
+  cJSON_Delete(root);
+  if (rc)
+    em_trainer_free(out);
+  return rc;
+}
+
 int em_trainer_read(const char *dir, int64_t step, em_trainer_t *out, em_err_t *err)
 {
   memset(out, 0, sizeof(*out));
@@ -56,20 +86,7 @@ int em_trainer_read(const char *dir, int64_t step, em_trainer_t *out, em_err_t *
     return 0;
   if (rc)
     return rc;
-  out->found = true;
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
-    return em_err_set(err, -EINVAL, "%s: not a JSON object", path);
-  }
-  const cJSON *gs = cJSON_GetObjectItemCaseSensitive(root, "global_step");
-  if (cJSON_IsNumber(gs) && gs->valuedouble >= 0 && gs->valuedouble < 9e15 &&
-      gs->valuedouble == floor(gs->valuedouble)) {
-    out->has_global_step = true;
-    out->global_step = (int64_t)gs->valuedouble;
-  }
-  const cJSON *history = cJSON_GetObjectItemCaseSensitive(root, "log_history");
-  if (step >= 0 && cJSON_IsArray(history) && collect(out, history, step) != 0)
-    rc = em_err_set(err, -ENOMEM, "out of memory");
+  rc = trainer_from_json(root, path, step, out, err);
   cJSON_Delete(root);
   if (rc)
     em_trainer_free(out);
