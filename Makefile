@@ -9,7 +9,7 @@ CFLAGS     ?= -O2 -g
 # Debian packages the build, the tests and the demo need (`make deps` installs them).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
             check python3-numpy python3-zmq time
-PC_DEPS  := libcjson
+PC_DEPS  := libcjson libuv libzmq sqlite3
 PC_TEST  := check
 
 PC_OK := $(shell $(PKG_CONFIG) --exists $(PC_DEPS) 2>/dev/null && echo yes)
@@ -21,14 +21,15 @@ endif
 
 SAN       = $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer)
 EM_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror \
-            -Iinclude -Ilib -Iproto $(shell $(PKG_CONFIG) --cflags $(PC_DEPS) 2>/dev/null) $(SAN)
+            -Iinclude -Ilib -Iproto -Idaemon $(shell $(PKG_CONFIG) --cflags $(PC_DEPS) 2>/dev/null) $(SAN)
 EM_LIBS   = $(SAN) $(shell $(PKG_CONFIG) --libs $(PC_DEPS) 2>/dev/null) -lm -pthread
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PC_TEST) 2>/dev/null)
 CHECK_LIBS   = $(shell $(PKG_CONFIG) --libs $(PC_TEST) 2>/dev/null)
 
 # Sanitizer builds go to their own tree so they never mix objects with the plain build.
-BUILD := build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 comma := ,
+BUILD := build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+
 Q = $(if $(V),,@)
 Q_CC = $(if $(V),,@printf '  CC      %s\n' $@;)
 Q_LD = $(if $(V),,@printf '  LD      %s\n' $@;)
@@ -36,20 +37,23 @@ Q_LD = $(if $(V),,@printf '  LD      %s\n' $@;)
 LIB_SRC   := $(wildcard lib/*.c)
 PROTO_SRC := $(wildcard proto/*.c)
 CLIENT_SRC:= $(filter-out client/emergectl.c,$(wildcard client/*.c))
+DAEMON_SRC:= $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 TEST_SRC  := $(wildcard tests/check_*.c) tests/run_tests.c $(wildcard tests/helpers/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
 PROTO_OBJ  := $(call obj,$(PROTO_SRC))
 CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 TEST_OBJ   := $(call obj,$(TEST_SRC))
 
 BIN_DIR := $(if $(SANITIZE),$(BUILD)/bin,bin)
 EMERGECTL := $(BIN_DIR)/emergectl
+EMERGED := $(BIN_DIR)/emerged
 
 .SECONDARY:
 .PHONY: all check unit e2e fuzz-replay fuzz bench demo install uninstall clean deps help
-all: $(EMERGECTL)
+all: $(EMERGECTL) $(EMERGED)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -60,11 +64,18 @@ $(BUILD)/libemerge.a: $(LIB_OBJ)
 $(BUILD)/libemproto.a: $(PROTO_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/libemerged.a: $(DAEMON_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(EMERGED): $(call obj,daemon/main.c) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+	@mkdir -p $(dir $@)
+	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
+
 $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	@mkdir -p $(dir $@)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
-$(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+$(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
 FUZZ_TARGETS := safetensors sidefiles
@@ -81,8 +92,8 @@ fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 	$(Q)for t in $(FUZZ_TARGETS); do $(BUILD)/tests/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
 # Sanitizer reports exit 99, never a code a test expects from emergectl.
 SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:exitcode=99
-e2e: $(EMERGECTL)
-	$(SAN_ENV) SANITIZE=$(SANITIZE) EMERGECTL=$(EMERGECTL) $(PYTHON) tests/py/run.py
+e2e: $(EMERGECTL) $(EMERGED)
+	$(SAN_ENV) SANITIZE=$(SANITIZE) EMERGECTL=$(EMERGECTL) EMERGED=$(EMERGED) $(PYTHON) tests/py/run.py
 
 # libFuzzer runs of every parser (needs clang): make fuzz FUZZ_SECONDS=60. New inputs that
 # add coverage are merged back into tests/fuzz/corpus/<target>, which make check replays.
@@ -109,9 +120,9 @@ demo: deps
 
 install: all
 	install -d $(DESTDIR)$(BINDIR)
-	install -m 0755 $(EMERGECTL) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(EMERGECTL) $(EMERGED) $(DESTDIR)$(BINDIR)/
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/emergectl
+	rm -f $(DESTDIR)$(BINDIR)/emergectl $(DESTDIR)$(BINDIR)/emerged
 
 clean:
 	rm -rf build build-* bin
@@ -125,7 +136,7 @@ deps:
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing
 
 help:
-	@echo "make [all]        build bin/emergectl"
+	@echo "make [all]        build bin/emergectl and bin/emerged"
 	@echo "make check        unit suites, fuzz corpus replay, end-to-end tests"
 	@echo "make SANITIZE=address,undefined check"
 	@echo "make bench        analysis benchmark (results in bench/RESULTS.md)"

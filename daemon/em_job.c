@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+#include "em_job.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "em_result_json.h"
+#include "em_scan.h"
+
+em_job_t *em_job_new(int64_t ckpt_id, const char *path, const char *run, bool is_dir, bool has_step, int64_t step,
+                     uint64_t version, const em_params_t *params)
+{
+  em_job_t *j = calloc(1, sizeof(*j));
+  if (!j)
+    return NULL;
+  *j = (em_job_t){.ckpt_id = ckpt_id, .path = strdup(path), .run = strdup(run), .is_dir = is_dir,
+                  .has_step = has_step, .step = step, .version = version, .params = *params};
+  if (!j->path || !j->run) {
+    em_job_free(j);
+    return NULL;
+  }
+  return j;
+}
+
+void em_job_free(em_job_t *j)
+{
+  if (!j)
+    return;
+  free(j->path);
+  free(j->run);
+  free(j->error);
+  free(j->json);
+  free(j);
+}
+
+static void set_state(em_job_t *j, const char *state, const char *msg)
+{
+  j->outcome = EM_JOB_STATE;
+  j->state = state;
+  free(j->error);
+  j->error = strdup(msg);
+}
+
+/* The fingerprint still equals the one the job was queued for. */
+static bool unchanged(const em_job_t *j)
+{
+  em_fingerprint_t fp;
+  return em_scan_fingerprint(j->path, j->is_dir, &fp) == 0 && fp.version == j->version;
+}
+
+static void encode(em_job_t *j, const em_result_t *r)
+{
+  em_trainer_t trainer = {0};
+  em_err_t err;
+  if (j->is_dir && j->has_step)
+    em_trainer_read(j->path, j->step, &trainer, &err); /* a bad trainer_state.json only loses metrics */
+  em_result_meta_t m = {.run = j->run, .path = j->path, .has_step = true, .step = j->step, .trainer = &trainer};
+  cJSON *o = em_result_to_json(r, &m);
+  j->json = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  em_trainer_free(&trainer);
+  if (!j->json) {
+    set_state(j, "failed", "out of memory encoding the result");
+    return;
+  }
+  j->outcome = EM_JOB_DONE;
+  j->alpha0 = r->alpha0;
+  j->width = r->width;
+}
+
+void em_job_run(em_job_t *j)
+{
+  em_err_t err = {0};
+  em_ckpt_t *ck = NULL;
+  em_result_t r;
+  if (!unchanged(j)) {
+    j->outcome = EM_JOB_CHANGED;
+    return;
+  }
+  int rc = em_ckpt_open(j->path, &ck, &err);
+  if (!rc)
+    rc = em_analyze(ck, &j->params, &r, &err);
+  em_ckpt_destroy(&ck);
+  if (rc == -ESTALE || !unchanged(j)) { /* changed while read: never record what was read */
+    if (!rc)
+      em_result_free(&r);
+    j->outcome = access(j->path, F_OK) == 0 ? EM_JOB_CHANGED : EM_JOB_STATE;
+    if (j->outcome == EM_JOB_STATE)
+      set_state(j, "vanished", "deleted before it could be read");
+    return;
+  }
+  if (rc == -ENOENT)
+    set_state(j, "vanished", err.msg);
+  else if (rc == EM_ENONFINITE)
+    set_state(j, "nonfinite", err.msg);
+  else if (rc == EM_EUNSUPPORTED)
+    set_state(j, "unsupported", err.msg);
+  else if (rc)
+    set_state(j, "failed", err.msg);
+  else {
+    encode(j, &r);
+    em_result_free(&r);
+  }
+}

@@ -1,0 +1,553 @@
+/* SPDX-License-Identifier: MIT */
+/* The store thread.
+ *
+ * DESIGN. The loop thread queues operations; the store thread runs them in order, each
+ * in one BEGIN IMMEDIATE transaction, then moves them to a done list and wakes the loop
+ * (uv_async_send coalesces, so the callback drains the whole list). A transaction that
+ * fails for a passing reason (SQLITE_BUSY, SQLITE_FULL, I/O) is rolled back, logged and
+ * retried with backoff: nothing is lost and the daemon stays up. Exactly once: a result
+ * row is keyed by (checkpoint, version) and inserted only if absent, in the same
+ * transaction that assigns its seq and marks the checkpoint done. */
+#include "em_store.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "em_log.h"
+
+struct em_store {
+  sqlite3 *db;
+  uv_thread_t thread;
+  uv_mutex_t lock;
+  uv_cond_t wake;
+  em_store_op_t *head, *tail;   /* queued, FIFO */
+  em_store_op_t *done;          /* finished, for the loop (LIFO; reversed when drained) */
+  size_t pending;
+  bool stopping;
+  uv_async_t async;
+  uv_sem_t ready;
+  int start_rc;
+  char *path;
+  char *start_err;
+};
+
+static const char *schema_v1 =
+  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+  "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, dir TEXT NOT NULL,"
+  "  next_arrival INTEGER NOT NULL DEFAULT 0);"
+  "CREATE TABLE IF NOT EXISTS checkpoints(id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
+  "  path TEXT NOT NULL, step INTEGER NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL, error TEXT,"
+  "  updated REAL NOT NULL, UNIQUE(run_id, path));"
+  "CREATE TABLE IF NOT EXISTS results(id INTEGER PRIMARY KEY, checkpoint_id INTEGER NOT NULL"
+  "  REFERENCES checkpoints(id), version TEXT NOT NULL, seq INTEGER UNIQUE NOT NULL, alpha0 REAL NOT NULL,"
+  "  width REAL NOT NULL, emergence REAL, json TEXT NOT NULL, ts REAL NOT NULL, UNIQUE(checkpoint_id, version));"
+  "CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY, seq INTEGER UNIQUE NOT NULL, run_id INTEGER NOT NULL,"
+  "  rule TEXT NOT NULL, step INTEGER, json TEXT NOT NULL, ts REAL NOT NULL);"
+  "CREATE INDEX IF NOT EXISTS results_seq ON results(seq);"
+  "INSERT OR IGNORE INTO meta(key, value) VALUES('last_seq', 0);";
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------- SQL helpers */
+
+static int exec(sqlite3 *db, const char *sql)
+{
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK)
+    EM_DEBUG("store: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+  sqlite3_free(msg);
+  return rc;
+}
+
+/* Prepares sql and binds "?" from a format of i (int64), d (double), t (text, NULL ok). */
+static sqlite3_stmt *prepare(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    return NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  for (int i = 0; fmt && fmt[i]; i++) {
+    if (fmt[i] == 'i')
+      sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    else if (fmt[i] == 'd')
+      sqlite3_bind_double(st, i + 1, va_arg(ap, double));
+    else
+      sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+  }
+  va_end(ap);
+  return st;
+}
+
+/* Runs a statement to completion; returns the SQLite code (SQLITE_DONE is success). */
+static int run_stmt(sqlite3_stmt *st)
+{
+  if (!st)
+    return SQLITE_ERROR;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    ;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* The first column of the first row as int64, or def. */
+static int64_t query_int(sqlite3_stmt *st, int64_t def, int *rc)
+{
+  int64_t v = def;
+  if (!st) {
+    *rc = SQLITE_ERROR;
+    return def;
+  }
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW)
+    v = sqlite3_column_type(st, 0) == SQLITE_NULL ? def : sqlite3_column_int64(st, 0);
+  else if (r != SQLITE_DONE)
+    *rc = r;
+  sqlite3_finalize(st);
+  return v;
+}
+
+#define CHECK(x)                                                                                   \
+  do {                                                                                             \
+    int c_ = (x);                                                                                  \
+    if (c_ != SQLITE_DONE && c_ != SQLITE_OK)                                                      \
+      return c_;                                                                                   \
+  } while (0)
+
+/* ---------------------------------------------------------------- operations */
+
+static int64_t run_id(sqlite3 *db, const char *name, const char *dir, int *rc)
+{
+  *rc = run_stmt(prepare(db, "INSERT OR IGNORE INTO runs(name, dir) VALUES(?, ?)", "tt", name, dir));
+  if (*rc != SQLITE_DONE)
+    return -1;
+  *rc = SQLITE_OK;
+  return query_int(prepare(db, "SELECT id FROM runs WHERE name = ?", "t", name), -1, rc);
+}
+
+static int op_seen(sqlite3 *db, em_store_op_t *op)
+{
+  int rc = SQLITE_OK;
+  int64_t rid = run_id(db, op->run, op->run_dir, &rc);
+  CHECK(rc);
+  int64_t id = query_int(prepare(db, "SELECT id FROM checkpoints WHERE run_id = ? AND path = ?", "it", rid,
+                                 op->path), -1, &rc);
+  CHECK(rc);
+  if (id < 0) {
+    int64_t step = op->step;
+    if (!op->has_step) { /* a number assigned once, in arrival order, and stored */
+      step = query_int(prepare(db, "SELECT next_arrival FROM runs WHERE id = ?", "i", rid), 0, &rc);
+      CHECK(run_stmt(prepare(db, "UPDATE runs SET next_arrival = next_arrival + 1 WHERE id = ?", "i", rid)));
+    }
+    CHECK(run_stmt(prepare(db, "INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
+                               "VALUES(?, ?, ?, ?, 'queued', ?)", "ititd", rid, op->path, step, op->version,
+                           now_s())));
+    id = (int64_t)sqlite3_last_insert_rowid(db);
+  } else {
+    if (op->has_step)
+      CHECK(run_stmt(prepare(db, "UPDATE checkpoints SET step = ? WHERE id = ?", "ii", op->step, id)));
+    CHECK(run_stmt(prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, updated = ? "
+                               "WHERE id = ? AND version != ?", "tdit", op->version, now_s(), id, op->version)));
+  }
+  op->ckpt_id = id;
+  op->step_out = query_int(prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
+  op->has_result = query_int(prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
+                                     "it", id, op->version), 0, &rc) > 0;
+  if (op->has_result)
+    CHECK(run_stmt(prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL WHERE id = ?", "i", id)));
+  return rc;
+}
+
+static int op_state(sqlite3 *db, em_store_op_t *op)
+{
+  return run_stmt(prepare(db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? WHERE id = ? AND version = ?",
+                          "ttdit", op->state, op->error, now_s(), op->ckpt_id, op->version));
+}
+
+static int add_pub(em_store_op_t *op, const char *run, char *payload)
+{
+  em_pub_t *p = realloc(op->pubs, (op->npub + 1) * sizeof(*p));
+  if (!p) {
+    free(payload);
+    return SQLITE_NOMEM;
+  }
+  op->pubs = p;
+  size_t n = strlen(run) + 16;
+  p[op->npub].topic = malloc(n);
+  if (!p[op->npub].topic) {
+    free(payload);
+    return SQLITE_NOMEM;
+  }
+  snprintf(p[op->npub].topic, n, "result/%s/", run);
+  p[op->npub++].payload = payload;
+  return SQLITE_OK;
+}
+
+/* Sets emergence, baseline_step, seq, kind, ts in a result object; returns the new text. */
+static char *finish_payload(const char *json, bool has_e, double e, int64_t base_step, int64_t seq, double ts)
+{
+  cJSON *o = cJSON_Parse(json);
+  if (!o)
+    return NULL;
+  cJSON_ReplaceItemInObjectCaseSensitive(o, "emergence", has_e ? cJSON_CreateNumber(e) : cJSON_CreateNull());
+  cJSON_ReplaceItemInObjectCaseSensitive(o, "baseline_step", has_e ? cJSON_CreateNumber((double)base_step)
+                                                                   : cJSON_CreateNull());
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "seq");
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "kind");
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "ts");
+  cJSON_AddNumberToObject(o, "seq", (double)seq);
+  cJSON_AddStringToObject(o, "kind", "result");
+  cJSON_AddNumberToObject(o, "ts", ts);
+  char *out = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return out;
+}
+
+static int64_t next_seq(sqlite3 *db, int *rc)
+{
+  int64_t seq = query_int(prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, rc) + 1;
+  if (*rc == SQLITE_OK &&
+      run_stmt(prepare(db, "UPDATE meta SET value = ? WHERE key = 'last_seq'", "i", seq)) != SQLITE_DONE)
+    *rc = SQLITE_ERROR;
+  return seq;
+}
+
+/* E of every other current result of the run, against a new baseline: new seq each. */
+static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self, double a0, double w, int64_t bstep)
+{
+  sqlite3_stmt *st = prepare(db, "SELECT r.id, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
+                                 "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
+                                 "AND c.id != ? ORDER BY c.step", "ii", rid, self);
+  if (!st)
+    return SQLITE_ERROR;
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+    double e = (sqlite3_column_double(st, 2) / w) * log(a0 / sqlite3_column_double(st, 1));
+    int64_t seq = next_seq(db, &rc);
+    double ts = now_s();
+    char *payload = finish_payload((const char *)sqlite3_column_text(st, 3), true, e, bstep, seq, ts);
+    if (!payload)
+      rc = SQLITE_NOMEM;
+    else if (run_stmt(prepare(db, "UPDATE results SET seq = ?, emergence = ?, json = ?, ts = ? WHERE id = ?",
+                              "idtdi", seq, e, payload, ts, id)) != SQLITE_DONE)
+      rc = SQLITE_ERROR;
+    if (payload && rc == SQLITE_OK)
+      rc = add_pub(op, op->run, strdup(payload));
+    free(payload);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int op_result(sqlite3 *db, em_store_op_t *op)
+{
+  int rc = SQLITE_OK;
+  int64_t exists = query_int(prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
+                                     "it", op->ckpt_id, op->version), 0, &rc);
+  int64_t current = query_int(prepare(db, "SELECT COUNT(*) FROM checkpoints WHERE id = ? AND version = ?", "it",
+                                      op->ckpt_id, op->version), 0, &rc);
+  CHECK(rc);
+  if (exists || !current) /* exactly once; a stale version is not recorded */
+    return SQLITE_OK;
+  int64_t rid = query_int(prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
+  int64_t step = query_int(prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
+  /* The run's baseline: its lowest-step current result. */
+  sqlite3_stmt *b = prepare(db, "SELECT c.step, r.alpha0, r.width FROM results r JOIN checkpoints c "
+                                "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
+                                "ORDER BY c.step, c.id LIMIT 1", "i", rid);
+  bool has_base = b && sqlite3_step(b) == SQLITE_ROW;
+  int64_t bstep = has_base ? sqlite3_column_int64(b, 0) : 0;
+  double ba0 = has_base ? sqlite3_column_double(b, 1) : 0, bw = has_base ? sqlite3_column_double(b, 2) : 0;
+  sqlite3_finalize(b);
+  bool new_base = !has_base || step < bstep;
+  double e = 0;
+  if (new_base) {
+    bstep = step;
+    ba0 = op->alpha0;
+    bw = op->width;
+  } else {
+    e = (op->width / bw) * log(ba0 / op->alpha0);
+  }
+  int64_t seq = next_seq(db, &rc);
+  CHECK(rc);
+  double ts = now_s();
+  char *payload = finish_payload(op->json, isfinite(e), e, bstep, seq, ts);
+  if (!payload)
+    return SQLITE_NOMEM;
+  rc = run_stmt(prepare(db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts) "
+                            "VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "td", op->ckpt_id, op->version, seq,
+                        op->alpha0, op->width, e, payload, ts));
+  if (rc == SQLITE_DONE)
+    rc = run_stmt(prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL, updated = ? WHERE id = ?", "di",
+                          ts, op->ckpt_id));
+  if (rc != SQLITE_DONE) {
+    free(payload);
+    return rc;
+  }
+  rc = add_pub(op, op->run, payload);
+  if (rc == SQLITE_OK && new_base && has_base)
+    rc = rebaseline(db, op, rid, op->ckpt_id, ba0, bw, bstep);
+  return rc;
+}
+
+static int op_meta(sqlite3 *db, em_store_op_t *op)
+{
+  char pid[24];
+  snprintf(pid, sizeof(pid), "%ld", (long)uv_os_getpid());
+  const char *sql = "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+  CHECK(run_stmt(prepare(db, sql, "tt", "pub", op->pub_endpoint)));
+  CHECK(run_stmt(prepare(db, sql, "tt", "api", op->api_endpoint)));
+  return run_stmt(prepare(db, sql, "tt", "pid", pid));
+}
+
+static int run_op(sqlite3 *db, em_store_op_t *op)
+{
+  switch (op->type) {
+  case EM_OP_SEEN: return op_seen(db, op);
+  case EM_OP_RESULT: return op_result(db, op);
+  case EM_OP_STATE: return op_state(db, op);
+  case EM_OP_META: return op_meta(db, op);
+  }
+  return SQLITE_MISUSE;
+}
+
+static void clear_outputs(em_store_op_t *op)
+{
+  for (size_t i = 0; i < op->npub; i++) {
+    free(op->pubs[i].topic);
+    free(op->pubs[i].payload);
+  }
+  free(op->pubs);
+  op->pubs = NULL;
+  op->npub = 0;
+}
+
+/* One transaction, retried with backoff while the failure is a passing one. */
+static void execute(em_store_t *s, em_store_op_t *op)
+{
+  unsigned delay_ms = 50;
+  for (;;) {
+    int rc = exec(s->db, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK) {
+      rc = run_op(s->db, op);
+      if (rc == SQLITE_OK || rc == SQLITE_DONE)
+        rc = exec(s->db, "COMMIT");
+    }
+    if (rc == SQLITE_OK) {
+      int q = SQLITE_OK;
+      op->last_seq = query_int(prepare(s->db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &q);
+      op->rc = 0;
+      return;
+    }
+    exec(s->db, "ROLLBACK");
+    clear_outputs(op);
+    bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
+    uv_mutex_lock(&s->lock);
+    bool stopping = s->stopping;
+    uv_mutex_unlock(&s->lock);
+    if (!passing || stopping) {
+      EM_ERR("store: %s: %s (%s)", s->path, sqlite3_errstr(rc), sqlite3_errmsg(s->db));
+      op->rc = -EIO;
+      return;
+    }
+    EM_WARN("store: %s: %s; retrying in %u ms", s->path, sqlite3_errstr(rc), delay_ms);
+    uv_sleep(delay_ms);
+    delay_ms = delay_ms < 5000 ? delay_ms * 2 : 5000;
+  }
+}
+
+/* ---------------------------------------------------------------- thread */
+
+static int open_db(em_store_t *s)
+{
+  int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_busy_timeout(s->db, 5000);
+  if (rc == SQLITE_OK)
+    rc = exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  int version = 0;
+  if (rc == SQLITE_OK) {
+    version = (int)query_int(prepare(s->db, "PRAGMA user_version", NULL), 0, &rc);
+    if (version > EM_SCHEMA_VERSION) {
+      s->start_err = strdup("database schema is newer than this emerged");
+      return SQLITE_ERROR;
+    }
+  }
+  if (rc == SQLITE_OK && version < 1) { /* migrations keyed on schema_version */
+    rc = exec(s->db, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK)
+      rc = exec(s->db, schema_v1);
+    if (rc == SQLITE_OK)
+      rc = exec(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', 1); PRAGMA user_version=1;"
+                       "COMMIT");
+    if (rc != SQLITE_OK)
+      exec(s->db, "ROLLBACK");
+  }
+  if (rc != SQLITE_OK && !s->start_err)
+    s->start_err = strdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+  return rc;
+}
+
+static void thread_main(void *arg)
+{
+  em_store_t *s = arg;
+  pthread_setname_np(pthread_self(), "em-store");
+  s->start_rc = open_db(s) == SQLITE_OK ? 0 : -EIO;
+  uv_sem_post(&s->ready);
+  if (s->start_rc)
+    return;
+  uv_mutex_lock(&s->lock);
+  for (;;) {
+    while (!s->head && !s->stopping)
+      uv_cond_wait(&s->wake, &s->lock);
+    if (!s->head)
+      break;
+    em_store_op_t *op = s->head;
+    s->head = op->next;
+    if (!s->head)
+      s->tail = NULL;
+    uv_mutex_unlock(&s->lock);
+    execute(s, op);
+    uv_mutex_lock(&s->lock);
+    op->next = s->done;
+    s->done = op;
+    uv_async_send(&s->async);
+  }
+  uv_mutex_unlock(&s->lock);
+}
+
+static void drain_done(uv_async_t *h)
+{
+  em_store_t *s = h->data;
+  uv_mutex_lock(&s->lock);
+  em_store_op_t *list = s->done, *rev = NULL;
+  s->done = NULL;
+  uv_mutex_unlock(&s->lock);
+  while (list) { /* back to submission order */
+    em_store_op_t *next = list->next;
+    list->next = rev;
+    rev = list;
+    list = next;
+  }
+  while (rev) {
+    em_store_op_t *next = rev->next;
+    uv_mutex_lock(&s->lock);
+    s->pending--;
+    uv_mutex_unlock(&s->lock);
+    if (rev->done)
+      rev->done(rev);
+    else
+      em_store_op_free(rev);
+    rev = next;
+  }
+}
+
+int em_store_start(em_store_t **out, const char *path, uv_loop_t *loop, char *err, size_t errlen)
+{
+  em_store_t *s = calloc(1, sizeof(*s));
+  if (!s || !(s->path = strdup(path))) {
+    free(s);
+    snprintf(err, errlen, "store: out of memory");
+    return -ENOMEM;
+  }
+  uv_mutex_init(&s->lock);
+  uv_cond_init(&s->wake);
+  uv_sem_init(&s->ready, 0);
+  uv_async_init(loop, &s->async, drain_done);
+  s->async.data = s;
+  uv_thread_create(&s->thread, thread_main, s);
+  uv_sem_wait(&s->ready);
+  if (s->start_rc) {
+    snprintf(err, errlen, "database %s: %s", path, s->start_err ? s->start_err : "cannot open");
+    uv_thread_join(&s->thread);
+    int rc = s->start_rc;
+    em_store_stop(&s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+static void free_store(uv_handle_t *h)
+{
+  em_store_t *s = h->data;
+  uv_mutex_destroy(&s->lock);
+  uv_cond_destroy(&s->wake);
+  uv_sem_destroy(&s->ready);
+  free(s->start_err);
+  free(s->path);
+  free(s);
+}
+
+void em_store_stop(em_store_t **self_p)
+{
+  em_store_t *s = *self_p;
+  if (!s)
+    return;
+  *self_p = NULL;
+  if (!s->start_rc) {
+    uv_mutex_lock(&s->lock);
+    s->stopping = true;
+    uv_cond_signal(&s->wake);
+    uv_mutex_unlock(&s->lock);
+    uv_thread_join(&s->thread);
+    drain_done(&s->async); /* ops finished before the stop still reach their owners */
+  }
+  if (s->db)
+    sqlite3_close(s->db);
+  uv_close((uv_handle_t *)&s->async, free_store);
+}
+
+void em_store_submit(em_store_t *s, em_store_op_t *op)
+{
+  op->next = NULL;
+  uv_mutex_lock(&s->lock);
+  if (s->tail)
+    s->tail->next = op;
+  else
+    s->head = op;
+  s->tail = op;
+  s->pending++;
+  uv_cond_signal(&s->wake);
+  uv_mutex_unlock(&s->lock);
+}
+
+size_t em_store_pending(const em_store_t *s) { return s->pending; }
+
+em_store_op_t *em_store_op_new(em_store_op_type_t type)
+{
+  em_store_op_t *op = calloc(1, sizeof(*op));
+  if (op)
+    op->type = type;
+  return op;
+}
+
+void em_store_op_free(em_store_op_t *op)
+{
+  if (!op)
+    return;
+  clear_outputs(op);
+  free(op->run);
+  free(op->run_dir);
+  free(op->path);
+  free(op->error);
+  free(op->json);
+  free(op->pub_endpoint);
+  free(op->api_endpoint);
+  free(op);
+}

@@ -1,0 +1,312 @@
+"""emerged for real: a training job writing checkpoints into its watch root, subscribers
+on its PUB socket, requests on its API socket, and the ways daemons die."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import zmq
+
+import make_ckpt
+import stio
+from daemon import Daemon, collect, history, wait_for
+from helpers import ROOT, analyze_json, close
+
+
+def _train(out, steps=300, every=100, mode="rename", sleep=0.0):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), out, "--steps",
+                             str(steps), "--save-every", str(every), "--mode", mode, "--sleep", str(sleep)],
+                            stdout=subprocess.DEVNULL)
+
+
+def _results(msgs):
+    return [m for t, m in msgs if t.startswith("result/")]
+
+
+def _check_against_analyze(results):
+    """Each published result equals emergectl analyze of the same checkpoint."""
+    for r in results:
+        want = analyze_json("--samples", 2, r["path"])[0]
+        assert r["alpha0"] == want["alpha0"] and r["width"] == want["width"] and r["tau"] == want["tau"], r["path"]
+
+
+def _run_training_job(tmp, mode):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start()
+    sub = d.subscribe()
+    time.sleep(0.3)  # a PUB drops what it sends before the subscription arrives
+    job = _train(os.path.join(root, "run1"), mode=mode)
+    msgs = collect(sub, lambda g: len(g) >= 4)
+    job.wait()
+    results = _results(msgs)
+    assert [r["step"] for r in results] == [0, 100, 200, 300], [r["step"] for r in results]
+    seqs = [r["seq"] for r in results]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert all(r["kind"] == "result" and r["run"] == "run1" and r["baseline_step"] == 0 for r in results)
+    assert results[0]["emergence"] == 0 and results[-1]["trainer"]["eval_accuracy"] > 0.3
+    _check_against_analyze(results)
+    time.sleep(1.0)
+    assert collect(sub, lambda g: False, timeout=0.5) == []  # nothing published twice
+    assert d.stop() == 0
+    return d
+
+
+def test_rename_checkpoints_published_once(tmp):
+    _run_training_job(tmp, "rename")
+
+
+def test_in_place_checkpoints_published_once(tmp):
+    d = _run_training_job(tmp, "inplace")
+    assert "loop still had handles" not in d.read_log()
+
+
+def _write_slowly(path, data, pieces, pause):
+    """An in-place writer: the file grows piece by piece, pausing in between."""
+    with open(path, "wb") as f:
+        step = len(data) // pieces + 1
+        for i in range(0, len(data), step):
+            f.write(data[i:i + step])
+            f.flush()
+            time.sleep(pause)
+
+
+def test_half_written_file_never_produces_a_result(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    d = Daemon(tmp, root).start(quiet="1.0")
+    sub = d.subscribe()
+    time.sleep(0.3)
+    path = os.path.join(root, "run", "model-step10.safetensors")
+    data = stio.serialize({k: ("F32", v) for k, v in make_ckpt.build("neox", 64, 2).items()})
+    _write_slowly(path, data, pieces=8, pause=0.4)  # pauses shorter than the quiet period
+    msgs = collect(sub, lambda g: len(g) >= 1, timeout=15)
+    results = _results(msgs)
+    assert len(results) == 1 and results[0]["step"] == 10
+    _check_against_analyze(results)
+    # A writer that stalls longer than the quiet period leaves an incomplete file: it is
+    # recorded failed (named), never as a result; completing it later gives the result.
+    part = os.path.join(root, "run", "model-step20.safetensors")
+    with open(part, "wb") as f:
+        f.write(data[: len(data) // 2])
+    time.sleep(2.5)
+    hist = d.request({"cmd": "history", "run": "run"})
+    failed = [c for c in hist["checkpoints"] if c["path"] == part]
+    assert failed and failed[0]["state"] == "failed" and "incomplete" in failed[0]["error"], hist["checkpoints"]
+    with open(part, "ab") as f:
+        f.write(data[len(data) // 2:])
+    results = _results(collect(sub, lambda g: len(g) >= 1, timeout=15))
+    assert [r["step"] for r in results] == [20]
+    _check_against_analyze(results)
+    assert d.stop() == 0
+
+
+def test_rewritten_during_analysis_gives_no_wrong_row(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    d = Daemon(tmp, root, "--full").start(quiet="0.2")
+    path = os.path.join(root, "run", "model-step5.safetensors")
+    versions = []
+    for i in range(6):  # rewrite in place faster than the analysis settles
+        t = make_ckpt.build("neox", 128, 2, seed=i)
+        versions.append(t)
+        make_ckpt.write(path, t, "F16")
+        time.sleep(0.15 * (i % 3))
+    final = analyze_json("--full", path)[0]
+    wait_for(lambda: history(d, "run")[0], what="a result")
+    time.sleep(1.5)
+    hist = d.request({"cmd": "history", "run": "run"})
+    assert len(hist["results"]) == 1
+    assert hist["results"][0]["tau"] == final["tau"]  # the current row is the final file's
+    with d.db() as db:  # and no row holds values that no complete version had
+        rows = db.execute("SELECT json FROM results").fetchall()
+    taus = {tuple(analyze_json("--full", _save(tmp, v))[0]["tau"]) for v in versions}
+    assert all(tuple(json.loads(r[0])["tau"]) in taus for r in rows)
+    assert d.stop() == 0
+
+
+def _save(tmp, tensors):
+    p = os.path.join(tmp, f"v{abs(hash(str(list(tensors.values())[0][0][:3])))}.safetensors")
+    make_ckpt.write(p, tensors, "F16")
+    return p
+
+
+def test_kill_9_and_restart_gives_exactly_one_result(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start()
+    job = _train(os.path.join(root, "run1"), steps=600, every=50, sleep=0.05)
+    rng = np.random.default_rng(1)
+    kills = 0
+    while job.poll() is None and kills < 6:
+        time.sleep(rng.uniform(0.3, 1.2))
+        d.stop(signal.SIGKILL)
+        kills += 1
+        d.start()
+    job.wait()
+    ckpts = sorted(os.listdir(os.path.join(root, "run1")))
+    wait_for(lambda: len(history(d, "run1")[0]) == len(ckpts), timeout=60,
+             what="every checkpoint analysed")
+    with d.db() as db:
+        per = db.execute("SELECT checkpoint_id, COUNT(*) FROM results GROUP BY checkpoint_id").fetchall()
+        assert len(per) == len(ckpts) and all(n == 1 for _, n in per), per
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        seqs = [s for (s,) in db.execute("SELECT seq FROM results ORDER BY seq")]
+        assert len(seqs) == len(set(seqs))
+    assert d.stop() == 0
+
+
+def test_late_subscriber_misses_nothing(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start()
+    job = _train(os.path.join(root, "run1"), steps=500, every=50, sleep=0.2)
+    wait_for(lambda: len(history(d, "run1")[0]) >= 4, what="4 results")
+    sub = d.subscribe(b"result/run1/")  # subscribe first, then ask what was missed
+    time.sleep(0.2)
+    seen = {m["seq"]: m for m in (x["payload"] for x in d.request({"cmd": "since", "seq": 0})["messages"])}
+    job.wait()
+    live = _results(collect(sub, lambda g: False, timeout=4))
+    for m in live:
+        seen.setdefault(m["seq"], m)
+    steps = sorted(m["step"] for m in seen.values())
+    assert steps == list(range(0, 501, 50)), steps  # every checkpoint, once
+    with d.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == len(seen)
+    assert d.stop() == 0
+
+
+def test_lower_step_later_becomes_the_baseline(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    d = Daemon(tmp, root).start()
+    sub = d.subscribe()
+    time.sleep(0.3)
+    t = make_ckpt.build("neox", 64, 2, seed=1)
+    make_ckpt.write(os.path.join(root, "run", "model-step200.safetensors"), {k: v * 1.5 for k, v in t.items()}, "F32")
+    first = _results(collect(sub, lambda g: len(g) >= 1, timeout=15))
+    assert first[0]["baseline_step"] == 200 and first[0]["emergence"] == 0
+    make_ckpt.write(os.path.join(root, "run", "model-step0.safetensors"), t, "F32")
+    again = _results(collect(sub, lambda g: len(g) >= 2, timeout=15))
+    by_step = {m["step"]: m for m in again}
+    assert by_step[0]["emergence"] == 0 and by_step[200]["baseline_step"] == 0
+    assert by_step[200]["seq"] > first[0]["seq"]  # republished with a new seq
+    want = analyze_json("--samples", 2, os.path.join(root, "run", "model-step200.safetensors"),
+                        os.path.join(root, "run", "model-step0.safetensors"))[0]
+    assert close(by_step[200]["emergence"], want["emergence"])
+    assert d.stop() == 0
+
+
+def test_states_unsupported_and_nonfinite(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run", "checkpoint-3"))
+    open(os.path.join(root, "run", "checkpoint-3", "pytorch_model.bin"), "wb").write(b"PK\x03\x04")
+    t = make_ckpt.build("neox", 64, 1)
+    t["gpt_neox.layers.0.attention.dense.weight"][:] = np.nan
+    make_ckpt.write(os.path.join(root, "run", "model-step4.safetensors"), t, "F16")
+    d = Daemon(tmp, root).start()
+    final = lambda: {c["step"]: c for c in history(d, "run")[1] if c["state"] != "queued"}  # noqa: E731
+    states = wait_for(lambda: len(final()) == 2 and final(), what="both states")
+    assert states[3]["state"] == "unsupported" and "torch" in states[3]["error"]
+    assert states[4]["state"] == "nonfinite" and "attention.dense" in states[4]["error"]
+    assert d.stop() == 0
+
+
+def test_malformed_api_requests_get_errors(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start()
+    for req, msg in ((b"not json", "not a JSON object"), (b"[1,2]", "not a JSON object"), (b"{}", "no \"cmd\""),
+                     ({"cmd": 5}, "no \"cmd\""), ({"cmd": "history"}, "needs \"run\""),
+                     ({"cmd": "since", "seq": -1}, "non-negative"), ({"cmd": "since", "seq": "x"}, "non-negative"),
+                     ({"cmd": "history", "run": "nope"}, "unknown run 'nope'"), (b"\xff\xfe", "not a JSON object")):
+        rep = d.request(req)
+        assert rep["ok"] is False and msg in rep["error"], (req, rep)
+    big = d.ctx.socket(zmq.REQ)  # over ZMQ_MAXMSGSIZE: the daemon drops that peer, and lives
+    big.setsockopt(zmq.LINGER, 0)
+    big.connect(d.api)
+    big.send(b"x" * (1 << 17))
+    assert not big.poll(500)
+    big.close()
+    dealer = d.ctx.socket(zmq.DEALER)  # a multi-frame message with no request shape
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(d.api)
+    dealer.send_multipart([b"a"] * 12)
+    assert dealer.poll(2000) and "too many frames" in dealer.recv_multipart()[-1].decode()
+    dealer.send_multipart([json.dumps({"cmd": "status"}).encode()])  # DEALER clients work too
+    assert dealer.poll(2000) and json.loads(dealer.recv_multipart()[-1])["ok"] is True
+    dealer.close()
+    assert d.request({"cmd": "status"})["ok"] is True
+    assert d.stop() == 0
+
+
+def test_sigterm_exits_cleanly_with_work_in_flight(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    for step in range(6):
+        make_ckpt.write(os.path.join(root, "run", f"model-step{step}.safetensors"),
+                        make_ckpt.build("neox", 512, 4, seed=step), "F16")
+    d = Daemon(tmp, root, "--full").start(quiet="0")
+    status = d.request({"cmd": "status"})["status"]
+    assert status["running"] + status["queue"] > 0, status
+    t0 = time.time()
+    assert d.stop() == 0 and time.time() - t0 < 5
+    log = d.read_log()
+    assert "SIGTERM received" in log and "loop still had handles" not in log
+    d2 = Daemon(tmp, root, "--full", name="d2").start(quiet="0")  # the rest is redone, none twice
+    wait_for(lambda: len(history(d2, "run")[0]) == 6, timeout=60, what="all 6")
+    with d2.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 6
+    assert d2.stop(signal.SIGINT) == 0
+
+
+def test_bad_flags_and_config_exit_2_before_binding(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    cfg = os.path.join(tmp, "c.json")
+    emerged = os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged"))
+    w = ["--watch", root]
+    cases = [(w + ["--workers", "0"], "workers"), (w + ["--quiet", "-1"], "quiet"), (w + ["--samples", "x"], "samples"),
+             (w + ["--bogus"], "--bogus"), (w + ["--log-level", "loud"], "log-level"), ([], "--watch"),
+             (["--watch", os.path.join(tmp, "nonexistent")], "not a directory")]
+    for args, key in cases:
+        p = subprocess.run([emerged, *args, "--api", f"ipc://{tmp}/x-api"], capture_output=True, text=True)
+        assert p.returncode == 2 and key in p.stderr, (args, p.stderr)
+        assert not os.path.exists(f"{tmp}/x-api")  # nothing was bound
+    for body, key in (('{"workers": "many"}', "workers"), ('{"colour": 1}', "colour"), ("{", "not a JSON object"),
+                      ('{"samples": 0}', "samples")):
+        open(cfg, "w").write(body)
+        p = subprocess.run([emerged, "--watch", root, "--config", cfg], capture_output=True, text=True)
+        assert p.returncode == 2 and key in p.stderr and "c.json" in p.stderr, (body, p.stderr)
+
+
+def test_port_in_use_is_named(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    blocker = zmq.Context.instance().socket(zmq.PUB)
+    port = blocker.bind_to_random_port("tcp://127.0.0.1")
+    p = subprocess.run([os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged")), "--watch", root, "--pub",
+                        f"tcp://127.0.0.1:{port}", "--api", f"ipc://{tmp}/api"], capture_output=True, text=True,
+                       timeout=20)
+    blocker.close()
+    assert p.returncode == 1 and f"tcp://127.0.0.1:{port}" in p.stderr and "in use" in p.stderr, p.stderr
+
+
+def test_sighup_reloads_log_level_and_keeps_old_on_error(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    cfg = os.path.join(tmp, "c.json")
+    open(cfg, "w").write('{"log_level": "info", "samples": 2}')
+    d = Daemon(tmp, root, "--config", cfg, log_level=None).start()
+    open(cfg, "w").write('{"log_level": "warning", "samples": 2}')
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "log_level" in d.read_log() and "-> warning" in d.read_log(), what="reload")
+    open(cfg, "w").write('{"log_level": 7}')
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keeping the running configuration" in d.read_log(), what="rejected reload")
+    assert d.request({"cmd": "status"})["ok"] is True
+    assert d.stop() == 0
