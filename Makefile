@@ -87,11 +87,12 @@ $(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/f
 check: deps
 	$(Q)$(MAKE) --no-print-directory unit fuzz-replay e2e
 unit: $(BUILD)/tests/run_tests
-	$(BUILD)/tests/run_tests
+	$(SAN_ENV) $(BUILD)/tests/run_tests
 fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 	$(Q)for t in $(FUZZ_TARGETS); do $(BUILD)/tests/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
-# Sanitizer reports exit 99, never a code a test expects from emergectl.
-SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:exitcode=99
+# Sanitizer reports exit 99, never a code a test expects from emergectl or emerged.
+SAN_ENV := ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:exitcode=99 \
+  TSAN_OPTIONS=halt_on_error=1:exitcode=99:suppressions=$(CURDIR)/tests/tsan.supp
 e2e: $(EMERGECTL) $(EMERGED)
 	$(SAN_ENV) SANITIZE=$(SANITIZE) EMERGECTL=$(EMERGECTL) EMERGED=$(EMERGED) $(PYTHON) tests/py/run.py
 
