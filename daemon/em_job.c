@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "em_job.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,8 @@ static bool unchanged(const em_job_t *j)
   return em_scan_fingerprint(j->path, j->is_dir, &fp) == 0 && fp.version == j->version;
 }
 
+static bool gone(const em_job_t *j) { return access(j->path, F_OK) != 0 && errno == ENOENT; }
+
 static void encode(em_job_t *j, const em_result_t *r)
 {
   em_trainer_t trainer = {0};
@@ -75,7 +78,10 @@ void em_job_run(em_job_t *j)
   em_ckpt_t *ck = NULL;
   em_result_t r;
   if (!unchanged(j)) {
-    j->outcome = EM_JOB_CHANGED;
+    if (gone(j))
+      set_state(j, "vanished", "deleted before it could be read");
+    else
+      j->outcome = EM_JOB_CHANGED;
     return;
   }
   int rc = em_ckpt_open(j->path, &ck, &err);
@@ -85,9 +91,10 @@ void em_job_run(em_job_t *j)
   if (rc == -ESTALE || !unchanged(j)) { /* changed while read: never record what was read */
     if (!rc)
       em_result_free(&r);
-    j->outcome = access(j->path, F_OK) == 0 ? EM_JOB_CHANGED : EM_JOB_STATE;
-    if (j->outcome == EM_JOB_STATE)
-      set_state(j, "vanished", "deleted before it could be read");
+    if (gone(j))
+      set_state(j, "vanished", "deleted while it was being read");
+    else
+      j->outcome = EM_JOB_CHANGED;
     return;
   }
   if (rc == -ENOENT)

@@ -179,6 +179,8 @@ static em_store_op_t *entry_op(em_store_op_type_t type, const entry_t *e)
   return op;
 }
 
+static size_t count_state(server_t *s, estate_t st);
+
 static void seen_done(em_store_op_t *op)
 {
   server_t *s = op->ctx;
@@ -189,12 +191,13 @@ static void seen_done(em_store_op_t *op)
     e->step = op->step_out;
     e->st = op->has_result ? E_DONE : E_QUEUED;
     EM_INFO("queue: %s step %lld %s", e->path, (long long)e->step, op->has_result ? "already analysed" : "queued");
-    dispatch(s);
   } else if (e && e->st == E_SEEN) {
     e->st = E_PENDING; /* the store failed (logged there): try again after the quiet period */
     e->t_changed = now_ms(s);
     arm_quiet_timer(s);
   }
+  if (!s->stopping && count_state(s, E_SEEN) == 0) /* order a batch (start-up, a burst) as a whole */
+    dispatch(s);
   em_store_op_free(op);
 }
 
@@ -318,9 +321,15 @@ static void result_done(em_store_op_t *op)
     s->last_seq = op->last_seq;
   for (size_t i = 0; i < op->npub && s->bus; i++) /* after the commit, never before */
     em_bus_publish(s->bus, op->pubs[i].topic, op->pubs[i].payload);
-  if (op->npub)
+  if (op->npub) {
     EM_INFO("publish: %s step %lld, seq %lld (%zu message%s)", op->run, (long long)op->step,
             (long long)op->last_seq, op->npub, op->npub > 1 ? "s" : "");
+    char status[512];
+    snprintf(status, sizeof(status), "STATUS=queue %zu, last result %s step %lld (seq %lld)",
+             count_state(s, E_QUEUED) + count_state(s, E_PENDING), op->run, (long long)op->step,
+             (long long)op->last_seq);
+    em_notify(status);
+  }
   em_store_op_free(op);
 }
 
@@ -436,6 +445,18 @@ static void scan_dir(server_t *s, const char *dir, int depth)
   closedir(d);
 }
 
+/* A queued checkpoint deleted before a worker reached it. */
+static void record_vanished(server_t *s, entry_t *e)
+{
+  EM_WARN("watch: %s vanished before it could be read", e->path);
+  em_store_op_t *op = entry_op(EM_OP_STATE, e);
+  if (op) {
+    op->state = "vanished";
+    op->error = strdup("deleted before it could be read");
+    submit(s, op, state_done);
+  }
+}
+
 /* Mark and sweep: what a full scan no longer finds is gone. */
 static void full_scan(server_t *s)
 {
@@ -448,15 +469,8 @@ static void full_scan(server_t *s)
       next = e->next;
       if (e->marked || e->st == E_RUNNING || e->st == E_SEEN)
         continue;
-      if (e->st == E_QUEUED) {
-        EM_WARN("watch: %s vanished before it could be read", e->path);
-        em_store_op_t *op = entry_op(EM_OP_STATE, e);
-        if (op) {
-          op->state = "vanished";
-          op->error = strdup("deleted before it could be read");
-          submit(s, op, state_done);
-        }
-      }
+      if (e->st == E_QUEUED)
+        record_vanished(s, e);
       drop(s, e);
     }
   }
@@ -486,8 +500,10 @@ static void on_event(void *ctx, const char *dir, const char *name, uint32_t mask
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     entry_t *e = find(s, path);
-    if (e && e->st != E_RUNNING && e->st != E_SEEN && e->st != E_QUEUED)
-      drop(s, e); /* queued ones are recorded vanished by the next scan */
+    if (e && e->st == E_QUEUED)
+      record_vanished(s, e);
+    if (e && e->st != E_RUNNING && e->st != E_SEEN)
+      drop(s, e); /* a running job or a store answer still names it: they see it gone */
     return;
   }
   if (em_scan_skip_name(name))

@@ -1,0 +1,118 @@
+"""emerged's watching, ordering and operating surface: what is found at start-up and in
+what order, checkpoints that vanish, polling, nested runs and their topics, a locked
+database, and the systemd notify protocol."""
+import os
+import socket
+import sqlite3
+import time
+
+import make_ckpt
+from daemon import Daemon, collect, history, wait_for
+
+
+def _write(root, run, step, seed=0, h=64, blocks=1, dtype="F32"):
+    d = os.path.join(root, run)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"model-step{step}.safetensors")
+    make_ckpt.write(path, make_ckpt.build("neox", h, blocks, seed=seed), dtype)
+    return path
+
+
+def test_startup_baseline_first_then_newest(tmp):
+    root = os.path.join(tmp, "root")
+    for step in (3, 0, 5, 1, 4, 2):
+        _write(root, "run", step, seed=step, h=256, blocks=2, dtype="F16")
+    d = Daemon(tmp, root, "--full").start(quiet="0.2")
+    sub = d.subscribe()
+    results = wait_for(lambda: len(history(d, "run")[0]) == 6 and history(d, "run")[0], what="6 results")
+    order = [r["step"] for r in sorted(results, key=lambda r: r["seq"])]
+    assert order == [0, 5, 4, 3, 2, 1], order
+    sub.close()
+    assert d.stop() == 0
+
+
+def test_deleted_before_read_is_vanished(tmp):
+    root = os.path.join(tmp, "root")
+    paths = [_write(root, "run", step, seed=step, h=512, blocks=3, dtype="F16") for step in range(8)]
+    d = Daemon(tmp, root, "--full").start(quiet="0")
+    # One worker takes baseline 0 first, then 7, 6, ...: step 1 waits queued the longest.
+    wait_for(lambda: any(c["step"] == 1 and c["state"] == "queued" for c in history(d, "run")[1]), what="queued")
+    os.remove(paths[1])
+    wait_for(lambda: any(c["state"] == "vanished" for c in history(d, "run")[1]), what="vanished")
+    wait_for(lambda: len(history(d, "run")[0]) == 7, what="the others")
+    results, others = history(d, "run")
+    assert sorted(r["step"] for r in results) == [0, 2, 3, 4, 5, 6, 7]
+    assert [(c["step"], c["state"]) for c in others] == [(1, "vanished")]
+    assert d.stop() == 0
+
+
+def test_poll_mode_finds_checkpoints(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root, "--poll", "0.3").start(quiet="0.2")
+    assert d.request({"cmd": "status"})["status"]["mode"] == "poll"
+    _write(root, "run", 7)
+    wait_for(lambda: history(d, "run")[0], timeout=10, what="a result by polling")
+    assert d.stop() == 0
+
+
+def test_nested_runs_and_topic_prefixes(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.2")
+    sweep, run1 = d.subscribe(b"result/sweep/"), d.subscribe(b"result/run1/")
+    time.sleep(0.3)
+    for run in ("sweep/lr1", "sweep/lr2", "run1", "run10"):
+        _write(root, run, 1)
+    got_sweep = collect(sweep, lambda g: len(g) >= 2, timeout=15)
+    got_run1 = collect(run1, lambda g: False, timeout=2)
+    assert sorted(t for t, _ in got_sweep) == ["result/sweep/lr1/", "result/sweep/lr2/"]
+    assert [t for t, _ in got_run1] == ["result/run1/"]  # the trailing / keeps run10 out
+    runs = {r["run"] for r in d.request({"cmd": "runs"})["runs"]}
+    assert runs == {"sweep/lr1", "sweep/lr2", "run1", "run10"}
+    assert d.stop() == 0
+
+
+def test_locked_database_is_retried_and_nothing_lost(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.2")
+    db = sqlite3.connect(os.path.join(root, ".emerge", "emerge.db"), timeout=10, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")  # longer than the daemon's 5 s busy_timeout
+    _write(root, "run", 1)
+    wait_for(lambda: "retrying" in d.read_log(), timeout=20, what="a retry")
+    assert d.request({"cmd": "status"})["ok"]  # the daemon stays up
+    db.execute("ROLLBACK")
+    db.close()
+    wait_for(lambda: history(d, "run")[0], timeout=20, what="the result after the lock")
+    assert d.stop() == 0
+
+
+def test_systemd_notify_protocol(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    path = os.path.join(tmp, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    os.environ.update(NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+    try:
+        d = Daemon(tmp, root).start(quiet="0.2")
+    finally:
+        del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+    _write(root, "run", 3)
+    seen = []
+    deadline = time.time() + 15
+    while time.time() < deadline and not (any(m.startswith("STATUS=") for m in seen) and "WATCHDOG=1" in seen):
+        try:
+            seen.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+    assert d.stop() == 0
+    while True:
+        try:
+            seen.append(sock.recv(4096).decode())
+        except socket.timeout:
+            break
+    assert "READY=1" in seen and "WATCHDOG=1" in seen and "STOPPING=1" in seen, (seen, d.read_log())
+    assert any(m.startswith("STATUS=") and "run step 3" in m for m in seen), seen
