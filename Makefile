@@ -1,6 +1,8 @@
 # emerge: plain GNU make. `make help` lists the targets.
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share/emerge
+UNITDIR    ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
 CC         ?= cc
@@ -8,7 +10,7 @@ CFLAGS     ?= -O2 -g
 
 # Debian packages the build, the tests and the demo need (`make deps` installs them).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
-            check python3-numpy python3-zmq time
+            check python3-numpy python3-zmq time systemd util-linux
 PC_DEPS  := libcjson libuv libzmq sqlite3
 PC_TEST  := check
 
@@ -120,10 +122,14 @@ demo: deps
 	$(PYTHON) examples/demo.py
 
 install: all
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
 	install -m 0755 $(EMERGECTL) $(EMERGED) $(DESTDIR)$(BINDIR)/
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/emerged.service.in > $(BUILD)/emerged.service
+	install -m 0644 $(BUILD)/emerged.service $(DESTDIR)$(UNITDIR)/emerged.service
+	install -m 0644 systemd/emerged.json.example $(DESTDIR)$(DATADIR)/emerged.json.example
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/emergectl $(DESTDIR)$(BINDIR)/emerged
+	rm -f $(DESTDIR)$(BINDIR)/emergectl $(DESTDIR)$(BINDIR)/emerged $(DESTDIR)$(UNITDIR)/emerged.service \
+	  $(DESTDIR)$(DATADIR)/emerged.json.example
 
 clean:
 	rm -rf build build-* bin

@@ -116,3 +116,39 @@ def test_systemd_notify_protocol(tmp):
             break
     assert "READY=1" in seen and "WATCHDOG=1" in seen and "STOPPING=1" in seen, (seen, d.read_log())
     assert any(m.startswith("STATUS=") and "run step 3" in m for m in seen), seen
+
+
+def test_disk_full_is_retried_and_nothing_lost(tmp):
+    """The database on a full filesystem (a tmpfs in a private mount namespace): writes
+    fail with SQLITE_FULL, the daemon logs, retries and stays up; once space returns
+    every checkpoint gets exactly one result."""
+    import shutil
+    import subprocess
+    from daemon import EMERGED
+    root, dbdir = os.path.join(tmp, "root"), os.path.join(tmp, "db")
+    os.makedirs(root)
+    os.makedirs(dbdir)
+    d = Daemon(tmp, root)
+    log = open(d.log_path, "w")
+    script = (f"mount -t tmpfs -o size=8m tmpfs {dbdir} && "
+              f"dd if=/dev/zero of={dbdir}/filler bs=1k count=8040 2>/dev/null; "
+              f"exec {EMERGED} --watch {root} --db {dbdir}/emerge.db --pub {d.pub} --api {d.api} --quiet 0.2 "
+              f"--samples 2")
+    d.proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT)
+    d.log = log
+    wait_for(lambda: d.request({"cmd": "status"}, timeout=0.3)["ok"], what="the daemon")
+    for step in range(30):
+        _write(root, "run", step, seed=step)
+    wait_for(lambda: "database or disk is full" in d.read_log(), timeout=30, what="SQLITE_FULL")
+    assert d.request({"cmd": "status"})["ok"]
+    os.remove(f"/proc/{d.proc.pid}/root{dbdir}/filler")  # space returns
+    wait_for(lambda: len(history(d, "run")[0]) == 30, timeout=60, what="all 30 after the disk full")
+    copy = os.path.join(tmp, "copy")  # SQLite resolves /proc/PID/root back to our namespace: copy out
+    os.makedirs(copy)
+    for suffix in ("", "-wal"):
+        shutil.copy(f"/proc/{d.proc.pid}/root{dbdir}/emerge.db{suffix}", os.path.join(copy, "emerge.db" + suffix))
+    db = sqlite3.connect(os.path.join(copy, "emerge.db"))
+    assert db.execute("SELECT COUNT(*), COUNT(DISTINCT checkpoint_id) FROM results").fetchone() == (30, 30)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    assert d.stop() == 0
