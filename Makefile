@@ -114,8 +114,9 @@ fuzz:
 	done
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)
+	$(Q)$(MAKE) --no-print-directory $(EMERGECTL) $(EMERGED)
 	EMERGECTL=$(EMERGECTL) $(PYTHON) bench/bench_analyze.py
+	EMERGED=$(EMERGED) $(PYTHON) bench/bench_daemon.py
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)

@@ -272,26 +272,50 @@ static void arm_quiet_timer(server_t *s)
     uv_timer_start(&s->quiet_timer, on_quiet_timer, best > now ? best - now : 0, 0);
 }
 
-/* Queued entries in order: a run's lowest step (its baseline) first, then newest. */
+/* The lowest known step of each run, for pick(): open addressing keyed by run name. */
+typedef struct run_min {
+  const char *run;
+  int64_t step;
+} run_min_t;
+
+static run_min_t *run_slot(run_min_t *t, size_t cap, const char *run)
+{
+  size_t i = bucket_of(run) % cap;
+  while (t[i].run && strcmp(t[i].run, run) != 0)
+    i = (i + 1) % cap;
+  return &t[i];
+}
+
+/* Queued entries in order: a run's lowest step (its baseline) first, then newest. O(n). */
 static entry_t *pick(server_t *s)
 {
+  size_t cap = 2 * s->nentries + 1;
+  run_min_t *mins = calloc(cap, sizeof(*mins));
+  if (!mins)
+    return NULL;
+  for (size_t b = 0; b < BUCKETS; b++) {
+    for (entry_t *e = s->buckets[b]; e; e = e->next) {
+      if (e->st < E_QUEUED || e->st > E_DONE)
+        continue;
+      run_min_t *m = run_slot(mins, cap, e->run);
+      if (!m->run || e->step < m->step)
+        *m = (run_min_t){e->run, e->step};
+    }
+  }
   entry_t *best = NULL;
   bool best_base = false;
   for (size_t b = 0; b < BUCKETS; b++) {
     for (entry_t *e = s->buckets[b]; e; e = e->next) {
       if (e->st != E_QUEUED)
         continue;
-      bool base = true; /* no known checkpoint of its run has a lower step */
-      for (size_t c = 0; c < BUCKETS && base; c++)
-        for (entry_t *o = s->buckets[c]; o && base; o = o->next)
-          if (o != e && o->st >= E_QUEUED && o->st <= E_DONE && strcmp(o->run, e->run) == 0 && o->step < e->step)
-            base = false;
+      bool base = run_slot(mins, cap, e->run)->step == e->step;
       if (!best || (base && !best_base) || (base == best_base && e->step > best->step)) {
         best = e;
         best_base = base;
       }
     }
   }
+  free(mins);
   return best;
 }
 

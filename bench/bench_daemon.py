@@ -1,0 +1,173 @@
+"""make bench (daemon part): emerged's latency, burst throughput, idle CPU and memory with a
+backlog, appended with date and machine to bench/RESULTS.md.
+
+- latency: a 70m-shaped checkpoint renamed into place -> its PUB message, minus the
+  analysis time the result reports (target: under 200 ms)
+- burst: 200 small checkpoints appear at once -> all published
+- idle: CPU time the daemon uses while nothing happens (target: under 0.1 s in 60 s)
+- backlog: peak RSS while 1,000 queued checkpoints drain"""
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(here)
+sys.path.insert(0, here)
+sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
+import zmq  # noqa: E402
+
+import bench_analyze  # noqa: E402
+import gen_pythia  # noqa: E402
+import make_ckpt  # noqa: E402
+import stio  # noqa: E402
+
+EMERGED = os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged"))
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+
+
+class Daemon:
+    def __init__(self, tmp, root, *extra):
+        self.pub, self.api = f"ipc://{tmp}/pub", f"ipc://{tmp}/api"
+        self.proc = subprocess.Popen([EMERGED, "--watch", root, "--pub", self.pub, "--api", self.api, "--quiet",
+                                      "0.5", "--log-level", "warning", *extra], stderr=subprocess.DEVNULL)
+        self.ctx = zmq.Context.instance()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.connect(self.pub)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"result/")
+        deadline = time.time() + 10
+        while time.time() < deadline and not self.status():
+            time.sleep(0.05)
+        time.sleep(0.3)  # the subscription must reach the daemon before anything is sent
+
+    def status(self):
+        s = self.ctx.socket(zmq.REQ)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(self.api)
+        s.send_json({"cmd": "status"})
+        ok = s.poll(300)
+        reply = s.recv_json() if ok else None
+        s.close()
+        return reply
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.sub.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def stage_and_rename(src, dst):
+    tmp = dst + ".tmp"
+    shutil.copy(src, tmp)
+    t0 = time.perf_counter()
+    os.rename(tmp, dst)
+    return t0
+
+
+def latency(tmp, big):
+    root = os.path.join(tmp, "lat")
+    os.makedirs(os.path.join(root, "run"))
+    d = Daemon(tmp, root)
+    rows = []
+    for step in range(6):
+        t0 = stage_and_rename(big, os.path.join(root, "run", f"model-step{step}.safetensors"))
+        if not d.sub.poll(30000):
+            raise SystemExit("bench: no result within 30 s")
+        r = json.loads(d.sub.recv_multipart()[1])
+        rows.append(((time.perf_counter() - t0) * 1e3, r["elapsed_ms"]))
+    d.stop()
+    rows = rows[1:]  # the first one also pays for opening the store
+    return min(w - a for w, a in rows), max(w - a for w, a in rows), min(a for _, a in rows)
+
+
+def burst(tmp, n=200):
+    root = os.path.join(tmp, "burst")
+    os.makedirs(os.path.join(root, "run"))
+    data = stio.serialize({k: ("F32", v) for k, v in make_ckpt.build("neox", 64, 1).items()})
+    stage = os.path.join(tmp, "stage")
+    os.makedirs(stage)
+    for i in range(n):
+        with open(os.path.join(stage, f"model-step{i}.safetensors"), "wb") as f:
+            f.write(data)
+    d = Daemon(tmp, root)
+    t0 = time.perf_counter()
+    for i in range(n):
+        os.rename(os.path.join(stage, f"model-step{i}.safetensors"),
+                  os.path.join(root, "run", f"model-step{i}.safetensors"))
+    got = 0
+    while got < n and d.sub.poll(30000):
+        d.sub.recv_multipart()
+        got += 1
+    secs = time.perf_counter() - t0
+    idle0 = d.cpu_seconds()
+    time.sleep(IDLE_SECONDS)
+    idle = d.cpu_seconds() - idle0
+    d.stop()
+    if got < n:
+        raise SystemExit(f"bench: only {got} of {n} burst results")
+    return secs, n / secs, idle
+
+
+def backlog(tmp, n=1000):
+    root = os.path.join(tmp, "backlog")
+    os.makedirs(os.path.join(root, "run"))
+    data = stio.serialize({k: ("F32", v) for k, v in make_ckpt.build("neox", 64, 1).items()})
+    for i in range(n):
+        with open(os.path.join(root, "run", f"model-step{i}.safetensors"), "wb") as f:
+            f.write(data)
+    d = Daemon(tmp, root)
+    most_queued, deadline = 0, time.time() + 300
+    while time.time() < deadline:
+        s = d.status()
+        if s:
+            st = s["status"]
+            most_queued = max(most_queued, st["queue"])
+            if st["last_seq"] >= n:
+                break
+        time.sleep(0.2)
+    rss = d.peak_rss_mib()
+    d.stop()
+    return most_queued, rss
+
+
+def main():
+    big = bench_analyze.checkpoint("70m", "F16")
+    with tempfile.TemporaryDirectory(prefix="emerge-bench-") as tmp:
+        lat_min, lat_max, analysis = latency(tmp, big)
+        print(f"latency above analysis: {lat_min:.0f}-{lat_max:.0f} ms (analysis {analysis:.0f} ms)")
+        secs, rate, idle = burst(tmp)
+        print(f"burst: 200 checkpoints in {secs:.1f} s ({rate:.0f}/s); idle CPU {idle:.3f} s in {IDLE_SECONDS:.0f} s")
+        queued, rss = backlog(tmp)
+        print(f"backlog: {queued} queued at most, peak RSS {rss:.1f} MiB")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    with open(bench_analyze.RESULTS, "a") as f:
+        f.write(f"\n## emerged, {date} - commit {commit}\n\nMachine: {bench_analyze.machine()}.\n\n"
+                "| measure | result | target |\n|---|---|---|\n"
+                f"| rename into place -> PUB, 70m F16, above the analysis time | {lat_min:.0f}-{lat_max:.0f} ms "
+                f"(analysis {analysis:.0f} ms) | < 200 ms |\n"
+                f"| burst of 200 small checkpoints, all published | {secs:.1f} s ({rate:.0f}/s) | |\n"
+                f"| daemon CPU while idle for {IDLE_SECONDS:.0f} s | {idle:.3f} s | < 0.1 s |\n"
+                f"| peak RSS while 1,000 queued checkpoints drain ({queued} queued at most) | {rss:.1f} MiB | |\n")
+    print(f"bench: results appended to {bench_analyze.RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
