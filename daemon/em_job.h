@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "em_fifo.h"
 #include "emerge.h"
 
 typedef enum em_job_outcome {
@@ -16,6 +17,7 @@ typedef enum em_job_outcome {
 } em_job_outcome_t;
 
 typedef struct em_job {
+  em_fifo_item_t link;    /* first: the worker queue */
   /* inputs */
   int64_t ckpt_id;
   char *path, *run;
@@ -30,7 +32,6 @@ typedef struct em_job {
   char *error;
   char *json;             /* the result object, emergence null */
   double alpha0, width;
-  struct em_job *next;
 } em_job_t;
 
 /* Caller owns the job (em_job_free); NULL on OOM. */

@@ -25,13 +25,7 @@
 struct em_store {
   sqlite3 *db;
   uv_thread_t thread;
-  uv_mutex_t lock;
-  uv_cond_t wake;
-  em_store_op_t *head, *tail;   /* queued, FIFO */
-  em_store_op_t *done;          /* finished, for the loop (LIFO; reversed when drained) */
-  size_t pending;
-  bool stopping;
-  uv_async_t async;
+  em_fifo_t fifo;               /* operations in, finished operations out */
   uv_sem_t ready;
   int start_rc;
   char *path;
@@ -357,9 +351,9 @@ static void execute(em_store_t *s, em_store_op_t *op)
     exec(s->db, "ROLLBACK");
     clear_outputs(op);
     bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
-    uv_mutex_lock(&s->lock);
-    bool stopping = s->stopping;
-    uv_mutex_unlock(&s->lock);
+    uv_mutex_lock(&s->fifo.lock);
+    bool stopping = s->fifo.stopping;
+    uv_mutex_unlock(&s->fifo.lock);
     if (!passing || stopping) {
       EM_ERR("store: %s: %s (%s)", s->path, sqlite3_errstr(rc), sqlite3_errmsg(s->db));
       op->rc = -EIO;
@@ -411,50 +405,21 @@ static void thread_main(void *arg)
   uv_sem_post(&s->ready);
   if (s->start_rc)
     return;
-  uv_mutex_lock(&s->lock);
-  for (;;) {
-    while (!s->head && !s->stopping)
-      uv_cond_wait(&s->wake, &s->lock);
-    if (!s->head)
-      break;
-    em_store_op_t *op = s->head;
-    s->head = op->next;
-    if (!s->head)
-      s->tail = NULL;
-    uv_mutex_unlock(&s->lock);
-    execute(s, op);
-    uv_mutex_lock(&s->lock);
-    op->next = s->done;
-    s->done = op;
-    uv_async_send(&s->async);
+  em_fifo_item_t *item;
+  while ((item = em_fifo_pop(&s->fifo, /* finish_queue = */ true)) != NULL) {
+    execute(s, (em_store_op_t *)item);
+    em_fifo_finish(&s->fifo, item);
   }
-  uv_mutex_unlock(&s->lock);
 }
 
-static void drain_done(uv_async_t *h)
+static void op_finished(void *ctx, em_fifo_item_t *item)
 {
-  em_store_t *s = h->data;
-  uv_mutex_lock(&s->lock);
-  em_store_op_t *list = s->done, *rev = NULL;
-  s->done = NULL;
-  uv_mutex_unlock(&s->lock);
-  while (list) { /* back to submission order */
-    em_store_op_t *next = list->next;
-    list->next = rev;
-    rev = list;
-    list = next;
-  }
-  while (rev) {
-    em_store_op_t *next = rev->next;
-    uv_mutex_lock(&s->lock);
-    s->pending--;
-    uv_mutex_unlock(&s->lock);
-    if (rev->done)
-      rev->done(rev);
-    else
-      em_store_op_free(rev);
-    rev = next;
-  }
+  (void)ctx;
+  em_store_op_t *op = (em_store_op_t *)item;
+  if (op->done)
+    op->done(op);
+  else
+    em_store_op_free(op);
 }
 
 int em_store_start(em_store_t **out, const char *path, uv_loop_t *loop, char *err, size_t errlen)
@@ -465,11 +430,8 @@ int em_store_start(em_store_t **out, const char *path, uv_loop_t *loop, char *er
     snprintf(err, errlen, "store: out of memory");
     return -ENOMEM;
   }
-  uv_mutex_init(&s->lock);
-  uv_cond_init(&s->wake);
+  em_fifo_init(&s->fifo, loop, op_finished, s);
   uv_sem_init(&s->ready, 0);
-  uv_async_init(loop, &s->async, drain_done);
-  s->async.data = s;
   uv_thread_create(&s->thread, thread_main, s);
   uv_sem_wait(&s->ready);
   if (s->start_rc) {
@@ -486,8 +448,7 @@ int em_store_start(em_store_t **out, const char *path, uv_loop_t *loop, char *er
 static void free_store(uv_handle_t *h)
 {
   em_store_t *s = h->data;
-  uv_mutex_destroy(&s->lock);
-  uv_cond_destroy(&s->wake);
+  em_fifo_destroy(&s->fifo);
   uv_sem_destroy(&s->ready);
   free(s->start_err);
   free(s->path);
@@ -501,33 +462,19 @@ void em_store_stop(em_store_t **self_p)
     return;
   *self_p = NULL;
   if (!s->start_rc) {
-    uv_mutex_lock(&s->lock);
-    s->stopping = true;
-    uv_cond_signal(&s->wake);
-    uv_mutex_unlock(&s->lock);
+    em_fifo_stop(&s->fifo);
     uv_thread_join(&s->thread);
-    drain_done(&s->async); /* ops finished before the stop still reach their owners */
+    em_fifo_after_join(&s->fifo); /* ops finished before the stop still reach their owners */
   }
   if (s->db)
     sqlite3_close(s->db);
-  uv_close((uv_handle_t *)&s->async, free_store);
+  s->fifo.async.data = s;
+  em_fifo_close(&s->fifo, free_store);
 }
 
-void em_store_submit(em_store_t *s, em_store_op_t *op)
-{
-  op->next = NULL;
-  uv_mutex_lock(&s->lock);
-  if (s->tail)
-    s->tail->next = op;
-  else
-    s->head = op;
-  s->tail = op;
-  s->pending++;
-  uv_cond_signal(&s->wake);
-  uv_mutex_unlock(&s->lock);
-}
+void em_store_submit(em_store_t *s, em_store_op_t *op) { em_fifo_push(&s->fifo, &op->link); }
 
-size_t em_store_pending(const em_store_t *s) { return s->pending; }
+size_t em_store_pending(const em_store_t *s) { return s->fifo.busy; }
 
 em_store_op_t *em_store_op_new(em_store_op_type_t type)
 {

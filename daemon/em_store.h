@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "em_fifo.h"
+
 #define EM_SCHEMA_VERSION 1
 
 typedef enum em_store_op_type {
@@ -28,6 +30,7 @@ typedef struct em_store_op em_store_op_t;
 typedef void (*em_store_done_fn)(em_store_op_t *op);
 
 struct em_store_op {
+  em_fifo_item_t link;         /* first: the store's queue */
   em_store_op_type_t type;
   /* inputs */
   char *run, *run_dir, *path;  /* the checkpoint (run name, its directory, its path) */
@@ -50,7 +53,6 @@ struct em_store_op {
   /* plumbing */
   em_store_done_fn done;       /* called on the loop thread */
   void *ctx;
-  em_store_op_t *next;
 };
 
 typedef struct em_store em_store_t;

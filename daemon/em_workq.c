@@ -14,16 +14,10 @@
 #include "em_log.h"
 
 struct em_workq {
-  uv_mutex_t lock;
-  uv_cond_t wake;
-  em_job_t *head, *tail;    /* queued */
-  em_job_t *done;           /* finished (LIFO) */
-  size_t busy;              /* queued + running; loop thread only */
-  bool stopping;
+  em_fifo_t fifo;           /* jobs in, finished jobs out */
   int nthreads;
   uv_thread_t *threads;
   uv_sem_t started;
-  uv_async_t async;
   em_workq_done_fn done_fn;
   void *ctx;
 };
@@ -46,39 +40,17 @@ static void worker(void *arg)
   pthread_setname_np(pthread_self(), "em-worker");
   be_gentle();
   uv_sem_post(&q->started);
-  uv_mutex_lock(&q->lock);
-  for (;;) {
-    while (!q->head && !q->stopping)
-      uv_cond_wait(&q->wake, &q->lock);
-    if (q->stopping)
-      break;
-    em_job_t *job = q->head;
-    q->head = job->next;
-    if (!q->head)
-      q->tail = NULL;
-    uv_mutex_unlock(&q->lock);
-    em_job_run(job);
-    uv_mutex_lock(&q->lock);
-    job->next = q->done;
-    q->done = job;
-    uv_async_send(&q->async);
+  em_fifo_item_t *item;
+  while ((item = em_fifo_pop(&q->fifo, /* finish_queue = */ false)) != NULL) {
+    em_job_run((em_job_t *)item);
+    em_fifo_finish(&q->fifo, item);
   }
-  uv_mutex_unlock(&q->lock);
 }
 
-static void drain(uv_async_t *h)
+static void job_finished(void *ctx, em_fifo_item_t *item)
 {
-  em_workq_t *q = h->data;
-  uv_mutex_lock(&q->lock);
-  em_job_t *list = q->done;
-  q->done = NULL;
-  uv_mutex_unlock(&q->lock);
-  while (list) {
-    em_job_t *next = list->next;
-    q->busy--;
-    q->done_fn(q->ctx, list);
-    list = next;
-  }
+  em_workq_t *q = ctx;
+  q->done_fn(q->ctx, (em_job_t *)item);
 }
 
 int em_workq_start(em_workq_t **out, uv_loop_t *loop, int n, em_workq_done_fn done, void *ctx)
@@ -88,11 +60,8 @@ int em_workq_start(em_workq_t **out, uv_loop_t *loop, int n, em_workq_done_fn do
     free(q);
     return -ENOMEM;
   }
-  uv_mutex_init(&q->lock);
-  uv_cond_init(&q->wake);
+  em_fifo_init(&q->fifo, loop, job_finished, q);
   uv_sem_init(&q->started, 0);
-  uv_async_init(loop, &q->async, drain);
-  q->async.data = q;
   q->done_fn = done;
   q->ctx = ctx;
   for (int i = 0; i < n; i++) {
@@ -105,39 +74,17 @@ int em_workq_start(em_workq_t **out, uv_loop_t *loop, int n, em_workq_done_fn do
   return q->nthreads == n ? 0 : -EAGAIN;
 }
 
-void em_workq_push(em_workq_t *q, em_job_t *job)
-{
-  job->next = NULL;
-  q->busy++;
-  uv_mutex_lock(&q->lock);
-  if (q->tail)
-    q->tail->next = job;
-  else
-    q->head = job;
-  q->tail = job;
-  uv_cond_signal(&q->wake);
-  uv_mutex_unlock(&q->lock);
-}
+void em_workq_push(em_workq_t *q, em_job_t *job) { em_fifo_push(&q->fifo, &job->link); }
 
-size_t em_workq_busy(const em_workq_t *q) { return q->busy; }
+size_t em_workq_busy(const em_workq_t *q) { return q->fifo.busy; }
 
 static void free_workq(uv_handle_t *h)
 {
   em_workq_t *q = h->data;
-  uv_mutex_destroy(&q->lock);
-  uv_cond_destroy(&q->wake);
+  em_fifo_destroy(&q->fifo);
   uv_sem_destroy(&q->started);
   free(q->threads);
   free(q);
-}
-
-static void free_list(em_job_t *j)
-{
-  while (j) {
-    em_job_t *next = j->next;
-    em_job_free(j);
-    j = next;
-  }
 }
 
 void em_workq_stop(em_workq_t **self_p)
@@ -146,14 +93,15 @@ void em_workq_stop(em_workq_t **self_p)
   if (!q)
     return;
   *self_p = NULL;
-  uv_mutex_lock(&q->lock);
-  q->stopping = true;
-  uv_cond_broadcast(&q->wake);
-  uv_mutex_unlock(&q->lock);
+  em_fifo_stop(&q->fifo);
   for (int i = 0; i < q->nthreads; i++)
     uv_thread_join(&q->threads[i]);
-  free_list(q->head); /* never started: still queued in the database */
-  free_list(q->done); /* finished after the stop began: abandoned, redone on restart */
-  q->head = q->done = NULL;
-  uv_close((uv_handle_t *)&q->async, free_workq);
+  /* Finished jobs reach their owner (who drops them while stopping); jobs that never
+   * started are still queued in the database and are redone on restart. */
+  for (em_fifo_item_t *i = em_fifo_after_join(&q->fifo), *next; i; i = next) {
+    next = i->next;
+    em_job_free((em_job_t *)i);
+  }
+  q->fifo.async.data = q;
+  em_fifo_close(&q->fifo, free_workq);
 }

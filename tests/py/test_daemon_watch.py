@@ -18,6 +18,13 @@ def _write(root, run, step, seed=0, h=64, blocks=1, dtype="F32"):
     return path
 
 
+def answers(d):
+    try:
+        return d.request({"cmd": "status"}, timeout=0.3)["ok"]
+    except TimeoutError:
+        return False
+
+
 def test_startup_baseline_first_then_newest(tmp):
     root = os.path.join(tmp, "root")
     for step in (3, 0, 5, 1, 4, 2):
@@ -136,7 +143,7 @@ def test_disk_full_is_retried_and_nothing_lost(tmp):
               f"--samples 2")
     d.proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT)
     d.log = log
-    wait_for(lambda: d.request({"cmd": "status"}, timeout=0.3)["ok"], what="the daemon")
+    wait_for(lambda: answers(d), what="the daemon")
     for step in range(30):
         _write(root, "run", step, seed=step)
     wait_for(lambda: "database or disk is full" in d.read_log(), timeout=30, what="SQLITE_FULL")
