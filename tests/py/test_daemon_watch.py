@@ -1,6 +1,7 @@
 """emerged's watching, ordering and operating surface: what is found at start-up and in
 what order, checkpoints that vanish, polling, nested runs and their topics, a locked
 database, and the systemd notify protocol."""
+import json
 import os
 import socket
 import sqlite3
@@ -158,4 +159,78 @@ def test_disk_full_is_retried_and_nothing_lost(tmp):
     assert db.execute("SELECT COUNT(*), COUNT(DISTINCT checkpoint_id) FROM results").fetchone() == (30, 30)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
+    assert d.stop() == 0
+
+
+def test_inotify_overflow_triggers_a_rescan(tmp):
+    """The instance's queue is capped (the limit is read when inotify_init runs), the
+    daemon is stopped while 100 checkpoints appear, and only the overflow rescan can find
+    what the lost events named: the periodic rescan is an hour away."""
+    import signal
+    knob = "/proc/sys/fs/inotify/max_queued_events"
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    old = open(knob).read().strip()
+    try:
+        open(knob, "w").write("8")
+        d = Daemon(tmp, root, "--rescan", "3600").start(quiet="0.2")
+    finally:
+        open(knob, "w").write(old)
+    d.proc.send_signal(signal.SIGSTOP)
+    for step in range(100):
+        _write(root, "run", step, seed=step)
+    d.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: len(history(d, "run")[0]) == 100, timeout=60, what="all 100 after the overflow")
+    assert "overflowed; rescanning" in d.read_log()
+    assert d.stop() == 0
+
+
+def test_workers_are_gentle_and_shards_are_one_checkpoint(tmp):
+    import subprocess
+    from helpers import shard
+    root = os.path.join(tmp, "root")
+    ck = os.path.join(root, "run", "checkpoint-9")
+    os.makedirs(ck)
+    shard(ck, make_ckpt.build("neox", 64, 2), "F16", 3)
+    d = Daemon(tmp, root, "--workers", "2").start(quiet="0.2")
+    results = wait_for(lambda: history(d, "run")[0], what="the sharded checkpoint")
+    assert [(r["step"], r["path"]) for r in results] == [(9, ck)]  # one checkpoint, not three
+    workers = []
+    for tid in os.listdir(f"/proc/{d.proc.pid}/task"):
+        if open(f"/proc/{d.proc.pid}/task/{tid}/comm").read().strip() == "em-worker":
+            nice = int(open(f"/proc/{d.proc.pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()[16])
+            io = subprocess.run(["ionice", "-p", tid], capture_output=True, text=True).stdout
+            workers.append((nice, io.strip()))
+    assert workers == [(10, "idle"), (10, "idle")], workers
+    assert d.stop() == 0
+
+
+def test_truncated_in_place_during_analysis_gives_no_wrong_row(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    path = os.path.join(root, "run", "model-step5.safetensors")
+    import stio
+    versions = [stio.serialize({k: ("F16", v) for k, v in make_ckpt.build("neox", 256, 3, seed=i).items()})
+                for i in range(5)]
+    with open(path, "wb") as f:
+        f.write(versions[0])
+    d = Daemon(tmp, root, "--full").start(quiet="0.1")
+    for data in versions[1:]:  # truncate in place under the reader, then write the next version
+        with open(path, "r+b") as f:
+            f.truncate(len(data) // 3)
+        time.sleep(0.05)
+        with open(path, "wb") as f:
+            f.write(data)
+        time.sleep(0.15)
+    from helpers import analyze_json
+    final = analyze_json("--full", path)[0]
+    wait_for(lambda: [r for r in history(d, "run")[0] if r["tau"] == final["tau"]], what="the final version")
+    allowed = set()
+    for i, data in enumerate(versions):
+        p = os.path.join(tmp, f"v{i}.safetensors")
+        open(p, "wb").write(data)
+        allowed.add(tuple(analyze_json("--full", p)[0]["tau"]))
+    with d.db() as db:
+        rows = [json.loads(j)["tau"] for (j,) in db.execute("SELECT json FROM results")]
+    assert rows and all(tuple(t) in allowed for t in rows), "a row holds values no complete version had"
     assert d.stop() == 0
