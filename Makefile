@@ -80,8 +80,8 @@ $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemproto.a
 $(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
-FUZZ_TARGETS := safetensors sidefiles
-$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libemerge.a
+FUZZ_TARGETS := safetensors sidefiles api
+$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
 # The test command of the README: installs missing packages, then unit suites, corpus replay,
@@ -104,8 +104,8 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p build/fuzz
 	$(Q)for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
-	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib -Iproto \
+	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) \
 	    $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz/fuzz_$$t || exit 1; \
 	  mkdir -p build/fuzz/new_$$t; \
 	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \

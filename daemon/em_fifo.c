@@ -1,6 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include "em_fifo.h"
 
+static void append(em_fifo_item_t **head, em_fifo_item_t **tail, em_fifo_item_t *item)
+{
+  item->next = NULL;
+  if (*tail)
+    (*tail)->next = item;
+  else
+    *head = item;
+  *tail = item;
+}
+
 static void drain(uv_async_t *h)
 {
   em_fifo_t *f = h->data;
@@ -27,14 +37,9 @@ void em_fifo_init(em_fifo_t *f, uv_loop_t *loop, em_fifo_done_fn done, void *ctx
 
 void em_fifo_push(em_fifo_t *f, em_fifo_item_t *item)
 {
-  item->next = NULL;
   f->busy++;
   uv_mutex_lock(&f->lock);
-  if (f->tail)
-    f->tail->next = item;
-  else
-    f->head = item;
-  f->tail = item;
+  append(&f->head, &f->tail, item);
   uv_cond_signal(&f->wake);
   uv_mutex_unlock(&f->lock);
 }
@@ -56,13 +61,8 @@ em_fifo_item_t *em_fifo_pop(em_fifo_t *f, bool finish_queue)
 
 void em_fifo_finish(em_fifo_t *f, em_fifo_item_t *item)
 {
-  item->next = NULL;
   uv_mutex_lock(&f->lock);
-  if (f->done_tail)
-    f->done_tail->next = item;
-  else
-    f->done = item;
-  f->done_tail = item;
+  append(&f->done, &f->done_tail, item);
   uv_async_send(&f->async);
   uv_mutex_unlock(&f->lock);
 }
