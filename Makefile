@@ -73,7 +73,7 @@ $(EMERGED): $(call obj,daemon/main.c) $(BUILD)/libemerged.a $(BUILD)/libemproto.
 	@mkdir -p $(dir $@)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
-$(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+$(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	@mkdir -p $(dir $@)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "em_cli.h"
+#include "em_cmd.h"
 #include "emerge.h"
 
 static const struct command {
@@ -13,6 +14,12 @@ static const struct command {
   const char *summary;
 } commands[] = {
   {"analyze", em_cmd_analyze, "analyse checkpoint files offline (no daemon)"},
+  {"runs", em_cmd_runs, "runs with checkpoint counts by state, last step, last E"},
+  {"history", em_cmd_history, "every result of a run in step order, and its other checkpoints"},
+  {"status", em_cmd_status, "the daemon: uptime, queue, workers, last seq, database"},
+  {"watch", em_cmd_watch, "follow new results live (full history first), until Ctrl-C"},
+  {"plot", em_cmd_plot, "E against step and the spectra of a run, as a standalone SVG"},
+  {"export", em_cmd_export, "all stored values of a run, spectra included (--csv or --json)"},
 };
 
 static void usage(FILE *out)

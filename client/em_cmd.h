@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* What the daemon-facing commands share: their options and request plumbing. */
+#ifndef EM_CMD_H
+#define EM_CMD_H
+
+#include <cJSON.h>
+#include <stdbool.h>
+
+#include "em_source.h"
+
+typedef struct em_cmd_opts {
+  em_source_t src;
+  const char *db;       /* --db as given */
+  const char *run;      /* RUN */
+  const char *svg;      /* plot --svg FILE */
+  bool json, csv;
+} em_cmd_opts_t;
+
+enum { EM_RUN_NONE, EM_RUN_REQUIRED, EM_RUN_OPTIONAL };
+/* Parses SOURCE options, --json/--csv/--svg and RUN (want_run: EM_RUN_*). Returns 0,
+ * -1 for --help, or EM_EXIT_USAGE after saying why. */
+int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run);
+/* One request for o->run through the chosen source; failures are reported here. */
+int em_cmd_request(const char *cmd, em_cmd_opts_t *o, em_api_cmd_t what, cJSON **reply);
+void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err);
+/* "eval_accuracy=0.71 loss=0.21" from a trainer object (may be null). */
+void em_cmd_trainer_text(const cJSON *trainer, char *buf, size_t n);
+
+int em_cmd_runs(int argc, char **argv);
+int em_cmd_history(int argc, char **argv);
+int em_cmd_status(int argc, char **argv);
+int em_cmd_export(int argc, char **argv);
+int em_cmd_watch(int argc, char **argv);
+int em_cmd_plot(int argc, char **argv);
+
+#endif

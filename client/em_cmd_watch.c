@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/* emergectl watch [RUN]: follow results (and alerts) live until Ctrl-C. Subscribes
+ * first, then asks `since` for what came before, and drops duplicates by seq, so a
+ * late start shows the full history and then live results with no gap and no repeat.
+ * With --db and no daemon running it follows the database instead. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "em_cli.h"
+#include "em_cmd.h"
+
+#define SPARK 32 /* E values in a run's sparkline */
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+typedef struct watch {
+  em_cmd_opts_t o;
+  char prefix_result[1100], prefix_alert[1100];
+  long long last_seq;
+  bool tty;
+  double spark[SPARK];
+  int nspark;
+} watch_t;
+
+/* A run's topic prefix: every run with no RUN; otherwise exactly that run (and below). */
+static bool wanted(const watch_t *w, const char *topic)
+{
+  return strncmp(topic, w->prefix_result, strlen(w->prefix_result)) == 0 ||
+         strncmp(topic, w->prefix_alert, strlen(w->prefix_alert)) == 0;
+}
+
+static void sparkline(watch_t *w, double e, char *out, size_t n)
+{
+  static const char *bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  if (w->nspark == SPARK)
+    memmove(w->spark, w->spark + 1, (SPARK - 1) * sizeof(double)), w->nspark--;
+  w->spark[w->nspark++] = e;
+  double lo = INFINITY, hi = -INFINITY;
+  for (int i = 0; i < w->nspark; i++)
+    lo = fmin(lo, w->spark[i]), hi = fmax(hi, w->spark[i]);
+  out[0] = 0;
+  size_t used = 0;
+  for (int i = 0; i < w->nspark && used + 4 < n; i++) {
+    int k = hi > lo ? (int)((w->spark[i] - lo) / (hi - lo) * 7.999) : 0;
+    used += (size_t)snprintf(out + used, n - used, "%s", bars[k]);
+  }
+}
+
+static void show(watch_t *w, const char *topic, const cJSON *p)
+{
+  const cJSON *seq = cJSON_GetObjectItemCaseSensitive(p, "seq");
+  if (!cJSON_IsNumber(seq) || (long long)seq->valuedouble <= w->last_seq)
+    return; /* seen already (since and live overlap) */
+  w->last_seq = (long long)seq->valuedouble;
+  if (w->o.json) {
+    char *s = cJSON_PrintUnformatted(p);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    fflush(stdout);
+    return;
+  }
+  const cJSON *run = cJSON_GetObjectItemCaseSensitive(p, "run"), *step = cJSON_GetObjectItemCaseSensitive(p, "step");
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "emergence");
+  char metrics[256] = "", spark[SPARK * 4 + 1] = "";
+  if (strncmp(topic, "alert/", 6) == 0) {
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(p, "reason");
+    printf("ALERT %s step %.0f: %s\n", cJSON_IsString(run) ? run->valuestring : "?",
+           cJSON_IsNumber(step) ? step->valuedouble : -1, cJSON_IsString(reason) ? reason->valuestring : "");
+  } else {
+    em_cmd_trainer_text(cJSON_GetObjectItemCaseSensitive(p, "trainer"), metrics, sizeof(metrics));
+    if (w->tty && cJSON_IsNumber(e))
+      sparkline(w, e->valuedouble, spark, sizeof(spark));
+    printf("%-16s step %8.0f  E %+.4f  alpha0 %.4f  width %.4f  %s %s\n",
+           cJSON_IsString(run) ? run->valuestring : "?", cJSON_IsNumber(step) ? step->valuedouble : -1,
+           cJSON_IsNumber(e) ? e->valuedouble : NAN,
+           cJSON_GetObjectItemCaseSensitive(p, "alpha0")->valuedouble,
+           cJSON_GetObjectItemCaseSensitive(p, "width")->valuedouble, metrics, spark);
+  }
+  fflush(stdout);
+}
+
+/* Everything after last_seq, page by page. Returns 0 or an exit code. */
+static int catch_up(watch_t *w, bool use_db)
+{
+  for (;;) {
+    em_api_request_t req = {.cmd = EM_API_SINCE, .seq = w->last_seq};
+    cJSON *reply = NULL;
+    char err[1024];
+    int rc = em_source_request(&w->o.src, use_db, &req, &reply, err, sizeof(err));
+    if (rc) {
+      em_cli_error("watch", "%s", err);
+      return rc;
+    }
+    const cJSON *m;
+    long long before = w->last_seq;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(reply, "messages"))
+    {
+      const char *topic = cJSON_GetObjectItemCaseSensitive(m, "topic")->valuestring;
+      const cJSON *payload = cJSON_GetObjectItemCaseSensitive(m, "payload");
+      if (wanted(w, topic))
+        show(w, topic, payload);
+      else if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(payload, "seq")))
+        w->last_seq = (long long)cJSON_GetObjectItemCaseSensitive(payload, "seq")->valuedouble;
+    }
+    bool more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "more"));
+    cJSON_Delete(reply);
+    if (!more || w->last_seq == before)
+      return 0;
+  }
+}
+
+static int follow_live(watch_t *w, const char *pub)
+{
+  void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+  int zero = 0, rc = 0;
+  zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof(zero));
+  if (zmq_connect(sub, pub) != 0) {
+    em_cli_error("watch", "PUB endpoint %s: %s", pub, zmq_strerror(zmq_errno()));
+    rc = EM_EXIT_USAGE;
+    goto out;
+  }
+  zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w->prefix_result, strlen(w->prefix_result));
+  zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w->prefix_alert, strlen(w->prefix_alert));
+  usleep(200000); /* the subscription must reach the daemon before we ask what we missed */
+  if ((rc = catch_up(w, false)) != 0)
+    goto out;
+  while (!stop_requested) {
+    zmq_pollitem_t item = {sub, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, 200) != 1)
+      continue;
+    char topic[1200];
+    int n = zmq_recv(sub, topic, sizeof(topic) - 1, 0);
+    zmq_msg_t body;
+    zmq_msg_init(&body);
+    if (n >= 0 && zmq_msg_recv(&body, sub, 0) >= 0) {
+      topic[n < (int)sizeof(topic) - 1 ? n : (int)sizeof(topic) - 1] = 0;
+      cJSON *p = cJSON_ParseWithLength(zmq_msg_data(&body), zmq_msg_size(&body));
+      if (p)
+        show(w, topic, p);
+      cJSON_Delete(p);
+    }
+    zmq_msg_close(&body);
+  }
+out:
+  zmq_close(sub);
+  zmq_ctx_term(ctx);
+  return rc;
+}
+
+/* With --db and no daemon: poll the database. */
+static int follow_db(watch_t *w)
+{
+  int rc = 0;
+  while (!stop_requested && (rc = catch_up(w, true)) == 0)
+    usleep(500000);
+  return rc;
+}
+
+int em_cmd_watch(int argc, char **argv)
+{
+  watch_t w = {0};
+  const char *pub = EM_DEFAULT_PUB;
+  char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+  int nrest = 0;
+  for (int i = 0; i < argc; i++) { /* --pub is watch's own */
+    if (strcmp(argv[i], "--pub") == 0 && i + 1 < argc)
+      pub = argv[++i];
+    else
+      rest[nrest++] = argv[i];
+  }
+  int rc = rest ? em_cmd_parse("watch", nrest, rest, &w.o, EM_RUN_OPTIONAL) : EM_EXIT_FAIL;
+  free(rest);
+  if (rc) {
+    if (rc < 0)
+      printf("usage: emergectl watch [RUN] [--json] [--api ENDPOINT] [--pub ENDPOINT] [--db FILE|ROOT]\n");
+    return rc < 0 ? EM_EXIT_OK : rc;
+  }
+  snprintf(w.prefix_result, sizeof(w.prefix_result), "result/%s%s", w.o.run ? w.o.run : "", w.o.run ? "/" : "");
+  snprintf(w.prefix_alert, sizeof(w.prefix_alert), "alert/%s%s", w.o.run ? w.o.run : "", w.o.run ? "/" : "");
+  w.tty = isatty(STDOUT_FILENO);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  bool live = false;
+  char err[1024];
+  if (w.o.db && em_source_open_db(&w.o.src, w.o.db, &live, err, sizeof(err)) != 0) {
+    em_cli_error("watch", "%s", err);
+    rc = EM_EXIT_FAIL;
+  } else if (w.o.db && !live) {
+    rc = follow_db(&w);
+  } else {
+    rc = follow_live(&w, live && w.o.src.pub ? w.o.src.pub : pub);
+  }
+  em_source_close(&w.o.src);
+  return rc;
+}
