@@ -1,0 +1,108 @@
+"""emergectl against the real daemon and its database: every command in both modes, JSON
+compared with what is stored, a late watch, an unreachable daemon, the SVG."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+from daemon import Daemon, wait_for
+from helpers import EMERGECTL, ROOT, emergectl
+
+
+def _daemon_with_results(tmp, steps=300, every=100):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.2")
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(root, "mlp"),
+                    "--steps", str(steps), "--save-every", str(every)], check=True, stdout=subprocess.DEVNULL)
+    n = steps // every + 1
+    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"}).get("results", [])) == n, what="results")
+    return d, root
+
+
+def _stored(d):
+    with d.db() as db:
+        return {json.loads(j)["step"]: json.loads(j) for (j,) in db.execute("SELECT json FROM results")}
+
+
+def test_every_command_in_both_modes(tmp):
+    d, root = _daemon_with_results(tmp)
+    stored = _stored(d)
+    for mode in (["--api", d.api], ["--db", root], ["--db", os.path.join(root, ".emerge", "emerge.db")]):
+        runs = json.loads(emergectl("runs", "--json", *mode, check=0)[1])["runs"]
+        assert [(r["run"], r["checkpoints"], r["last_step"]) for r in runs] == [("mlp", 4, 300)], (mode, runs)
+        hist = json.loads(emergectl("history", "mlp", "--json", *mode, check=0)[1])
+        assert {r["step"]: r for r in hist["results"]} == stored, mode  # exactly what is stored
+        exp = json.loads(emergectl("export", "mlp", "--json", *mode, check=0)[1])
+        assert exp["results"] == hist["results"]
+        _, csv, _ = emergectl("export", "mlp", "--csv", *mode, check=0)
+        rows = [line.split(",") for line in csv.splitlines()]
+        assert len(rows) == 5 and rows[0][:3] == ["step", "path", "seq"] and "tau[-3]" in rows[0]
+        assert [float(r[0]) for r in rows[1:]] == [0, 100, 200, 300]
+        table = emergectl("history", "mlp", *mode, check=0)[1].splitlines()
+        assert table[0].split()[:3] == ["STEP", "E", "ALPHA0"] and len(table) == 5
+        assert "mlp" in emergectl("runs", *mode, check=0)[1]
+        status = json.loads(emergectl("status", "--json", *mode, check=0)[1])
+        assert status["kind"] == "status" and status["last_seq"] == 4  # --db ROOT finds the live daemon
+    code, _, err = emergectl("history", "mpl", "--api", d.api)
+    assert code == 1 and "unknown run 'mpl'" in err and "did you mean: mlp" in err
+    assert d.stop() == 0
+    down = json.loads(emergectl("status", "--json", "--db", root, check=0)[1])  # works while the daemon is down
+    assert down["running"] is False
+    assert json.loads(emergectl("history", "mlp", "--json", "--db", root, check=0)[1])["results"]
+
+
+def test_unreachable_daemon_exits_69(tmp):
+    for cmd in (["status"], ["runs"], ["history", "x"], ["watch"]):
+        code, out, err = emergectl(*cmd, "--api", f"ipc://{tmp}/nobody", "--pub", f"ipc://{tmp}/nopub",
+                                   "--timeout", "0.5") if cmd == ["watch"] else \
+            emergectl(*cmd, "--api", f"ipc://{tmp}/nobody", "--timeout", "0.5")
+        assert code == 69 and f"ipc://{tmp}/nobody" in err and "--db" in err, (cmd, code, err)
+    assert emergectl("history")[0] == 2 and emergectl("export", "mlp")[0] == 2
+    assert emergectl("runs", "--timeout", "x")[0] == 2 and emergectl("plot", "mlp")[0] == 2
+
+
+def test_watch_started_late_gets_history_then_live(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.2")
+    job = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(root, "mlp"),
+                            "--steps", "800", "--save-every", "100", "--sleep", "0.3"], stdout=subprocess.DEVNULL)
+    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"}).get("results", [])) >= 3, what="3 results")
+    w = subprocess.Popen([EMERGECTL, "watch", "mlp", "--json", "--api", d.api, "--pub", d.pub],
+                         stdout=subprocess.PIPE, text=True)
+    job.wait()
+    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"})["results"]) == 9, what="all 9")
+    time.sleep(1.0)
+    w.send_signal(signal.SIGINT)
+    out, _ = w.communicate(timeout=10)
+    assert w.returncode == 0
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [m["step"] for m in got] == list(range(0, 801, 100)), [m["step"] for m in got]  # no gap, no repeat
+    seqs = [m["seq"] for m in got]
+    assert seqs == sorted(set(seqs))
+    # With --db and no daemon, watch follows the database.
+    assert d.stop() == 0
+    w = subprocess.Popen([EMERGECTL, "watch", "--json", "--db", root], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    w.send_signal(signal.SIGINT)
+    out, _ = w.communicate(timeout=10)
+    assert len(out.splitlines()) == 9
+
+
+def test_plot_is_well_formed_svg_with_a_point_per_result(tmp):
+    d, root = _daemon_with_results(tmp, steps=500, every=100)
+    svg = os.path.join(tmp, "plot.svg")
+    emergectl("plot", "mlp", "--svg", svg, "--api", d.api, check=0)
+    tree = ET.parse(svg)  # well-formed XML
+    ns = "{http://www.w3.org/2000/svg}"
+    points = [c for c in tree.iter(ns + "circle") if c.get("class") == "point"]
+    assert len(points) == 6
+    texts = " ".join(t.text or "" for t in tree.iter(ns + "text"))
+    assert "training step" in texts and "eval_accuracy" in texts and "baseline, step 0" in texts
+    assert d.stop() == 0
+    emergectl("plot", "mlp", "--svg", svg, "--db", root, check=0)  # from the database too
+    assert len([c for c in ET.parse(svg).iter(ns + "circle") if c.get("class") == "point"]) == 6
