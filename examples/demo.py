@@ -1,49 +1,63 @@
-"""make demo: train a small network for real, then measure its degree of emergence at
-every checkpoint with `emergectl analyze`, next to the accuracy it reached.
+"""make demo: the first thing to run. Starts emerged on a fresh directory, starts a small
+real training job that saves a checkpoint every few seconds, and follows it with
+`emergectl watch`: E appears live next to the job's accuracy. Ends by itself in about
+a minute and a half with a plot, and says where everything is.
 
     /usr/bin/python3 examples/demo.py [OUT_DIR]     (default: ./demo-output)"""
-import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BIN = os.path.join(ROOT, "bin")
 EMERGECTL = os.path.join(ROOT, os.environ.get("EMERGECTL", "bin/emergectl"))
+EMERGED = os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged"))
 
 
-def bar(value, lo, hi, width=30):
-    n = 0 if hi <= lo else round((value - lo) / (hi - lo) * width)
-    return "#" * max(0, min(width, n))
+def say(msg):
+    print(f"demo: {msg}", flush=True)
 
 
 def main():
     out = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "demo-output"))
-    run = os.path.join(out, "mlp-run")
-    shutil.rmtree(run, ignore_errors=True)
-    print(f"demo: training a 64-256-256-10 MLP for 1200 steps, a checkpoint every 100 steps, into {run}")
-    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), run, "--steps", "1200",
-                    "--save-every", "100", "--lr", "0.08"], check=True)
-    ckpts = sorted((d for d in os.listdir(run) if d.startswith("checkpoint-")), key=lambda d: int(d.split("-")[1]))
-    print(f"\ndemo: emergectl analyze --json on {len(ckpts)} checkpoints (baseline: step 0)")
-    p = subprocess.run([EMERGECTL, "analyze", "--json", *[os.path.join(run, c) for c in ckpts]],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"demo: emergectl failed:\n{p.stderr}")
-    results = [json.loads(line) for line in p.stdout.splitlines()]
-    es = [r["emergence"] for r in results]
-    print(f"\n{'step':>6} {'accuracy':>9} {'E':>8} {'alpha0':>7} {'width':>7}  E")
-    for r in results:
-        acc = (r["trainer"] or {}).get("eval_accuracy", float("nan"))
-        print(f"{r['step']:>6} {acc:>9.3f} {r['emergence']:>+8.4f} {r['alpha0']:>7.4f} {r['width']:>7.4f}  "
-              f"{bar(r['emergence'], min(es), max(es))}")
-    first, last = results[0], results[-1]
-    print(f"\ndemo: accuracy {first['trainer']['eval_accuracy']:.2f} -> {last['trainer']['eval_accuracy']:.2f}; "
-          f"alpha0 {first['alpha0']:.4f} -> {last['alpha0']:.4f} (the spectrum moved "
-          f"{'left' if last['alpha0'] < first['alpha0'] else 'right'}); E {last['emergence']:+.4f} at the end.")
-    with open(os.path.join(out, "results.jsonl"), "w") as f:
-        f.write(p.stdout)
-    print(f"demo: checkpoints in {run}, result objects in {os.path.join(out, 'results.jsonl')}")
+    shutil.rmtree(out, ignore_errors=True)
+    runs = os.path.join(out, "runs")
+    os.makedirs(runs)
+    pub, api = f"ipc://{out}/pub", f"ipc://{out}/api"
+    log = open(os.path.join(out, "emerged.log"), "w")
+    say(f"starting emerged on {runs} (log: {out}/emerged.log)")
+    daemon = subprocess.Popen([EMERGED, "--watch", runs, "--pub", pub, "--api", api, "--quiet", "1"],
+                              stdout=log, stderr=log)
+    time.sleep(0.5)
+    say("starting a training job: a 64-256-256-10 MLP, a checkpoint every 100 steps (Hugging Face layout)")
+    job = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(runs, "mlp"),
+                            "--steps", "1200", "--save-every", "100", "--sleep", "3", "--lr", "0.08"],
+                           stdout=subprocess.DEVNULL)
+    say("emergectl watch mlp: each line is one checkpoint, as the daemon publishes it\n")
+    watch = subprocess.Popen([EMERGECTL, "watch", "mlp", "--api", api, "--pub", pub])
+    code = job.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:  # the last checkpoint's result
+        p = subprocess.run([EMERGECTL, "history", "mlp", "--json", "--api", api], capture_output=True, text=True)
+        if p.returncode == 0 and p.stdout.count('"kind":"result"') >= 13:
+            break
+        time.sleep(0.5)
+    time.sleep(0.5)
+    watch.send_signal(signal.SIGINT)
+    watch.wait(timeout=10)
+    svg = os.path.join(out, "emergence.svg")
+    print()
+    subprocess.run([EMERGECTL, "plot", "mlp", "--svg", svg, "--api", api], check=False)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=10)
+    log.close()
+    if code != 0 or daemon.returncode != 0:
+        sys.exit(f"demo: the training job exited {code}, the daemon {daemon.returncode}")
+    say(f"done. Database: {runs}/.emerge/emerge.db   plot: {svg}")
+    say(f"try: {os.path.relpath(EMERGECTL)} history mlp --db {os.path.relpath(runs)}")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,14 @@ def test_plot_is_well_formed_svg_with_a_point_per_result(tmp):
     assert d.stop() == 0
     emergectl("plot", "mlp", "--svg", svg, "--db", root, check=0)  # from the database too
     assert len([c for c in ET.parse(svg).iter(ns + "circle") if c.get("class") == "point"]) == 6
+
+
+def test_watch_on_a_terminal_shows_compact_lines_and_a_sparkline(tmp):
+    d, root = _daemon_with_results(tmp)
+    assert d.stop() == 0
+    p = subprocess.run(["timeout", "-s", "INT", "2", "script", "-qec", f"{EMERGECTL} watch mlp --db {root}",
+                        "/dev/null"], capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("mlp")]
+    assert len(lines) == 4, p.stdout
+    assert "step      300" in lines[-1] and "eval_accuracy=" in lines[-1] and "alpha0" in lines[-1]
+    assert any(ch in lines[-1] for ch in "▁▂▃▄▅▆▇█")  # the sparkline of E
