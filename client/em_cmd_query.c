@@ -159,18 +159,11 @@ static void fmt_num(char *buf, size_t n, double v, const char *fmt)
     snprintf(buf, n, fmt, v);
 }
 
-int em_cmd_runs(int argc, char **argv)
+static void print_runs(cJSON *reply, const em_cmd_opts_t *o)
 {
-  em_cmd_opts_t o;
-  int rc = em_cmd_parse("runs", argc, argv, &o, EM_RUN_NONE);
-  if (rc)
-    return rc < 0 ? (fputs(usage_text, stdout), EM_EXIT_OK) : rc;
-  cJSON *reply = NULL;
-  if ((rc = em_cmd_request("runs", &o, EM_API_RUNS, &reply)) != 0)
-    goto out;
-  if (o.json) {
+  if (o->json) {
     print_document(reply);
-    goto out;
+    return;
   }
   printf("%-24s %6s %6s %6s %10s %9s\n", "RUN", "CKPTS", "DONE", "OTHER", "LAST STEP", "LAST E");
   const cJSON *r;
@@ -184,10 +177,32 @@ int em_cmd_runs(int argc, char **argv)
     printf("%-24s %6.0f %6.0f %6.0f %10s %9s\n", cJSON_GetObjectItemCaseSensitive(r, "run")->valuestring, total,
            done, total - done, step, e);
   }
-out:
+}
+
+/* The skeleton of every query command: options, one request, print, clean up. */
+typedef void (*print_fn)(cJSON *reply, const em_cmd_opts_t *o);
+
+static int query_command(const char *name, int argc, char **argv, int want_run, em_api_cmd_t what, print_fn print)
+{
+  em_cmd_opts_t o;
+  int rc = em_cmd_parse(name, argc, argv, &o, want_run);
+  if (rc)
+    return rc < 0 ? (fputs(usage_text, stdout), EM_EXIT_OK) : rc;
+  if (strcmp(name, "export") == 0 && o.csv == o.json) {
+    em_cli_error(name, "say --csv or --json");
+    return EM_EXIT_USAGE;
+  }
+  cJSON *reply = NULL;
+  if ((rc = em_cmd_request(name, &o, what, &reply)) == 0)
+    print(reply, &o);
   cJSON_Delete(reply);
   em_source_close(&o.src);
   return rc;
+}
+
+int em_cmd_runs(int argc, char **argv)
+{
+  return query_command("runs", argc, argv, EM_RUN_NONE, EM_API_RUNS, print_runs);
 }
 
 /* The two trainer metrics most worth showing: accuracy-like, then loss-like. */
@@ -203,18 +218,11 @@ void em_cmd_trainer_text(const cJSON *trainer, char *buf, size_t n)
   }
 }
 
-int em_cmd_history(int argc, char **argv)
+static void print_history(cJSON *reply, const em_cmd_opts_t *o)
 {
-  em_cmd_opts_t o;
-  int rc = em_cmd_parse("history", argc, argv, &o, EM_RUN_REQUIRED);
-  if (rc)
-    return rc < 0 ? (fputs(usage_text, stdout), EM_EXIT_OK) : rc;
-  cJSON *reply = NULL;
-  if ((rc = em_cmd_request("history", &o, EM_API_HISTORY, &reply)) != 0)
-    goto out;
-  if (o.json) {
+  if (o->json) {
     print_document(reply);
-    goto out;
+    return;
   }
   printf("%10s %9s %8s %8s %6s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "TRAINER");
   const cJSON *r;
@@ -233,25 +241,19 @@ int em_cmd_history(int argc, char **argv)
            cJSON_GetObjectItemCaseSensitive(r, "path")->valuestring, cJSON_IsString(err) ? ": " : "",
            cJSON_IsString(err) ? err->valuestring : "");
   }
-out:
-  cJSON_Delete(reply);
-  em_source_close(&o.src);
-  return rc;
 }
 
-int em_cmd_status(int argc, char **argv)
+int em_cmd_history(int argc, char **argv)
 {
-  em_cmd_opts_t o;
-  int rc = em_cmd_parse("status", argc, argv, &o, EM_RUN_NONE);
-  if (rc)
-    return rc < 0 ? (fputs(usage_text, stdout), EM_EXIT_OK) : rc;
-  cJSON *reply = NULL;
-  if ((rc = em_cmd_request("status", &o, EM_API_STATUS, &reply)) != 0)
-    goto out;
+  return query_command("history", argc, argv, EM_RUN_REQUIRED, EM_API_HISTORY, print_history);
+}
+
+static void print_status(cJSON *reply, const em_cmd_opts_t *o)
+{
   const cJSON *st = cJSON_GetObjectItemCaseSensitive(reply, "status");
-  if (o.json) {
+  if (o->json) {
     print_json(st);
-    goto out;
+    return;
   }
   const cJSON *f;
   cJSON_ArrayForEach(f, st)
@@ -263,10 +265,11 @@ int em_cmd_status(int argc, char **argv)
     else if (cJSON_IsBool(f))
       printf("%-10s %s\n", f->string, cJSON_IsTrue(f) ? "yes" : "no (read from the database)");
   }
-out:
-  cJSON_Delete(reply);
-  em_source_close(&o.src);
-  return rc;
+}
+
+int em_cmd_status(int argc, char **argv)
+{
+  return query_command("status", argc, argv, EM_RUN_NONE, EM_API_STATUS, print_status);
 }
 
 /* One CSV field: numbers as they are, text quoted. */
@@ -346,25 +349,15 @@ static void export_csv(const cJSON *results)
   cJSON_Delete(keys);
 }
 
-int em_cmd_export(int argc, char **argv)
+static void print_export(cJSON *reply, const em_cmd_opts_t *o)
 {
-  em_cmd_opts_t o;
-  int rc = em_cmd_parse("export", argc, argv, &o, EM_RUN_REQUIRED);
-  if (rc)
-    return rc < 0 ? (fputs(usage_text, stdout), EM_EXIT_OK) : rc;
-  if (o.csv == o.json) {
-    em_cli_error("export", "say --csv or --json");
-    return EM_EXIT_USAGE;
-  }
-  cJSON *reply = NULL;
-  if ((rc = em_cmd_request("export", &o, EM_API_HISTORY, &reply)) != 0)
-    goto out;
-  if (o.json)
+  if (o->json)
     print_document(reply);
   else
     export_csv(cJSON_GetObjectItemCaseSensitive(reply, "results"));
-out:
-  cJSON_Delete(reply);
-  em_source_close(&o.src);
-  return rc;
+}
+
+int em_cmd_export(int argc, char **argv)
+{
+  return query_command("export", argc, argv, EM_RUN_REQUIRED, EM_API_HISTORY, print_export);
 }
