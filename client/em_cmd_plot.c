@@ -49,16 +49,24 @@ static void settle(double *lo, double *hi)
   *hi += pad;
 }
 
+/* A tick step of 1, 2 or 5 times a power of ten giving about five ticks over [lo, hi]. */
+static double nice_step(double lo, double hi)
+{
+  double raw = (hi - lo) / 5, mag = pow(10, floor(log10(raw))), r = raw / mag;
+  return mag * (r < 1.5 ? 1 : r < 3.5 ? 2 : r < 7.5 ? 5 : 10);
+}
+
 static void axes(FILE *f, const panel_t *p, const char *xlabel, const char *ylabel, const char *title)
 {
   fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", p->x0,
           p->y0, p->w, p->h);
-  for (int i = 0; i <= 5; i++) {
-    double x = p->xlo + (p->xhi - p->xlo) * i / 5, y = p->ylo + (p->yhi - p->ylo) * i / 5;
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%.4g</text>\n", px(p, x),
-            p->y0 + p->h + 16, x);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n", p->x0 - 6,
-            py(p, y) + 4, y);
+  double xs = nice_step(p->xlo, p->xhi), ys = nice_step(p->ylo, p->yhi);
+  for (double x = ceil(p->xlo / xs) * xs; x <= p->xhi; x += xs)
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%.6g</text>\n", px(p, x),
+            p->y0 + p->h + 16, fabs(x) < xs * 1e-9 ? 0.0 : x);
+  for (double y = ceil(p->ylo / ys) * ys; y <= p->yhi; y += ys) {
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.6g</text>\n", p->x0 - 6,
+            py(p, y) + 4, fabs(y) < ys * 1e-9 ? 0.0 : y);
     fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0, p->x0 + p->w,
             py(p, y), py(p, y));
   }
@@ -150,11 +158,10 @@ static void emergence_panel(FILE *f, const cJSON *results, const char *run)
       fprintf(f, "%.1f,%.1f ", px(&m, field(r, "step")), py(&m, v));
   }
   fputs("\"/>\n", f);
-  for (int i = 0; i <= 5; i++) {
-    double y = m.ylo + (m.yhi - m.ylo) * i / 5;
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#d62728\">%.3g</text>\n", m.x0 + m.w + 6,
-            py(&m, y) + 4, y);
-  }
+  double ms = nice_step(m.ylo, m.yhi);
+  for (double y = ceil(m.ylo / ms) * ms; y <= m.yhi; y += ms)
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#d62728\">%.6g</text>\n", m.x0 + m.w + 6,
+            py(&m, y) + 4, fabs(y) < ms * 1e-9 ? 0.0 : y);
   fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" fill=\"#d62728\" text-anchor=\"middle\" "
              "transform=\"rotate(90 %.1f %.1f)\">", m.x0 + m.w + 55, m.y0 + m.h / 2, m.x0 + m.w + 55, m.y0 + m.h / 2);
   xml_text(f, metric);
