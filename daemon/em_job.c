@@ -86,8 +86,12 @@ void em_job_run(em_job_t *j)
   }
   int rc = em_ckpt_open(j->path, &ck, &err);
   if (!rc)
-    rc = em_analyze(ck, &j->params, &r, &err);
+    rc = em_analyze_cancellable(ck, &j->params, j->cancel, &r, &err);
   em_ckpt_destroy(&ck);
+  if (rc == EM_ECANCELED) { /* the daemon is stopping: still queued, redone on restart */
+    j->outcome = EM_JOB_CHANGED;
+    return;
+  }
   if (rc == -ESTALE || !unchanged(j)) { /* changed while read: never record what was read */
     if (!rc)
       em_result_free(&r);

@@ -12,7 +12,7 @@
 
 typedef enum em_job_outcome {
   EM_JOB_DONE,        /* json, alpha0, width are set */
-  EM_JOB_CHANGED,     /* the files changed during analysis: re-queue, record nothing */
+  EM_JOB_CHANGED,     /* the files changed during analysis (or it was cancelled): record nothing */
   EM_JOB_STATE        /* a final state for this version: state + error */
 } em_job_outcome_t;
 
@@ -26,6 +26,7 @@ typedef struct em_job {
   int64_t step;
   uint64_t version;       /* fingerprint the job was queued for */
   em_params_t params;
+  const _Atomic int *cancel; /* raised when the daemon stops */
   /* outputs */
   em_job_outcome_t outcome;
   const char *state;      /* failed | vanished | nonfinite | unsupported */

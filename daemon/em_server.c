@@ -616,7 +616,7 @@ static void stop(server_t *s)
   uv_close((uv_handle_t *)&s->sigint, close_cb);
   uv_close((uv_handle_t *)&s->sighup, close_cb);
   em_watch_stop(&s->watch);
-  em_workq_stop(&s->workq);   /* running jobs are abandoned: still queued in the database */
+  em_workq_stop(&s->workq);   /* running analyses are cancelled: still queued in the database */
   em_store_stop(&s->store);   /* operations already queued commit first */
   em_bus_stop(&s->bus);
 }

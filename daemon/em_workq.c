@@ -15,6 +15,7 @@
 
 struct em_workq {
   em_fifo_t fifo;           /* jobs in, finished jobs out */
+  _Atomic int cancel;       /* raised by stop: running analyses end at their next read */
   int nthreads;
   uv_thread_t *threads;
   uv_sem_t started;
@@ -74,7 +75,11 @@ int em_workq_start(em_workq_t **out, uv_loop_t *loop, int n, em_workq_done_fn do
   return q->nthreads == n ? 0 : -EAGAIN;
 }
 
-void em_workq_push(em_workq_t *q, em_job_t *job) { em_fifo_push(&q->fifo, &job->link); }
+void em_workq_push(em_workq_t *q, em_job_t *job)
+{
+  job->cancel = &q->cancel;
+  em_fifo_push(&q->fifo, &job->link);
+}
 
 size_t em_workq_busy(const em_workq_t *q) { return q->fifo.busy; }
 
@@ -93,6 +98,7 @@ void em_workq_stop(em_workq_t **self_p)
   if (!q)
     return;
   *self_p = NULL;
+  q->cancel = 1;
   em_fifo_stop(&q->fifo);
   for (int i = 0; i < q->nthreads; i++)
     uv_thread_join(&q->threads[i]);

@@ -18,7 +18,7 @@ int em_workq_start(em_workq_t **out, uv_loop_t *loop, int n, em_workq_done_fn do
 void em_workq_push(em_workq_t *q, em_job_t *job);
 /* Jobs queued or running. */
 size_t em_workq_busy(const em_workq_t *q);
-/* Stops the workers: running jobs finish and are dropped, queued ones are dropped (they
+/* Stops the workers: running analyses are cancelled and dropped, queued ones too (they
  * stay queued in the database and are redone on restart). Loop thread. */
 void em_workq_stop(em_workq_t **self_p);
 

@@ -22,6 +22,7 @@
 #define EM_EUNSUPPORTED (-ENOTSUP) /* a format or dtype this version cannot read */
 #define EM_ENONFINITE   (-EDOM)    /* NaN or Inf among the weights read */
 #define EM_EDEGENERATE  (-ERANGE)  /* no spectrum: no node kept, < 2 radii, alpha0 <= 0 */
+#define EM_ECANCELED    (-ECANCELED) /* the caller's cancel flag was raised */
 
 typedef struct em_err {
   int code;       /* the negative code last returned, 0 when none */
@@ -113,6 +114,11 @@ typedef struct em_result {
  * frees it with em_result_free. EM_ENONFINITE when a weight read is NaN or Inf,
  * EM_EDEGENERATE when no spectrum exists (the message says why). */
 int em_analyze(em_ckpt_t *ck, const em_params_t *p, em_result_t *out, em_err_t *err);
+/* The same, returning EM_ECANCELED soon after *cancel becomes non-zero (it is checked
+ * between weight reads), so a daemon can stop in the middle of a long analysis. The
+ * flag may be raised from another thread. */
+int em_analyze_cancellable(em_ckpt_t *ck, const em_params_t *p, const _Atomic int *cancel, em_result_t *out,
+                           em_err_t *err);
 void em_result_free(em_result_t *r);
 
 /* E = (width / base_width) * ln(base_alpha0 / alpha0). EM_EDEGENERATE when an alpha0

@@ -43,6 +43,7 @@ void em_result_free(em_result_t *r)
 
 typedef struct run {
   const em_params_t *p;
+  const _Atomic int *cancel; /* NULL: never */
   em_plan_t plan;
   em_acc_t *acc;
   em_nin_t *nin;
@@ -188,6 +189,12 @@ static double now_ms(void)
 
 int em_analyze(em_ckpt_t *ck, const em_params_t *p, em_result_t *out, em_err_t *err)
 {
+  return em_analyze_cancellable(ck, p, NULL, out, err);
+}
+
+int em_analyze_cancellable(em_ckpt_t *ck, const em_params_t *p, const _Atomic int *cancel, em_result_t *out,
+                           em_err_t *err)
+{
   em_err_t local;
   if (!err)
     err = &local;
@@ -205,6 +212,9 @@ int em_analyze(em_ckpt_t *ck, const em_params_t *p, em_result_t *out, em_err_t *
     rc = em_err_set(err, -ENOMEM, "out of memory");
   else
     rc = run_init(&r, ck, p, out->q, out->nq, err);
+  r.cancel = cancel;
+  if (!rc)
+    em_nin_set_cancel(r.nin, cancel);
   out->arch = r.plan.arch;
   for (size_t k = 0; k < ns && !rc; k++) {
     em_sample_t *s = &out->samples[k];
@@ -212,7 +222,7 @@ int em_analyze(em_ckpt_t *ck, const em_params_t *p, em_result_t *out, em_err_t *
     rc = run_network(&r, s->seed, s->tau, &s->nodes, err);
     if (!rc)
       rc = em_spectrum(out->q, s->tau, out->nq, p->alpha0, out->alpha, out->f, &s->alpha0, &s->width, err);
-    if (rc && rc != -ENOMEM && rc != EM_ENONFINITE && rc != -ESTALE && rc != EM_EUNSUPPORTED)
+    if (rc && rc != -ENOMEM && rc != EM_ENONFINITE && rc != -ESTALE && rc != EM_EUNSUPPORTED && rc != EM_ECANCELED)
       rc = degenerate_hint(err, p, s->seed);
   }
   run_free(&r);

@@ -21,6 +21,7 @@
 
 struct em_nin {
   int thr;
+  const _Atomic int *cancel; /* checked before every read; NULL: never */
   int16_t *tab16[2];    /* F16, BF16: bits -> bin (0 skip, -1 non-finite), built on use */
   int16_t *tab8[2];     /* F8_E4M3, F8_E5M2 */
   uint8_t *mag16[2];    /* F16, BF16: the sign-free byte version of tab16 */
@@ -31,6 +32,8 @@ struct em_nin {
   uint32_t *cols;
   size_t cols_cap;
 };
+
+void em_nin_set_cancel(em_nin_t *n, const _Atomic int *cancel) { n->cancel = cancel; }
 
 em_nin_t *em_nin_new(int threshold)
 {
@@ -191,6 +194,8 @@ static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t 
   c.first = cols[0];
   c.row_bytes = (size_t)(span * es);
   for (uint64_t r = 0; r < nrows && !rc; r += c.nrows) {
+    if (n->cancel && *n->cancel)
+      return em_err_set(err, EM_ECANCELED, "%s: analysis cancelled", t->file->path);
     c.row0 = row0 + r;
     c.nrows = nrows - r < per_read ? nrows - r : per_read;
     rc = em_tensor_read(t, c.row0 * width + c.first, (size_t)(c.nrows * span), n->buf, err);

@@ -14,6 +14,9 @@ typedef struct em_nin em_nin_t;
 em_nin_t *em_nin_new(int threshold);
 void em_nin_destroy(em_nin_t **self_p);
 
+/* Reads stop with EM_ECANCELED once *cancel is non-zero (NULL: never). */
+void em_nin_set_cancel(em_nin_t *nin, const _Atomic int *cancel);
+
 /* Adds map m with sources src[0..nsrc) (columns) and targets tgt[0..ntgt) (logical rows)
  * to acc. EM_ENONFINITE names the tensor and element of a NaN/Inf; EM_ECHANGED when a
  * file shrank while being read. */

@@ -138,6 +138,24 @@ START_TEST(test_analyze_truncated_after_open)
 }
 END_TEST
 
+START_TEST(test_analyze_cancelled)
+{
+  em_ckpt_t *ck = NULL;
+  em_err_t err = {0};
+  ck_assert_int_eq(em_ckpt_open(path, &ck, &err), 0);
+  em_params_t p;
+  em_params_default(&p);
+  em_result_t r;
+  _Atomic int cancel = 0;
+  ck_assert_int_eq(em_analyze_cancellable(ck, &p, &cancel, &r, &err), 0); /* not raised: a normal result */
+  em_result_free(&r);
+  cancel = 1;
+  ck_assert_int_eq(em_analyze_cancellable(ck, &p, &cancel, &r, &err), EM_ECANCELED);
+  ck_assert_ptr_nonnull(strstr(err.msg, "cancelled"));
+  em_ckpt_destroy(&ck);
+}
+END_TEST
+
 START_TEST(test_analyze_no_node_kept)
 {
   for (size_t i = 0; i < 128 * 64; i++)
@@ -198,6 +216,7 @@ Suite *analyze_suite(void)
   tcase_add_test(tc, test_analyze_unsupported_dtype);
   tcase_add_test(tc, test_analyze_truncated_after_open);
   tcase_add_test(tc, test_analyze_no_node_kept);
+  tcase_add_test(tc, test_analyze_cancelled);
   tcase_add_test(tc, test_analyze_unmappable_and_torch);
   suite_add_tcase(s, tc);
   return s;

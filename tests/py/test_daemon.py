@@ -310,3 +310,18 @@ def test_sighup_reloads_log_level_and_keeps_old_on_error(tmp):
     wait_for(lambda: "keeping the running configuration" in d.read_log(), what="rejected reload")
     assert d.request({"cmd": "status"})["ok"] is True
     assert d.stop() == 0
+
+
+def test_sigterm_cancels_a_long_analysis(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    make_ckpt.write(os.path.join(root, "run", "model-step1.safetensors"), make_ckpt.build("neox", 256, 6), "F16")
+    d = Daemon(tmp, root, "--samples", "1000").start(quiet="0")  # several seconds of analysis
+    wait_for(lambda: d.request({"cmd": "status"})["status"]["running"] == 1, what="the analysis running")
+    time.sleep(0.3)
+    t0 = time.time()
+    assert d.stop() == 0
+    assert time.time() - t0 < 1.5, time.time() - t0  # cancelled, not waited for
+    with d.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+        assert db.execute("SELECT state FROM checkpoints").fetchone()[0] == "queued"  # redone on restart
