@@ -474,8 +474,6 @@ void em_store_stop(em_store_t **self_p)
 
 void em_store_submit(em_store_t *s, em_store_op_t *op) { em_fifo_push(&s->fifo, &op->link); }
 
-size_t em_store_pending(const em_store_t *s) { return s->fifo.busy; }
-
 em_store_op_t *em_store_op_new(em_store_op_type_t type)
 {
   em_store_op_t *op = calloc(1, sizeof(*op));

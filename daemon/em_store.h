@@ -64,8 +64,6 @@ int em_store_start(em_store_t **out, const char *path, uv_loop_t *loop, char *er
 void em_store_stop(em_store_t **self_p);
 /* Queues op (ownership passes to the store until op->done runs). Loop thread. */
 void em_store_submit(em_store_t *st, em_store_op_t *op);
-/* Operations queued or running. */
-size_t em_store_pending(const em_store_t *st);
 
 em_store_op_t *em_store_op_new(em_store_op_type_t type);
 void em_store_op_free(em_store_op_t *op);

@@ -81,8 +81,6 @@ typedef struct em_ckpt em_ckpt_t;
  * .ckpt) give EM_EUNSUPPORTED. Caller owns *out and destroys it with em_ckpt_destroy. */
 int em_ckpt_open(const char *path, em_ckpt_t **out, em_err_t *err);
 void em_ckpt_destroy(em_ckpt_t **self_p);
-/* Number of tensors, and the total bytes of the weight files. */
-size_t em_ckpt_tensor_count(const em_ckpt_t *ck);
 
 /* ---------------------------------------------------------------- analysis */
 

@@ -272,8 +272,6 @@ void em_ckpt_destroy(em_ckpt_t **self_p)
   *self_p = NULL;
 }
 
-size_t em_ckpt_tensor_count(const em_ckpt_t *ck) { return ck->ntensors; }
-
 int em_tensor_read(const em_tensor_t *t, uint64_t first, size_t nelem, void *buf, em_err_t *err)
 {
   size_t es = em_dtype_bits(t->st->dtype) / 8;

@@ -8,7 +8,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
-from daemon import Daemon, wait_for
+from daemon import Daemon, history, wait_for
 from helpers import EMERGECTL, ROOT, emergectl
 
 
@@ -19,7 +19,7 @@ def _daemon_with_results(tmp, steps=300, every=100):
     subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(root, "mlp"),
                     "--steps", str(steps), "--save-every", str(every)], check=True, stdout=subprocess.DEVNULL)
     n = steps // every + 1
-    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"}).get("results", [])) == n, what="results")
+    wait_for(lambda: len(history(d, "mlp")[0]) == n, what="results")
     return d, root
 
 
@@ -71,11 +71,11 @@ def test_watch_started_late_gets_history_then_live(tmp):
     d = Daemon(tmp, root).start(quiet="0.2")
     job = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(root, "mlp"),
                             "--steps", "800", "--save-every", "100", "--sleep", "0.3"], stdout=subprocess.DEVNULL)
-    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"}).get("results", [])) >= 3, what="3 results")
+    wait_for(lambda: len(history(d, "mlp")[0]) >= 3, what="3 results")
     w = subprocess.Popen([EMERGECTL, "watch", "mlp", "--json", "--api", d.api, "--pub", d.pub],
                          stdout=subprocess.PIPE, text=True)
     job.wait()
-    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"})["results"]) == 9, what="all 9")
+    wait_for(lambda: len(history(d, "mlp")[0]) == 9, what="all 9")
     time.sleep(1.0)
     w.send_signal(signal.SIGINT)
     out, _ = w.communicate(timeout=10)
