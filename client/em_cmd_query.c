@@ -17,6 +17,13 @@ static const char usage_text[] =
   "SOURCE: --api ENDPOINT (default " EM_DEFAULT_API ") [--timeout SECONDS] | --db FILE|ROOT\n"
   "exit: 0 ok, 1 failure (e.g. unknown run), 2 usage, 69 daemon unreachable\n";
 
+/* A string field of a reply, "?" when absent: replies are wire input too. */
+static const char *str(const cJSON *o, const char *key)
+{
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsString(v) ? v->valuestring : "?";
+}
+
 int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run)
 {
   memset(o, 0, sizeof(*o));
@@ -120,7 +127,7 @@ void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err)
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(runs, "runs"))
     {
-      const char *name = cJSON_GetObjectItemCaseSensitive(r, "run")->valuestring;
+      const char *name = str(r, "run");
       if ((distance(name, o->run) <= 2 || strstr(name, o->run) || strstr(o->run, name)) &&
           used < sizeof(close_names) - 64)
         used += (size_t)snprintf(close_names + used, sizeof(close_names) - used, "%s%s", used ? ", " : "", name);
@@ -174,7 +181,7 @@ static void print_runs(cJSON *reply, const em_cmd_opts_t *o)
     char step[24], e[24];
     fmt_num(step, sizeof(step), num(r, "last_step"), "%.0f");
     fmt_num(e, sizeof(e), num(r, "last_emergence"), "%+.4f");
-    printf("%-24s %6.0f %6.0f %6.0f %10s %9s\n", cJSON_GetObjectItemCaseSensitive(r, "run")->valuestring, total,
+    printf("%-24s %6.0f %6.0f %6.0f %10s %9s\n", str(r, "run"), total,
            done, total - done, step, e);
   }
 }
@@ -211,9 +218,11 @@ void em_cmd_trainer_text(const cJSON *trainer, char *buf, size_t n)
   buf[0] = 0;
   size_t used = 0;
   const cJSON *m;
+  if (!cJSON_IsObject(trainer)) /* payloads are untrusted: an array has no names */
+    return;
   cJSON_ArrayForEach(m, trainer)
   {
-    if (cJSON_IsNumber(m) && (strstr(m->string, "acc") || strstr(m->string, "loss")) && used < n - 40)
+    if (cJSON_IsNumber(m) && m->string && (strstr(m->string, "acc") || strstr(m->string, "loss")) && used < n - 40)
       used += (size_t)snprintf(buf + used, n - used, "%s%s=%.4g", used ? " " : "", m->string, m->valuedouble);
   }
 }
@@ -237,8 +246,7 @@ static void print_history(cJSON *reply, const em_cmd_opts_t *o)
   cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"))
   {
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
-    printf("%10.0f %9s  %s%s%s\n", num(r, "step"), cJSON_GetObjectItemCaseSensitive(r, "state")->valuestring,
-           cJSON_GetObjectItemCaseSensitive(r, "path")->valuestring, cJSON_IsString(err) ? ": " : "",
+    printf("%10.0f %9s  %s%s%s\n", num(r, "step"), str(r, "state"), str(r, "path"), cJSON_IsString(err) ? ": " : "",
            cJSON_IsString(err) ? err->valuestring : "");
   }
 }

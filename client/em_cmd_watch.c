@@ -52,6 +52,13 @@ static void sparkline(watch_t *w, double e, char *out, size_t n)
   }
 }
 
+/* A number field of an untrusted payload, NAN when absent. */
+static double num_or_nan(const cJSON *p, const char *key)
+{
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
 static void show(watch_t *w, const char *topic, const cJSON *p)
 {
   const cJSON *seq = cJSON_GetObjectItemCaseSensitive(p, "seq");
@@ -79,8 +86,7 @@ static void show(watch_t *w, const char *topic, const cJSON *p)
     printf("%-16s step %8.0f  E %+.4f  alpha0 %.4f  width %.4f  %s %s\n",
            cJSON_IsString(run) ? run->valuestring : "?", cJSON_IsNumber(step) ? step->valuedouble : -1,
            cJSON_IsNumber(e) ? e->valuedouble : NAN,
-           cJSON_GetObjectItemCaseSensitive(p, "alpha0")->valuedouble,
-           cJSON_GetObjectItemCaseSensitive(p, "width")->valuedouble, metrics, spark);
+           num_or_nan(p, "alpha0"), num_or_nan(p, "width"), metrics, spark);
   }
   fflush(stdout);
 }
@@ -101,8 +107,9 @@ static int catch_up(watch_t *w, bool use_db)
     long long before = w->last_seq;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(reply, "messages"))
     {
-      const char *topic = cJSON_GetObjectItemCaseSensitive(m, "topic")->valuestring;
+      const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "topic");
       const cJSON *payload = cJSON_GetObjectItemCaseSensitive(m, "payload");
+      const char *topic = cJSON_IsString(t) ? t->valuestring : "";
       if (wanted(w, topic))
         show(w, topic, payload);
       else if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(payload, "seq")))

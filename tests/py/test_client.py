@@ -117,3 +117,28 @@ def test_watch_on_a_terminal_shows_compact_lines_and_a_sparkline(tmp):
     assert len(lines) == 4, p.stdout
     assert "step      300" in lines[-1] and "eval_accuracy=" in lines[-1] and "alpha0" in lines[-1]
     assert any(ch in lines[-1] for ch in "▁▂▃▄▅▆▇█")  # the sparkline of E
+
+
+def test_watch_survives_malformed_pub_messages(tmp):
+    """PUB payloads are wire input: a publisher sending junk must not crash watch."""
+    import zmq
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.2")
+    fake = zmq.Context.instance().socket(zmq.PUB)
+    fake.bind(f"ipc://{tmp}/fake-pub")
+    w = subprocess.Popen([EMERGECTL, "watch", "--api", d.api, "--pub", f"ipc://{tmp}/fake-pub"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    for payload in (b"not json", b"[]", b'{"seq":99}', b'{"seq":100,"run":5,"alpha0":"x"}',
+                    b'{"seq":101,"run":"r","step":1,"emergence":0.1,"trainer":[1,2]}', b"\xff"):
+        fake.send_multipart([b"result/r/", payload])
+    fake.send_multipart([b"alert/r/", b'{"seq":102,"reason":7}'])
+    time.sleep(0.8)
+    assert w.poll() is None, w.communicate()  # still running (an array trainer once crashed it)
+    w.send_signal(signal.SIGINT)
+    out, err = w.communicate(timeout=10)
+    assert w.returncode == 0, err
+    assert "step        1" in out and "ALERT ? step -1" in out, out
+    fake.close()
+    assert d.stop() == 0
