@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -122,6 +123,13 @@ static int catch_up(watch_t *w, bool use_db)
   }
 }
 
+static double monotonic_seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static int follow_live(watch_t *w, const char *pub)
 {
   void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
@@ -137,8 +145,17 @@ static int follow_live(watch_t *w, const char *pub)
   usleep(200000); /* the subscription must reach the daemon before we ask what we missed */
   if ((rc = catch_up(w, false)) != 0)
     goto out;
+  /* A subscription takes effect asynchronously and a slow machine can need more than
+   * the pause above; one more look once it surely has closes that window. */
+  bool rechecked = false;
+  double recheck_at = monotonic_seconds() + 2.0;
   while (!stop_requested) {
     zmq_pollitem_t item = {sub, 0, ZMQ_POLLIN, 0};
+    if (!rechecked && monotonic_seconds() >= recheck_at) {
+      rechecked = true;
+      if ((rc = catch_up(w, false)) != 0)
+        goto out;
+    }
     if (zmq_poll(&item, 1, 200) != 1)
       continue;
     char topic[1200];

@@ -1,7 +1,9 @@
 """Shared by the end-to-end tests: run emergectl, lay out checkpoints like trainers do."""
 import json
 import os
+import select
 import subprocess
+import time
 
 import make_ckpt
 import stio
@@ -16,6 +18,21 @@ def emergectl(*args, check=None):
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode} != {check}\nstdout: {p.stdout}\nstderr: {p.stderr}"
     return p.returncode, p.stdout, p.stderr
+
+
+def read_lines(proc, until, timeout=30.0):
+    """Lines proc has written to its stdout pipe, read until until(lines) holds or the
+    timeout passes: a slow (sanitized) build gets the time it needs, a fast one no wait."""
+    fd, lines, partial = proc.stdout.fileno(), [], b""
+    deadline = time.time() + timeout
+    while not until(lines) and time.time() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *done, partial = (partial + chunk).split(b"\n")
+            lines += [line.decode() for line in done]
+    return lines
 
 
 def analyze_json(*args):
