@@ -81,6 +81,10 @@ typedef struct em_ckpt em_ckpt_t;
  * .ckpt) give EM_EUNSUPPORTED. Caller owns *out and destroys it with em_ckpt_destroy. */
 int em_ckpt_open(const char *path, em_ckpt_t **out, em_err_t *err);
 void em_ckpt_destroy(em_ckpt_t **self_p);
+/* Checks every weight of every floating-point tensor for NaN/Inf (the analysis reads only
+ * the sampled neurons). EM_ENONFINITE names the tensor and element; EM_ECANCELED soon
+ * after *cancel (may be NULL) becomes non-zero. */
+int em_ckpt_check_finite(em_ckpt_t *ck, const _Atomic int *cancel, em_err_t *err);
 
 /* ---------------------------------------------------------------- analysis */
 

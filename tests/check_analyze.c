@@ -206,6 +206,72 @@ START_TEST(test_analyze_unmappable_and_torch)
 }
 END_TEST
 
+/* Every float dtype's NaN/Inf found by exponent bits and named with its element; integer
+ * tensors whose bits look like a NaN are left alone; a NaN the analysis never reads
+ * (a bias) is found all the same. */
+START_TEST(test_check_finite_every_dtype)
+{
+  static const struct {
+    const char *dtype;
+    uint8_t bytes[8];
+    size_t n, es, bad;   /* elements, element size, index of the bad one (9: none) */
+  } cases[] = {
+    {"F16", {0x00, 0x3c, 0x00, 0x7c}, 2, 2, 1},           /* 1.0, +Inf */
+    {"BF16", {0xc0, 0x7f, 0x80, 0x3f}, 2, 2, 0},          /* NaN, 1.0 */
+    {"F8_E4M3", {0x38, 0x7e, 0xff}, 3, 1, 2},             /* 1.0, 448 (finite), NaN */
+    {"F8_E5M2", {0x3c, 0xfc}, 2, 1, 1},                   /* 1.0, -Inf */
+    {"F32", {0, 0, 0x80, 0x3f, 0, 0, 0xc0, 0xff}, 2, 4, 1}, /* 1.0, -NaN */
+    {"I32", {0xff, 0xff, 0xff, 0x7f}, 1, 4, 9},           /* an integer, never "NaN" */
+  };
+  for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+    size_t n = cases[c].n;
+    st_tensor_t t = {"t", cases[c].dtype, 1, {n}, cases[c].bytes, n * cases[c].es};
+    size_t len;
+    uint8_t *buf = st_build(&t, 1, &len);
+    ck_assert_int_eq(st_write(path, buf, len), 0);
+    free(buf);
+    em_ckpt_t *ck = NULL;
+    em_err_t err = {0};
+    ck_assert_int_eq(em_ckpt_open(path, &ck, &err), 0);
+    int rc = em_ckpt_check_finite(ck, NULL, &err);
+    em_ckpt_destroy(&ck);
+    if (cases[c].bad == 9) {
+      ck_assert_msg(rc == 0, "%s: %s", cases[c].dtype, err.msg);
+      continue;
+    }
+    char want[64];
+    snprintf(want, sizeof(want), "'t' holds NaN or Inf at element %zu", cases[c].bad);
+    ck_assert_msg(rc == EM_ENONFINITE && strstr(err.msg, want), "%s: %d %s", cases[c].dtype, rc, err.msg);
+  }
+  /* the analysis never reads a bias; the finite check does */
+  float bias[4] = {0.1f, 0.2f, NAN, 0.3f};
+  st_tensor_t mlp[] = {
+    {"layers.0.weight", "F32", 2, {128, 64}, w0, sizeof(w0)},
+    {"layers.0.bias", "F32", 1, {4}, bias, sizeof(bias)},
+    {"layers.1.weight", "F32", 2, {128, 128}, w1, sizeof(w1)},
+    {"layers.2.weight", "F32", 2, {64, 128}, w2, sizeof(w2)},
+  };
+  size_t len;
+  uint8_t *buf = st_build(mlp, 4, &len);
+  ck_assert_int_eq(st_write(path, buf, len), 0);
+  free(buf);
+  em_params_t p;
+  em_params_default(&p);
+  p.full = true;
+  em_result_t r;
+  em_err_t err = {0};
+  ck_assert_int_eq(analyze_path(path, &p, &r, &err), 0);
+  em_result_free(&r);
+  em_ckpt_t *ck = NULL;
+  ck_assert_int_eq(em_ckpt_open(path, &ck, &err), 0);
+  ck_assert_int_eq(em_ckpt_check_finite(ck, NULL, &err), EM_ENONFINITE);
+  ck_assert_msg(strstr(err.msg, "'layers.0.bias'") && strstr(err.msg, "element 2"), "%s", err.msg);
+  _Atomic int cancel = 1;
+  ck_assert_int_eq(em_ckpt_check_finite(ck, &cancel, &err), EM_ECANCELED);
+  em_ckpt_destroy(&ck);
+}
+END_TEST
+
 Suite *analyze_suite(void)
 {
   Suite *s = suite_create("analyze");
@@ -218,6 +284,7 @@ Suite *analyze_suite(void)
   tcase_add_test(tc, test_analyze_no_node_kept);
   tcase_add_test(tc, test_analyze_cancelled);
   tcase_add_test(tc, test_analyze_unmappable_and_torch);
+  tcase_add_test(tc, test_check_finite_every_dtype);
   suite_add_tcase(s, tc);
   return s;
 }

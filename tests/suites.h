@@ -12,5 +12,6 @@ Suite *safetensors_suite(void);
 Suite *name_suite(void);
 Suite *params_suite(void);
 Suite *analyze_suite(void);
+Suite *rules_suite(void);
 
 #endif

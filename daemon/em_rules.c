@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/* Early-stop rules: strict parsing and the replay that judges a run.
+ *
+ * Semantics are Lightning's EarlyStopping where it has them: the first value is always
+ * an improvement; later, a value improves only when it beats the best by more than
+ * min_delta; patience counts checks without improvement (here: analysed checkpoints);
+ * thresholds are inclusive. Unlike a training callback the daemon keeps watching after
+ * a firing, so a plateau fires once and re-arms when the run improves again, and a
+ * threshold or check_finite condition fires once per run. */
+#include "em_rules.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const monitors[] = {[EM_MON_NONE] = "none", [EM_MON_EMERGENCE] = "emergence",
+                                       [EM_MON_ALPHA0] = "alpha0", [EM_MON_WIDTH] = "width"};
+static const char *const conditions[] = {[EM_COND_PLATEAU] = "plateau", [EM_COND_STOPPING] = "stopping_threshold",
+                                         [EM_COND_DIVERGENCE] = "divergence_threshold",
+                                         [EM_COND_FINITE] = "check_finite"};
+
+const char *em_monitor_name(em_monitor_t m) { return monitors[m]; }
+const char *em_condition_name(em_condition_t c) { return conditions[c]; }
+
+/* ---------------------------------------------------------------- parsing */
+
+static int bad(char *err, size_t errlen, const char *who, const char *fmt, ...)
+{
+  size_t n = (size_t)snprintf(err, errlen, "%s: ", who);
+  va_list ap;
+  va_start(ap, fmt);
+  if (n < errlen)
+    vsnprintf(err + n, errlen - n, fmt, ap);
+  va_end(ap);
+  return -EINVAL;
+}
+
+static bool valid_name(const char *s)
+{
+  size_t n = strlen(s);
+  if (n == 0 || n > EM_RULE_NAME_MAX)
+    return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr("_.-", *s)))
+      return false;
+  return true;
+}
+
+static bool finite_number(const cJSON *v) { return cJSON_IsNumber(v) && isfinite(v->valuedouble); }
+
+/* One key of a rule; who names the rule. */
+static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explicit_patience, char *err, size_t errlen)
+{
+  const char *k = v->string;
+  if (strcmp(k, "name") == 0)
+    return 0; /* read first, by the caller */
+  if (strcmp(k, "monitor") == 0) {
+    for (int m = EM_MON_EMERGENCE; m <= EM_MON_WIDTH; m++)
+      if (cJSON_IsString(v) && strcmp(v->valuestring, monitors[m]) == 0) {
+        r->monitor = (em_monitor_t)m;
+        return 0;
+      }
+    return bad(err, errlen, who, "key 'monitor': must be \"emergence\", \"alpha0\" or \"width\"");
+  }
+  if (strcmp(k, "mode") == 0) {
+    if (!cJSON_IsString(v) || (strcmp(v->valuestring, "max") != 0 && strcmp(v->valuestring, "min") != 0))
+      return bad(err, errlen, who, "key 'mode': must be \"max\" or \"min\"");
+    return 0; /* applied once the monitor (and its default mode) is known */
+  }
+  if (strcmp(k, "min_delta") == 0) {
+    if (!finite_number(v) || v->valuedouble < 0)
+      return bad(err, errlen, who, "key 'min_delta': must be a number >= 0");
+    r->min_delta = v->valuedouble;
+    return 0;
+  }
+  if (strcmp(k, "patience") == 0) {
+    if (!finite_number(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+        v->valuedouble > 100000)
+      return bad(err, errlen, who, "key 'patience': must be an integer in 1..100000 (checkpoints)");
+    r->patience = (int)v->valuedouble;
+    *explicit_patience = true;
+    return 0;
+  }
+  if (strcmp(k, "stopping_threshold") == 0 || strcmp(k, "divergence_threshold") == 0) {
+    if (!finite_number(v))
+      return bad(err, errlen, who, "key '%s': must be a finite number", k);
+    bool stopping = k[0] == 's';
+    *(stopping ? &r->has_stopping : &r->has_divergence) = true;
+    *(stopping ? &r->stopping : &r->divergence) = v->valuedouble;
+    return 0;
+  }
+  if (strcmp(k, "check_finite") == 0) {
+    if (!cJSON_IsBool(v))
+      return bad(err, errlen, who, "key 'check_finite': must be true or false");
+    r->check_finite = cJSON_IsTrue(v);
+    return 0;
+  }
+  return bad(err, errlen, who, "unknown key '%s'", k);
+}
+
+int em_rule_parse(const cJSON *obj, size_t index, em_rule_t *r, char *err, size_t errlen)
+{
+  char who[EM_RULE_NAME_MAX + 40];
+  snprintf(who, sizeof(who), "alerts[%zu]", index);
+  memset(r, 0, sizeof(*r));
+  r->patience = 3;
+  if (!cJSON_IsObject(obj))
+    return bad(err, errlen, who, "must be a JSON object");
+  const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
+  if (!name)
+    return bad(err, errlen, who, "missing key 'name'");
+  if (!cJSON_IsString(name) || !valid_name(name->valuestring))
+    return bad(err, errlen, who, "key 'name': must be 1..%d of A-Z a-z 0-9 _ . -", EM_RULE_NAME_MAX);
+  snprintf(r->name, sizeof(r->name), "%s", name->valuestring);
+  snprintf(who, sizeof(who), "alerts[%zu] '%s'", index, r->name);
+  bool explicit_patience = false, has_mode = false, monitor_only = false;
+  for (const cJSON *v = obj->child; v; v = v->next) {
+    int rc = rule_key(r, v, who, &explicit_patience, err, errlen);
+    if (rc)
+      return rc;
+    if (strcmp(v->string, "mode") == 0 || strcmp(v->string, "min_delta") == 0 ||
+        strcmp(v->string, "patience") == 0 || strstr(v->string, "_threshold"))
+      monitor_only = true;
+    has_mode |= strcmp(v->string, "mode") == 0;
+  }
+  if (r->monitor == EM_MON_NONE && monitor_only)
+    return bad(err, errlen, who, "mode, min_delta, patience and thresholds need key 'monitor'");
+  if (r->monitor == EM_MON_NONE && !r->check_finite)
+    return bad(err, errlen, who, "nothing to judge: give key 'monitor' or \"check_finite\": true");
+  const cJSON *mode = cJSON_GetObjectItemCaseSensitive(obj, "mode");
+  r->mode_max = has_mode ? strcmp(mode->valuestring, "max") == 0 : r->monitor != EM_MON_ALPHA0;
+  if (r->has_stopping && r->has_divergence &&
+      (r->mode_max ? r->divergence >= r->stopping : r->divergence <= r->stopping))
+    return bad(err, errlen, who, "key 'divergence_threshold': must be %s stopping_threshold when mode is %s",
+               r->mode_max ? "below" : "above", r->mode_max ? "max" : "min");
+  r->plateau = r->monitor != EM_MON_NONE && (explicit_patience || (!r->has_stopping && !r->has_divergence));
+  return 0;
+}
+
+int em_rules_parse(const cJSON *list, em_rules_t *out, char *err, size_t errlen)
+{
+  memset(out, 0, sizeof(*out));
+  if (!cJSON_IsArray(list))
+    return bad(err, errlen, "alerts", "must be a list of rules");
+  size_t n = (size_t)cJSON_GetArraySize(list);
+  if (n > 256)
+    return bad(err, errlen, "alerts", "at most 256 rules");
+  out->v = calloc(n ? n : 1, sizeof(*out->v));
+  if (!out->v)
+    return bad(err, errlen, "alerts", "out of memory");
+  const cJSON *item;
+  cJSON_ArrayForEach(item, list)
+  {
+    int rc = em_rule_parse(item, out->n, &out->v[out->n], err, errlen);
+    for (size_t j = 0; !rc && j < out->n; j++)
+      if (strcmp(out->v[j].name, out->v[out->n].name) == 0)
+        rc = bad(err, errlen, "alerts", "rule name '%s' is used twice", out->v[j].name);
+    if (rc) {
+      em_rules_free(out);
+      return rc;
+    }
+    out->n++;
+  }
+  return 0;
+}
+
+void em_rules_free(em_rules_t *rules)
+{
+  free(rules->v);
+  memset(rules, 0, sizeof(*rules));
+}
+
+int em_rules_copy(const em_rules_t *from, em_rules_t *to)
+{
+  to->n = 0;
+  to->v = calloc(from->n ? from->n : 1, sizeof(*to->v));
+  if (!to->v)
+    return -ENOMEM;
+  memcpy(to->v, from->v, from->n * sizeof(*to->v));
+  to->n = from->n;
+  return 0;
+}
+
+bool em_rules_check_finite(const em_rules_t *rules)
+{
+  for (size_t i = 0; i < rules->n; i++)
+    if (rules->v[i].check_finite)
+      return true;
+  return false;
+}
+
+char *em_rule_spec(const em_rule_t *r)
+{
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", r->name);
+  if (r->monitor != EM_MON_NONE) {
+    cJSON_AddStringToObject(o, "monitor", monitors[r->monitor]);
+    cJSON_AddStringToObject(o, "mode", r->mode_max ? "max" : "min");
+    if (r->plateau) {
+      cJSON_AddNumberToObject(o, "min_delta", r->min_delta);
+      cJSON_AddNumberToObject(o, "patience", r->patience);
+    }
+    if (r->has_stopping)
+      cJSON_AddNumberToObject(o, "stopping_threshold", r->stopping);
+    if (r->has_divergence)
+      cJSON_AddNumberToObject(o, "divergence_threshold", r->divergence);
+  }
+  cJSON_AddBoolToObject(o, "check_finite", r->check_finite);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return text;
+}
+
+bool em_rules_equal(const em_rules_t *a, const em_rules_t *b)
+{
+  if (a->n != b->n)
+    return false;
+  bool same = true;
+  for (size_t i = 0; i < a->n && same; i++) {
+    char *x = em_rule_spec(&a->v[i]), *y = em_rule_spec(&b->v[i]);
+    same = x && y && strcmp(x, y) == 0;
+    free(x);
+    free(y);
+  }
+  return same;
+}
+
+/* ---------------------------------------------------------------- on_alert */
+
+void em_on_alert_default(em_on_alert_t *a)
+{
+  memset(a, 0, sizeof(*a));
+  a->stop_file = true;
+  a->exec_timeout = 30;
+}
+
+void em_on_alert_free(em_on_alert_t *a)
+{
+  for (char **p = a->exec; p && *p; p++)
+    free(*p);
+  free(a->exec);
+  em_on_alert_default(a);
+}
+
+static int set_exec(em_on_alert_t *a, const cJSON *v, char *err, size_t errlen)
+{
+  int n = cJSON_GetArraySize(v);
+  if (!cJSON_IsArray(v) || n < 1 || n > 64)
+    return bad(err, errlen, "on_alert", "key 'exec': must be a list of 1..64 strings (argv, no shell)");
+  a->exec = calloc((size_t)n + 1, sizeof(char *));
+  if (!a->exec)
+    return bad(err, errlen, "on_alert", "out of memory");
+  int i = 0;
+  const cJSON *s;
+  cJSON_ArrayForEach(s, v)
+  {
+    if (!cJSON_IsString(s) || (i == 0 && !s->valuestring[0]))
+      return bad(err, errlen, "on_alert", "key 'exec': element %d must be a%s string", i, i ? "" : " non-empty");
+    if (!(a->exec[i++] = strdup(s->valuestring)))
+      return bad(err, errlen, "on_alert", "out of memory");
+  }
+  return 0;
+}
+
+int em_on_alert_parse(const cJSON *obj, em_on_alert_t *a, char *err, size_t errlen)
+{
+  em_on_alert_default(a);
+  if (!cJSON_IsObject(obj))
+    return bad(err, errlen, "on_alert", "must be a JSON object");
+  int rc = 0;
+  for (const cJSON *v = obj->child; v && !rc; v = v->next) {
+    if (strcmp(v->string, "stop_file") == 0) {
+      if (!cJSON_IsBool(v))
+        rc = bad(err, errlen, "on_alert", "key 'stop_file': must be true or false");
+      a->stop_file = cJSON_IsTrue(v);
+    } else if (strcmp(v->string, "exec") == 0) {
+      if (a->exec)
+        rc = bad(err, errlen, "on_alert", "key 'exec' given twice");
+      else
+        rc = set_exec(a, v, err, errlen);
+    } else if (strcmp(v->string, "exec_timeout") == 0) {
+      if (!finite_number(v) || v->valuedouble <= 0 || v->valuedouble > 86400)
+        rc = bad(err, errlen, "on_alert", "key 'exec_timeout': must be seconds in (0, 86400]");
+      else
+        a->exec_timeout = v->valuedouble;
+    } else {
+      rc = bad(err, errlen, "on_alert", "unknown key '%s'", v->string);
+    }
+  }
+  if (rc)
+    em_on_alert_free(a);
+  return rc;
+}
+
+int em_on_alert_copy(const em_on_alert_t *from, em_on_alert_t *to)
+{
+  *to = *from;
+  to->exec = NULL;
+  if (!from->exec)
+    return 0;
+  size_t n = 0;
+  while (from->exec[n])
+    n++;
+  if (!(to->exec = calloc(n + 1, sizeof(char *))))
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    if (!(to->exec[i] = strdup(from->exec[i]))) {
+      em_on_alert_free(to);
+      return -ENOMEM;
+    }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- judging */
+
+static void fire_at(em_condition_t cond, size_t at, double value, em_firing_t *f)
+{
+  memset(f, 0, sizeof(*f));
+  f->cond = cond;
+  f->at = at;
+  f->value = value;
+}
+
+void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx)
+{
+  bool stopped = false, diverged = false, nonfinite = false, have_best = false, armed = true;
+  double best = 0;
+  int64_t best_step = 0;
+  int wait = 0;
+  em_firing_t f;
+  const char *what = monitors[r->monitor];
+  for (size_t i = 0; i < n; i++) {
+    const em_point_t *p = &pts[i];
+    if (p->seq <= r->since_seq)
+      continue;
+    if (p->nonfinite) {
+      if (r->check_finite && !nonfinite) {
+        nonfinite = true;
+        fire_at(EM_COND_FINITE, i, NAN, &f);
+        if (p->error)
+          snprintf(f.reason, sizeof(f.reason), "non-finite weights: %s", p->error);
+        else
+          snprintf(f.reason, sizeof(f.reason), "non-finite weights in %s", p->path ? p->path : "a checkpoint");
+        fire(ctx, r, &f);
+      }
+      continue;
+    }
+    double v = r->monitor == EM_MON_NONE ? NAN : p->value[r->monitor - 1];
+    if (isnan(v))
+      continue;
+    if (r->has_stopping && !stopped && (r->mode_max ? v >= r->stopping : v <= r->stopping)) {
+      stopped = true;
+      fire_at(EM_COND_STOPPING, i, v, &f);
+      snprintf(f.reason, sizeof(f.reason), "%s %.4f reached stopping_threshold %g", what, v, r->stopping);
+      fire(ctx, r, &f);
+    }
+    if (r->has_divergence && !diverged && (r->mode_max ? v <= r->divergence : v >= r->divergence)) {
+      diverged = true;
+      fire_at(EM_COND_DIVERGENCE, i, v, &f);
+      snprintf(f.reason, sizeof(f.reason), "%s %.4f reached divergence_threshold %g", what, v, r->divergence);
+      fire(ctx, r, &f);
+    }
+    if (!r->plateau)
+      continue;
+    if (!have_best || (r->mode_max ? v - best > r->min_delta : best - v > r->min_delta)) {
+      have_best = armed = true;
+      best = v;
+      best_step = p->step;
+      wait = 0;
+    } else if (++wait >= r->patience && armed) {
+      armed = false;
+      fire_at(EM_COND_PLATEAU, i, v, &f);
+      f.best = best;
+      f.best_step = best_step;
+      snprintf(f.reason, sizeof(f.reason), "%s has not improved by more than %g for %d checkpoints (best %.4f at "
+               "step %lld)", what, r->min_delta, wait, best, (long long)best_step);
+      fire(ctx, r, &f);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* Early-stop rules, in the vocabulary of Keras and Lightning early stopping, and what a
+ * firing rule does (`on_alert`). Parsing is strict: a bad rule is named with its key.
+ * Judging is a pure replay of a run's history in step order, shared by the daemon (on
+ * every new result) and `emergectl backtest`, so the two cannot disagree. */
+#ifndef EM_RULES_H
+#define EM_RULES_H
+
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EM_RULE_NAME_MAX 64
+
+typedef enum em_monitor { EM_MON_NONE, EM_MON_EMERGENCE, EM_MON_ALPHA0, EM_MON_WIDTH } em_monitor_t;
+
+typedef enum em_condition {
+  EM_COND_PLATEAU,      /* no improvement larger than min_delta for patience checkpoints */
+  EM_COND_STOPPING,     /* reached stopping_threshold (good enough) */
+  EM_COND_DIVERGENCE,   /* reached divergence_threshold (worse than allowed) */
+  EM_COND_FINITE        /* a checkpoint holds NaN/Inf weights */
+} em_condition_t;
+
+typedef struct em_rule {
+  char name[EM_RULE_NAME_MAX + 1];
+  em_monitor_t monitor;     /* EM_MON_NONE: a check_finite-only rule */
+  bool mode_max;            /* larger is better */
+  double min_delta;         /* absolute; a change no larger than it is no improvement */
+  int patience;             /* analysed checkpoints without improvement */
+  bool plateau;             /* judged for a plateau: no threshold given, or patience given */
+  bool has_stopping, has_divergence;
+  double stopping, divergence;
+  bool check_finite;
+  int64_t since_seq;        /* judges results with a larger seq (set by the store) */
+} em_rule_t;
+
+typedef struct em_rules {
+  size_t n;
+  em_rule_t *v;
+} em_rules_t;
+
+typedef struct em_on_alert {
+  bool stop_file;           /* write RUN/.emerge/STOP (default true) */
+  char **exec;              /* argv, NULL-terminated; NULL: none */
+  double exec_timeout;      /* seconds (default 30) */
+} em_on_alert_t;
+
+/* One rule from a JSON object; index names it in messages until its name is known.
+ * -EINVAL with err naming the rule and the key. */
+int em_rule_parse(const cJSON *obj, size_t index, em_rule_t *out, char *err, size_t errlen);
+/* The `alerts` list: each rule valid, names unique. */
+int em_rules_parse(const cJSON *list, em_rules_t *out, char *err, size_t errlen);
+void em_rules_free(em_rules_t *rules);
+int em_rules_copy(const em_rules_t *from, em_rules_t *to);
+bool em_rules_equal(const em_rules_t *a, const em_rules_t *b);
+/* Any rule with check_finite: workers then scan every weight. */
+bool em_rules_check_finite(const em_rules_t *rules);
+/* The rule as canonical JSON (every field, defaults filled in); caller frees. */
+char *em_rule_spec(const em_rule_t *r);
+
+int em_on_alert_parse(const cJSON *obj, em_on_alert_t *out, char *err, size_t errlen);
+void em_on_alert_default(em_on_alert_t *a);
+void em_on_alert_free(em_on_alert_t *a);
+int em_on_alert_copy(const em_on_alert_t *from, em_on_alert_t *to);
+
+const char *em_monitor_name(em_monitor_t m);
+const char *em_condition_name(em_condition_t c);
+
+/* One analysed (or non-finite) checkpoint of a run, in step order. */
+typedef struct em_point {
+  int64_t step, seq;
+  double value[3];          /* emergence, alpha0, width; NaN when unknown */
+  bool nonfinite;           /* recorded nonfinite: no values */
+  const char *path;
+  const char *error;        /* nonfinite: what the check found */
+} em_point_t;
+
+typedef struct em_firing {
+  em_condition_t cond;
+  size_t at;                /* index of the point it fired on */
+  double value;             /* the monitored value there (NaN for check_finite) */
+  int64_t best_step;        /* plateau: the step of the best value it has not beaten */
+  double best;
+  char reason[256];
+} em_firing_t;
+
+typedef void (*em_fire_fn)(void *ctx, const em_rule_t *r, const em_firing_t *f);
+
+/* Replays rule r over pts (step order; points with seq <= r->since_seq are skipped) and
+ * calls fire for every firing: a threshold or check_finite condition at the first point
+ * that meets it, a plateau each time patience runs out after an improvement. */
+void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx);
+
+#endif
