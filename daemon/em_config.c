@@ -59,7 +59,9 @@ const char *em_config_usage(void)
         *p = *p == '_' ? '-' : *p;
       n += (size_t)snprintf(text + n, sizeof(text) - n, "  --%s %s\n", flag, keys[i].help);
     }
-    snprintf(text + n, sizeof(text) - n, "\nConfig file keys are the flag names with '_' for '-'; flags win.\n");
+    snprintf(text + n, sizeof(text) - n, "\nConfig file keys are the flag names with '_' for '-'; flags win. The config file\n"
+             "alone carries \"alerts\" (early-stop rules) and \"on_alert\" (stop file, exec);\n"
+             "SIGHUP reloads them, and log_level, live.\n");
   }
   return text;
 }
@@ -139,6 +141,24 @@ static int json_text(const cJSON *v, char *buf, size_t len)
   return 0;
 }
 
+/* The structured keys: `alerts` (a list of rules) and `on_alert`. */
+static int load_alerts(em_config_t *cfg, const cJSON *c, const char *path, char *err, size_t errlen)
+{
+  char why[512];
+  bool rules = strcmp(c->string, "alerts") == 0;
+  if (rules) {
+    em_rules_free(&cfg->alerts);
+    if (em_rules_parse(c, &cfg->alerts, why, sizeof(why)) == 0)
+      return 0;
+  } else {
+    em_on_alert_free(&cfg->on_alert);
+    if (em_on_alert_parse(c, &cfg->on_alert, why, sizeof(why)) == 0)
+      return 0;
+  }
+  snprintf(err, errlen, "config file %s: %s", path, why);
+  return -EINVAL;
+}
+
 static int load_file(em_config_t *cfg, const char *path, char *err, size_t errlen)
 {
   FILE *f = fopen(path, "rb");
@@ -159,7 +179,9 @@ static int load_file(em_config_t *cfg, const char *path, char *err, size_t errle
     const struct key *k = find_key(c->string);
     char where[160], buf[256];
     snprintf(where, sizeof(where), "config file %s: key '%s'", path, c->string);
-    if (!k || k->kind == K_FLAG_ONLY)
+    if (strcmp(c->string, "alerts") == 0 || strcmp(c->string, "on_alert") == 0)
+      rc = load_alerts(cfg, c, path, err, errlen);
+    else if (!k || k->kind == K_FLAG_ONLY)
       rc = fail(err, errlen, "%s: unknown key%s", where, "");
     else if (json_text(c, buf, sizeof(buf)) != 0)
       rc = fail(err, errlen, "%s: must be a string, number or boolean%s", where, "");
@@ -180,6 +202,7 @@ static void defaults(em_config_t *cfg)
   cfg->quiet = 2;
   cfg->log_level = EM_LOG_INFO;
   em_params_default(&cfg->params);
+  em_on_alert_default(&cfg->on_alert);
 }
 
 static int parse_flags(int argc, char **argv, em_config_t *cfg, bool config_only, char *err, size_t errlen)
@@ -253,5 +276,7 @@ void em_config_free(em_config_t *cfg)
   free(cfg->pub);
   free(cfg->api);
   free(cfg->config);
+  em_rules_free(&cfg->alerts);
+  em_on_alert_free(&cfg->on_alert);
   memset(cfg, 0, sizeof(*cfg));
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "em_rules.h"
 #include "emerge.h"
 
 typedef struct em_config {
@@ -20,6 +21,8 @@ typedef struct em_config {
   double quiet;         /* seconds a checkpoint written in place must stay unchanged */
   int log_level;        /* syslog priority */
   em_params_t params;   /* analysis parameters */
+  em_rules_t alerts;    /* early-stop rules (config file only) */
+  em_on_alert_t on_alert; /* what a firing rule does (config file only) */
   char **argv;          /* the flags, kept for reloads (flags win over the file) */
   int argc;
 } em_config_t;

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "em_log.h"
+#include "em_sql.h"
 
 struct em_store {
   sqlite3 *db;
@@ -47,129 +48,54 @@ static const char *schema_v1 =
   "CREATE INDEX IF NOT EXISTS results_seq ON results(seq);"
   "INSERT OR IGNORE INTO meta(key, value) VALUES('last_seq', 0);";
 
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* ---------------------------------------------------------------- SQL helpers */
-
-static int exec(sqlite3 *db, const char *sql)
-{
-  char *msg = NULL;
-  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-  if (rc != SQLITE_OK)
-    EM_DEBUG("store: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-  sqlite3_free(msg);
-  return rc;
-}
-
-/* Prepares sql and binds "?" from a format of i (int64), d (double), t (text, NULL ok). */
-static sqlite3_stmt *prepare(sqlite3 *db, const char *sql, const char *fmt, ...)
-{
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-    return NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  for (int i = 0; fmt && fmt[i]; i++) {
-    if (fmt[i] == 'i')
-      sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    else if (fmt[i] == 'd')
-      sqlite3_bind_double(st, i + 1, va_arg(ap, double));
-    else
-      sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-  }
-  va_end(ap);
-  return st;
-}
-
-/* Runs a statement to completion; returns the SQLite code (SQLITE_DONE is success). */
-static int run_stmt(sqlite3_stmt *st)
-{
-  if (!st)
-    return SQLITE_ERROR;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    ;
-  sqlite3_finalize(st);
-  return rc;
-}
-
-/* The first column of the first row as int64, or def. */
-static int64_t query_int(sqlite3_stmt *st, int64_t def, int *rc)
-{
-  int64_t v = def;
-  if (!st) {
-    *rc = SQLITE_ERROR;
-    return def;
-  }
-  int r = sqlite3_step(st);
-  if (r == SQLITE_ROW)
-    v = sqlite3_column_type(st, 0) == SQLITE_NULL ? def : sqlite3_column_int64(st, 0);
-  else if (r != SQLITE_DONE)
-    *rc = r;
-  sqlite3_finalize(st);
-  return v;
-}
-
-#define CHECK(x)                                                                                   \
-  do {                                                                                             \
-    int c_ = (x);                                                                                  \
-    if (c_ != SQLITE_DONE && c_ != SQLITE_OK)                                                      \
-      return c_;                                                                                   \
-  } while (0)
-
 /* ---------------------------------------------------------------- operations */
 
 static int64_t run_id(sqlite3 *db, const char *name, const char *dir, int *rc)
 {
-  *rc = run_stmt(prepare(db, "INSERT OR IGNORE INTO runs(name, dir) VALUES(?, ?)", "tt", name, dir));
+  *rc = em_sql_run(em_sql_prepare(db, "INSERT OR IGNORE INTO runs(name, dir) VALUES(?, ?)", "tt", name, dir));
   if (*rc != SQLITE_DONE)
     return -1;
   *rc = SQLITE_OK;
-  return query_int(prepare(db, "SELECT id FROM runs WHERE name = ?", "t", name), -1, rc);
+  return em_sql_int(em_sql_prepare(db, "SELECT id FROM runs WHERE name = ?", "t", name), -1, rc);
 }
 
 static int op_seen(sqlite3 *db, em_store_op_t *op)
 {
   int rc = SQLITE_OK;
   int64_t rid = run_id(db, op->run, op->run_dir, &rc);
-  CHECK(rc);
-  int64_t id = query_int(prepare(db, "SELECT id FROM checkpoints WHERE run_id = ? AND path = ?", "it", rid,
+  EM_SQL_CHECK(rc);
+  int64_t id = em_sql_int(em_sql_prepare(db, "SELECT id FROM checkpoints WHERE run_id = ? AND path = ?", "it", rid,
                                  op->path), -1, &rc);
-  CHECK(rc);
+  EM_SQL_CHECK(rc);
   if (id < 0) {
     int64_t step = op->step;
     if (!op->has_step) { /* a number assigned once, in arrival order, and stored */
-      step = query_int(prepare(db, "SELECT next_arrival FROM runs WHERE id = ?", "i", rid), 0, &rc);
-      CHECK(run_stmt(prepare(db, "UPDATE runs SET next_arrival = next_arrival + 1 WHERE id = ?", "i", rid)));
+      step = em_sql_int(em_sql_prepare(db, "SELECT next_arrival FROM runs WHERE id = ?", "i", rid), 0, &rc);
+      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE runs SET next_arrival = next_arrival + 1 WHERE id = ?", "i", rid)));
     }
-    CHECK(run_stmt(prepare(db, "INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
                                "VALUES(?, ?, ?, ?, 'queued', ?)", "ititd", rid, op->path, step, op->version,
-                           now_s())));
+                           em_sql_now())));
     id = (int64_t)sqlite3_last_insert_rowid(db);
   } else {
     if (op->has_step)
-      CHECK(run_stmt(prepare(db, "UPDATE checkpoints SET step = ? WHERE id = ?", "ii", op->step, id)));
-    CHECK(run_stmt(prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, updated = ? "
-                               "WHERE id = ? AND version != ?", "tdit", op->version, now_s(), id, op->version)));
+      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ? WHERE id = ?", "ii", op->step, id)));
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, updated = ? "
+                               "WHERE id = ? AND version != ?", "tdit", op->version, em_sql_now(), id, op->version)));
   }
   op->ckpt_id = id;
-  op->step_out = query_int(prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
-  op->has_result = query_int(prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
+  op->step_out = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
+  op->has_result = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
                                      "it", id, op->version), 0, &rc) > 0;
   if (op->has_result)
-    CHECK(run_stmt(prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL WHERE id = ?", "i", id)));
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL WHERE id = ?", "i", id)));
   return rc;
 }
 
 static int op_state(sqlite3 *db, em_store_op_t *op)
 {
-  return run_stmt(prepare(db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? WHERE id = ? AND version = ?",
-                          "ttdit", op->state, op->error, now_s(), op->ckpt_id, op->version));
+  return em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? WHERE id = ? AND version = ?",
+                          "ttdit", op->state, op->error, em_sql_now(), op->ckpt_id, op->version));
 }
 
 static int add_pub(em_store_op_t *op, const char *run, char *payload)
@@ -213,9 +139,9 @@ static char *finish_payload(const char *json, bool has_e, double e, int64_t base
 
 static int64_t next_seq(sqlite3 *db, int *rc)
 {
-  int64_t seq = query_int(prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, rc) + 1;
+  int64_t seq = em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, rc) + 1;
   if (*rc == SQLITE_OK &&
-      run_stmt(prepare(db, "UPDATE meta SET value = ? WHERE key = 'last_seq'", "i", seq)) != SQLITE_DONE)
+      em_sql_run(em_sql_prepare(db, "UPDATE meta SET value = ? WHERE key = 'last_seq'", "i", seq)) != SQLITE_DONE)
     *rc = SQLITE_ERROR;
   return seq;
 }
@@ -223,7 +149,7 @@ static int64_t next_seq(sqlite3 *db, int *rc)
 /* E of every other current result of the run, against a new baseline: new seq each. */
 static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self, double a0, double w, int64_t bstep)
 {
-  sqlite3_stmt *st = prepare(db, "SELECT r.id, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
                                  "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
                                  "AND c.id != ? ORDER BY c.step", "ii", rid, self);
   if (!st)
@@ -233,11 +159,11 @@ static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self,
     int64_t id = sqlite3_column_int64(st, 0);
     double e = (sqlite3_column_double(st, 2) / w) * log(a0 / sqlite3_column_double(st, 1));
     int64_t seq = next_seq(db, &rc);
-    double ts = now_s();
+    double ts = em_sql_now();
     char *payload = finish_payload((const char *)sqlite3_column_text(st, 3), true, e, bstep, seq, ts);
     if (!payload)
       rc = SQLITE_NOMEM;
-    else if (run_stmt(prepare(db, "UPDATE results SET seq = ?, emergence = ?, json = ?, ts = ? WHERE id = ?",
+    else if (em_sql_run(em_sql_prepare(db, "UPDATE results SET seq = ?, emergence = ?, json = ?, ts = ? WHERE id = ?",
                               "idtdi", seq, e, payload, ts, id)) != SQLITE_DONE)
       rc = SQLITE_ERROR;
     if (payload && rc == SQLITE_OK)
@@ -251,17 +177,17 @@ static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self,
 static int op_result(sqlite3 *db, em_store_op_t *op)
 {
   int rc = SQLITE_OK;
-  int64_t exists = query_int(prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
+  int64_t exists = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
                                      "it", op->ckpt_id, op->version), 0, &rc);
-  int64_t current = query_int(prepare(db, "SELECT COUNT(*) FROM checkpoints WHERE id = ? AND version = ?", "it",
+  int64_t current = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM checkpoints WHERE id = ? AND version = ?", "it",
                                       op->ckpt_id, op->version), 0, &rc);
-  CHECK(rc);
+  EM_SQL_CHECK(rc);
   if (exists || !current) /* exactly once; a stale version is not recorded */
     return SQLITE_OK;
-  int64_t rid = query_int(prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
-  int64_t step = query_int(prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
+  int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
+  int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
   /* The run's baseline: its lowest-step current result. */
-  sqlite3_stmt *b = prepare(db, "SELECT c.step, r.alpha0, r.width FROM results r JOIN checkpoints c "
+  sqlite3_stmt *b = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width FROM results r JOIN checkpoints c "
                                 "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
                                 "ORDER BY c.step, c.id LIMIT 1", "i", rid);
   bool has_base = b && sqlite3_step(b) == SQLITE_ROW;
@@ -278,16 +204,16 @@ static int op_result(sqlite3 *db, em_store_op_t *op)
     e = (op->width / bw) * log(ba0 / op->alpha0);
   }
   int64_t seq = next_seq(db, &rc);
-  CHECK(rc);
-  double ts = now_s();
+  EM_SQL_CHECK(rc);
+  double ts = em_sql_now();
   char *payload = finish_payload(op->json, isfinite(e), e, bstep, seq, ts);
   if (!payload)
     return SQLITE_NOMEM;
-  rc = run_stmt(prepare(db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts) "
+  rc = em_sql_run(em_sql_prepare(db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts) "
                             "VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "td", op->ckpt_id, op->version, seq,
                         op->alpha0, op->width, e, payload, ts));
   if (rc == SQLITE_DONE)
-    rc = run_stmt(prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL, updated = ? WHERE id = ?", "di",
+    rc = em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL, updated = ? WHERE id = ?", "di",
                           ts, op->ckpt_id));
   if (rc != SQLITE_DONE) {
     free(payload);
@@ -304,9 +230,9 @@ static int op_meta(sqlite3 *db, em_store_op_t *op)
   char pid[24];
   snprintf(pid, sizeof(pid), "%ld", (long)uv_os_getpid());
   const char *sql = "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-  CHECK(run_stmt(prepare(db, sql, "tt", "pub", op->pub_endpoint)));
-  CHECK(run_stmt(prepare(db, sql, "tt", "api", op->api_endpoint)));
-  return run_stmt(prepare(db, sql, "tt", "pid", pid));
+  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, sql, "tt", "pub", op->pub_endpoint)));
+  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, sql, "tt", "api", op->api_endpoint)));
+  return em_sql_run(em_sql_prepare(db, sql, "tt", "pid", pid));
 }
 
 static int run_op(sqlite3 *db, em_store_op_t *op)
@@ -336,19 +262,19 @@ static void execute(em_store_t *s, em_store_op_t *op)
 {
   unsigned delay_ms = 50;
   for (;;) {
-    int rc = exec(s->db, "BEGIN IMMEDIATE");
+    int rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK) {
       rc = run_op(s->db, op);
       if (rc == SQLITE_OK || rc == SQLITE_DONE)
-        rc = exec(s->db, "COMMIT");
+        rc = em_sql_exec(s->db, "COMMIT");
     }
     if (rc == SQLITE_OK) {
       int q = SQLITE_OK;
-      op->last_seq = query_int(prepare(s->db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &q);
+      op->last_seq = em_sql_int(em_sql_prepare(s->db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &q);
       op->rc = 0;
       return;
     }
-    exec(s->db, "ROLLBACK");
+    em_sql_exec(s->db, "ROLLBACK");
     clear_outputs(op);
     bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
     uv_mutex_lock(&s->fifo.lock);
@@ -373,24 +299,24 @@ static int open_db(em_store_t *s)
   if (rc == SQLITE_OK)
     rc = sqlite3_busy_timeout(s->db, 5000);
   if (rc == SQLITE_OK)
-    rc = exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    rc = em_sql_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
   int version = 0;
   if (rc == SQLITE_OK) {
-    version = (int)query_int(prepare(s->db, "PRAGMA user_version", NULL), 0, &rc);
+    version = (int)em_sql_int(em_sql_prepare(s->db, "PRAGMA user_version", NULL), 0, &rc);
     if (version > EM_SCHEMA_VERSION) {
       s->start_err = strdup("database schema is newer than this emerged");
       return SQLITE_ERROR;
     }
   }
   if (rc == SQLITE_OK && version < 1) { /* migrations keyed on schema_version */
-    rc = exec(s->db, "BEGIN IMMEDIATE");
+    rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK)
-      rc = exec(s->db, schema_v1);
+      rc = em_sql_exec(s->db, schema_v1);
     if (rc == SQLITE_OK)
-      rc = exec(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', 1); PRAGMA user_version=1;"
+      rc = em_sql_exec(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', 1); PRAGMA user_version=1;"
                        "COMMIT");
     if (rc != SQLITE_OK)
-      exec(s->db, "ROLLBACK");
+      em_sql_exec(s->db, "ROLLBACK");
   }
   if (rc != SQLITE_OK && !s->start_err)
     s->start_err = strdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
