@@ -85,6 +85,8 @@ void em_job_run(em_job_t *j)
     return;
   }
   int rc = em_ckpt_open(j->path, &ck, &err);
+  if (!rc && j->check_finite)
+    rc = em_ckpt_check_finite(ck, j->cancel, &err);
   if (!rc)
     rc = em_analyze_cancellable(ck, &j->params, j->cancel, &r, &err);
   em_ckpt_destroy(&ck);

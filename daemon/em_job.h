@@ -27,6 +27,7 @@ typedef struct em_job {
   uint64_t version;       /* fingerprint the job was queued for */
   em_params_t params;
   const _Atomic int *cancel; /* raised when the daemon stops */
+  bool check_finite;      /* scan every weight for NaN/Inf first (a check_finite rule) */
   /* outputs */
   em_job_outcome_t outcome;
   const char *state;      /* failed | vanished | nonfinite | unsupported */

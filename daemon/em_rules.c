@@ -314,6 +314,17 @@ int em_on_alert_copy(const em_on_alert_t *from, em_on_alert_t *to)
   return 0;
 }
 
+bool em_on_alert_equal(const em_on_alert_t *a, const em_on_alert_t *b)
+{
+  if (a->stop_file != b->stop_file || a->exec_timeout != b->exec_timeout || !a->exec != !b->exec)
+    return false;
+  size_t i = 0;
+  for (; a->exec && a->exec[i] && b->exec[i]; i++)
+    if (strcmp(a->exec[i], b->exec[i]) != 0)
+      return false;
+  return !a->exec || (!a->exec[i] && !b->exec[i]);
+}
+
 /* ---------------------------------------------------------------- judging */
 
 static void fire_at(em_condition_t cond, size_t at, double value, em_firing_t *f)

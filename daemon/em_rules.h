@@ -63,6 +63,7 @@ int em_on_alert_parse(const cJSON *obj, em_on_alert_t *out, char *err, size_t er
 void em_on_alert_default(em_on_alert_t *a);
 void em_on_alert_free(em_on_alert_t *a);
 int em_on_alert_copy(const em_on_alert_t *from, em_on_alert_t *to);
+bool em_on_alert_equal(const em_on_alert_t *a, const em_on_alert_t *b);
 
 const char *em_monitor_name(em_monitor_t m);
 const char *em_condition_name(em_condition_t c);

@@ -27,6 +27,7 @@
 
 #include "em_api.h"
 #include "em_bus.h"
+#include "em_deliver.h"
 #include "em_log.h"
 #include "em_notify.h"
 #include "em_query.h"
@@ -63,6 +64,7 @@ typedef struct server {
   em_workq_t *workq;
   em_bus_t *bus;
   em_watch_t *watch;
+  em_deliver_t *deliver;
   sqlite3 *reader;
   uv_timer_t quiet_timer, rescan_timer, heartbeat_timer, watchdog_timer;
   uv_signal_t sigterm, sigint, sighup;
@@ -328,6 +330,7 @@ static void dispatch(server_t *s)
     em_job_t *job = em_job_new(e->ckpt_id, e->path, e->run, e->is_dir, true, e->step, e->version, &s->cfg->params);
     if (!job)
       return;
+    job->check_finite = em_rules_check_finite(&s->cfg->alerts);
     e->st = E_RUNNING;
     e->dirty = false;
     EM_INFO("work: analysing %s (step %lld)", e->path, (long long)e->step);
@@ -337,14 +340,24 @@ static void dispatch(server_t *s)
 
 /* ---------------------------------------------------------------- results */
 
+/* An operation's committed messages: published (after the commit, never before), and
+ * alerts delivered (log, stop file, command). */
+static void publish_committed(server_t *s, em_store_op_t *op)
+{
+  if (op->rc == 0 && op->last_seq > s->last_seq)
+    s->last_seq = op->last_seq;
+  for (size_t i = 0; i < op->npub && s->bus; i++) {
+    em_bus_publish(s->bus, op->pubs[i].topic, op->pubs[i].payload);
+    if (s->deliver && strncmp(op->pubs[i].topic, "alert/", 6) == 0) /* stopping: redone at start */
+      em_deliver_alert(s->deliver, op->pubs[i].payload);
+  }
+}
+
 static void result_done(em_store_op_t *op)
 {
   server_t *s = op->ctx;
   s->store_inflight--;
-  if (op->rc == 0 && op->last_seq > s->last_seq)
-    s->last_seq = op->last_seq;
-  for (size_t i = 0; i < op->npub && s->bus; i++) /* after the commit, never before */
-    em_bus_publish(s->bus, op->pubs[i].topic, op->pubs[i].payload);
+  publish_committed(s, op);
   if (op->npub) {
     EM_INFO("publish: %s step %lld, seq %lld (%zu message%s)", op->run, (long long)op->step,
             (long long)op->last_seq, op->npub, op->npub > 1 ? "s" : "");
@@ -359,8 +372,31 @@ static void result_done(em_store_op_t *op)
 
 static void state_done(em_store_op_t *op)
 {
-  ((server_t *)op->ctx)->store_inflight--;
+  server_t *s = op->ctx;
+  s->store_inflight--;
+  publish_committed(s, op); /* a non-finite checkpoint can raise an alert; undelivered alerts at start */
   em_store_op_free(op);
+}
+
+/* An alert's deliveries ended: the store marks it, so a restart does not redo them. */
+static void alert_delivered(void *ctx, int64_t seq)
+{
+  server_t *s = ctx;
+  em_store_op_t *op = s->stopping ? NULL : em_store_op_new(EM_OP_DELIVERED);
+  if (op) {
+    op->seq = seq;
+    submit(s, op, state_done);
+  }
+}
+
+/* The store judges with these rules from its next operation on. */
+static void submit_rules(server_t *s)
+{
+  em_store_op_t *op = em_store_op_new(EM_OP_RULES);
+  if (op && em_rules_copy(&s->cfg->alerts, &op->rules) == 0)
+    submit(s, op, state_done);
+  else
+    em_store_op_free(op);
 }
 
 static void job_done(void *ctx, em_job_t *job)
@@ -617,6 +653,7 @@ static void stop(server_t *s)
   uv_close((uv_handle_t *)&s->sighup, close_cb);
   em_watch_stop(&s->watch);
   em_workq_stop(&s->workq);   /* running analyses are cancelled: still queued in the database */
+  em_deliver_stop(&s->deliver); /* running commands are killed: their alerts are redone at start */
   em_store_stop(&s->store);   /* operations already queued commit first */
   em_bus_stop(&s->bus);
 }
@@ -627,7 +664,8 @@ static void on_stop_signal(uv_signal_t *h, int sig)
   stop(h->data);
 }
 
-/* SIGHUP: log_level changes live; other keys need a restart, and the log says so. */
+/* SIGHUP: log_level, alerts and on_alert change live; other keys need a restart, and
+ * the log says so. */
 static void on_sighup(uv_signal_t *h, int sig)
 {
   (void)sig;
@@ -644,10 +682,25 @@ static void on_sighup(uv_signal_t *h, int sig)
                 em_log_level_name(fresh.log_level));
       s->cfg->log_level = em_log_level = fresh.log_level;
     }
+    if (!em_rules_equal(&fresh.alerts, &s->cfg->alerts)) {
+      EM_NOTICE("reload: alerts: %zu rule%s (a new or changed rule judges only later results)", fresh.alerts.n,
+                fresh.alerts.n == 1 ? "" : "s");
+      em_rules_t old = s->cfg->alerts;
+      s->cfg->alerts = fresh.alerts;
+      fresh.alerts = old;
+      submit_rules(s);
+    }
+    if (!em_on_alert_equal(&fresh.on_alert, &s->cfg->on_alert)) {
+      EM_NOTICE("reload: on_alert updated");
+      em_on_alert_t old = s->cfg->on_alert;
+      s->cfg->on_alert = fresh.on_alert;
+      fresh.on_alert = old;
+      em_deliver_configure(s->deliver, &s->cfg->on_alert);
+    }
     if (fresh.workers != s->cfg->workers || fresh.quiet != s->cfg->quiet || fresh.rescan != s->cfg->rescan ||
         fresh.poll != s->cfg->poll || memcmp(&fresh.params, &s->cfg->params, sizeof(fresh.params)) != 0 ||
         strcmp(fresh.pub, s->cfg->pub) != 0 || strcmp(fresh.api, s->cfg->api) != 0)
-      EM_NOTICE("reload: changes other than log_level take effect after a restart");
+      EM_NOTICE("reload: changes other than log_level, alerts and on_alert take effect after a restart");
   }
   em_config_free(&fresh); /* also what a rejected file left half-loaded */
   em_notify("READY=1");
@@ -729,6 +782,9 @@ static int start_services(server_t *s, char *err, size_t errlen)
   int rc = em_store_start(&s->store, s->db_path, &s->loop, err, errlen);
   if (!rc)
     rc = em_bus_start(&s->bus, &s->loop, s->cfg->pub, s->cfg->api, on_request, s, err, errlen);
+  if (!rc && (rc = em_deliver_start(&s->deliver, &s->loop, alert_delivered, s)) == 0 &&
+      (rc = em_deliver_configure(s->deliver, &s->cfg->on_alert)) != 0)
+    snprintf(err, errlen, "out of memory");
   if (!rc && (rc = em_workq_start(&s->workq, &s->loop, s->cfg->workers, job_done, s)) != 0)
     snprintf(err, errlen, "cannot start %d worker threads", s->cfg->workers);
   if (!rc && !s->polling && (rc = em_watch_start(&s->watch, &s->loop, on_event, s)) != 0) {
@@ -795,6 +851,7 @@ int em_server_run(em_config_t *cfg)
     s->stopping = true;
     em_watch_stop(&s->watch);
     em_workq_stop(&s->workq);
+    em_deliver_stop(&s->deliver);
     em_store_stop(&s->store);
     em_bus_stop(&s->bus);
     code = EM_EXIT_FAIL;
@@ -807,6 +864,10 @@ int em_server_run(em_config_t *cfg)
     meta->api_endpoint = strdup(cfg->api);
     submit(s, meta, state_done);
   }
+  submit_rules(s); /* before the first result */
+  em_store_op_t *undelivered = em_store_op_new(EM_OP_UNDELIVERED);
+  if (undelivered)
+    submit(s, undelivered, state_done); /* a crash came between an alert's row and its deliveries */
   EM_NOTICE("emerged %s: watching %s (%s), database %s, PUB %s, API %s, %d worker%s", EM_VERSION, s->root,
             s->polling ? "polling" : "inotify", s->db_path, cfg->pub, cfg->api, cfg->workers,
             cfg->workers > 1 ? "s" : "");

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "em_judge.h"
 #include "em_log.h"
 #include "em_sql.h"
 
@@ -31,9 +32,10 @@ struct em_store {
   int start_rc;
   char *path;
   char *start_err;
+  em_rules_t rules;             /* the early-stop rules judged after each result */
 };
 
-static const char *schema_v1 =
+static const char *const schema_v1 =
   "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
   "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, dir TEXT NOT NULL,"
   "  next_arrival INTEGER NOT NULL DEFAULT 0);"
@@ -47,6 +49,15 @@ static const char *schema_v1 =
   "  rule TEXT NOT NULL, step INTEGER, json TEXT NOT NULL, ts REAL NOT NULL);"
   "CREATE INDEX IF NOT EXISTS results_seq ON results(seq);"
   "INSERT OR IGNORE INTO meta(key, value) VALUES('last_seq', 0);";
+
+/* v2: early-stop rules. An alert knows its condition and whether its deliveries (stop
+ * file, exec) finished; a rule remembers from which seq it judges. */
+static const char *const schema_v2 =
+  "ALTER TABLE alerts ADD COLUMN condition TEXT;"
+  "ALTER TABLE alerts ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;"
+  "CREATE INDEX IF NOT EXISTS alerts_rule ON alerts(run_id, rule, condition);"
+  "CREATE TABLE IF NOT EXISTS rules(name TEXT PRIMARY KEY, spec TEXT NOT NULL, since_seq INTEGER NOT NULL,"
+  "  keep INTEGER NOT NULL DEFAULT 1);";
 
 /* ---------------------------------------------------------------- operations */
 
@@ -92,13 +103,21 @@ static int op_seen(sqlite3 *db, em_store_op_t *op)
   return rc;
 }
 
-static int op_state(sqlite3 *db, em_store_op_t *op)
+static int op_state(sqlite3 *db, const em_rules_t *rules, em_store_op_t *op)
 {
-  return em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? WHERE id = ? AND version = ?",
-                          "ttdit", op->state, op->error, em_sql_now(), op->ckpt_id, op->version));
+  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? "
+                                             "WHERE id = ? AND version = ?", "ttdit", op->state, op->error,
+                                         em_sql_now(), op->ckpt_id, op->version)));
+  if (strcmp(op->state, "nonfinite") != 0 || sqlite3_changes(db) == 0)
+    return SQLITE_OK;
+  int rc = SQLITE_OK;
+  int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
+  int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
+  EM_SQL_CHECK(rc);
+  return em_judge_nonfinite(db, rules, op, rid, step);
 }
 
-static int add_pub(em_store_op_t *op, const char *run, char *payload)
+int em_store_op_add_pub(em_store_op_t *op, const char *kind, const char *run, char *payload)
 {
   em_pub_t *p = realloc(op->pubs, (op->npub + 1) * sizeof(*p));
   if (!p) {
@@ -106,13 +125,13 @@ static int add_pub(em_store_op_t *op, const char *run, char *payload)
     return SQLITE_NOMEM;
   }
   op->pubs = p;
-  size_t n = strlen(run) + 16;
+  size_t n = strlen(kind) + strlen(run) + 3;
   p[op->npub].topic = malloc(n);
   if (!p[op->npub].topic) {
     free(payload);
     return SQLITE_NOMEM;
   }
-  snprintf(p[op->npub].topic, n, "result/%s/", run);
+  snprintf(p[op->npub].topic, n, "%s/%s/", kind, run);
   p[op->npub++].payload = payload;
   return SQLITE_OK;
 }
@@ -137,7 +156,7 @@ static char *finish_payload(const char *json, bool has_e, double e, int64_t base
   return out;
 }
 
-static int64_t next_seq(sqlite3 *db, int *rc)
+int64_t em_store_next_seq(sqlite3 *db, int *rc)
 {
   int64_t seq = em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, rc) + 1;
   if (*rc == SQLITE_OK &&
@@ -158,7 +177,7 @@ static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self,
   while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0);
     double e = (sqlite3_column_double(st, 2) / w) * log(a0 / sqlite3_column_double(st, 1));
-    int64_t seq = next_seq(db, &rc);
+    int64_t seq = em_store_next_seq(db, &rc);
     double ts = em_sql_now();
     char *payload = finish_payload((const char *)sqlite3_column_text(st, 3), true, e, bstep, seq, ts);
     if (!payload)
@@ -167,14 +186,14 @@ static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self,
                               "idtdi", seq, e, payload, ts, id)) != SQLITE_DONE)
       rc = SQLITE_ERROR;
     if (payload && rc == SQLITE_OK)
-      rc = add_pub(op, op->run, strdup(payload));
+      rc = em_store_op_add_pub(op, "result", op->run, strdup(payload));
     free(payload);
   }
   sqlite3_finalize(st);
   return rc;
 }
 
-static int op_result(sqlite3 *db, em_store_op_t *op)
+static int op_result(sqlite3 *db, const em_rules_t *rules, em_store_op_t *op)
 {
   int rc = SQLITE_OK;
   int64_t exists = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
@@ -203,7 +222,7 @@ static int op_result(sqlite3 *db, em_store_op_t *op)
   } else {
     e = (op->width / bw) * log(ba0 / op->alpha0);
   }
-  int64_t seq = next_seq(db, &rc);
+  int64_t seq = em_store_next_seq(db, &rc);
   EM_SQL_CHECK(rc);
   double ts = em_sql_now();
   char *payload = finish_payload(op->json, isfinite(e), e, bstep, seq, ts);
@@ -219,9 +238,11 @@ static int op_result(sqlite3 *db, em_store_op_t *op)
     free(payload);
     return rc;
   }
-  rc = add_pub(op, op->run, payload);
+  rc = em_store_op_add_pub(op, "result", op->run, payload);
   if (rc == SQLITE_OK && new_base && has_base)
     rc = rebaseline(db, op, rid, op->ckpt_id, ba0, bw, bstep);
+  if (rc == SQLITE_OK)
+    rc = em_judge_results(db, rules, op, rid);
   return rc;
 }
 
@@ -235,13 +256,33 @@ static int op_meta(sqlite3 *db, em_store_op_t *op)
   return em_sql_run(em_sql_prepare(db, sql, "tt", "pid", pid));
 }
 
-static int run_op(sqlite3 *db, em_store_op_t *op)
+static int op_undelivered(sqlite3 *db, em_store_op_t *op)
 {
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.name, a.json FROM alerts a JOIN runs r ON r.id = a.run_id "
+                                        "WHERE a.delivered = 0 ORDER BY a.seq", NULL);
+  if (!st)
+    return SQLITE_ERROR;
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    char *payload = strdup((const char *)sqlite3_column_text(st, 1));
+    rc = payload ? em_store_op_add_pub(op, "alert", (const char *)sqlite3_column_text(st, 0), payload) : SQLITE_NOMEM;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int run_op(em_store_t *s, em_store_op_t *op)
+{
+  sqlite3 *db = s->db;
   switch (op->type) {
   case EM_OP_SEEN: return op_seen(db, op);
-  case EM_OP_RESULT: return op_result(db, op);
-  case EM_OP_STATE: return op_state(db, op);
+  case EM_OP_RESULT: return op_result(db, &s->rules, op);
+  case EM_OP_STATE: return op_state(db, &s->rules, op);
   case EM_OP_META: return op_meta(db, op);
+  case EM_OP_RULES: return em_judge_set_rules(db, &op->rules);
+  case EM_OP_DELIVERED: return em_sql_run(em_sql_prepare(db, "UPDATE alerts SET delivered = 1 WHERE seq = ?", "i",
+                                                         op->seq));
+  case EM_OP_UNDELIVERED: return op_undelivered(db, op);
   }
   return SQLITE_MISUSE;
 }
@@ -264,7 +305,7 @@ static void execute(em_store_t *s, em_store_op_t *op)
   for (;;) {
     int rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK) {
-      rc = run_op(s->db, op);
+      rc = run_op(s, op);
       if (rc == SQLITE_OK || rc == SQLITE_DONE)
         rc = em_sql_exec(s->db, "COMMIT");
     }
@@ -308,13 +349,16 @@ static int open_db(em_store_t *s)
       return SQLITE_ERROR;
     }
   }
-  if (rc == SQLITE_OK && version < 1) { /* migrations keyed on schema_version */
+  const char *const migrations[] = {NULL, schema_v1, schema_v2}; /* keyed on schema_version */
+  for (int v = version + 1; rc == SQLITE_OK && v <= EM_SCHEMA_VERSION; v++) {
+    char bump[160];
+    snprintf(bump, sizeof(bump), "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', %d);"
+             "PRAGMA user_version=%d; COMMIT", v, v);
     rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK)
-      rc = em_sql_exec(s->db, schema_v1);
+      rc = em_sql_exec(s->db, migrations[v]);
     if (rc == SQLITE_OK)
-      rc = em_sql_exec(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', 1); PRAGMA user_version=1;"
-                       "COMMIT");
+      rc = em_sql_exec(s->db, bump);
     if (rc != SQLITE_OK)
       em_sql_exec(s->db, "ROLLBACK");
   }
@@ -333,7 +377,13 @@ static void thread_main(void *arg)
     return;
   em_fifo_item_t *item;
   while ((item = em_fifo_pop(&s->fifo, /* finish_queue = */ true)) != NULL) {
-    execute(s, (em_store_op_t *)item);
+    em_store_op_t *op = (em_store_op_t *)item;
+    execute(s, op);
+    if (op->type == EM_OP_RULES && op->rc == 0) { /* committed: judge with them from now on */
+      em_rules_free(&s->rules);
+      s->rules = op->rules;
+      memset(&op->rules, 0, sizeof(op->rules));
+    }
     em_fifo_finish(&s->fifo, item);
   }
 }
@@ -378,6 +428,7 @@ static void free_store(uv_handle_t *h)
   uv_sem_destroy(&s->ready);
   free(s->start_err);
   free(s->path);
+  em_rules_free(&s->rules);
   free(s);
 }
 
@@ -420,5 +471,6 @@ void em_store_op_free(em_store_op_t *op)
   free(op->json);
   free(op->pub_endpoint);
   free(op->api_endpoint);
+  em_rules_free(&op->rules);
   free(op);
 }

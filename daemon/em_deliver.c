@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/* Alert deliveries: log line, stop file, user command.
+ *
+ * DESIGN. A delivery that fails (a read-only run directory, a command that does not
+ * exist) is logged and not retried: "delivered" means the deliveries ran to their end.
+ * Only a crash between the committed row and that end makes them run again, so a
+ * command may, rarely, run twice for one alert (at least once, never lost). The command
+ * gets its own process group, so the timeout kills whatever it started too. */
+#include "em_deliver.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "em_log.h"
+
+extern char **environ;
+
+typedef struct hook {
+  uv_process_t proc;
+  uv_timer_t timer;
+  em_deliver_t *owner;
+  int64_t seq;
+  double timeout;
+  int open_handles;
+  bool timed_out;
+  struct hook *next;
+} hook_t;
+
+struct em_deliver {
+  uv_loop_t *loop;
+  em_on_alert_t on_alert;
+  em_delivered_fn delivered;
+  void *ctx;
+  hook_t *hooks;            /* commands still running */
+};
+
+int em_deliver_start(em_deliver_t **out, uv_loop_t *loop, em_delivered_fn delivered, void *ctx)
+{
+  em_deliver_t *d = calloc(1, sizeof(*d));
+  if (!d)
+    return -ENOMEM;
+  d->loop = loop;
+  d->delivered = delivered;
+  d->ctx = ctx;
+  em_on_alert_default(&d->on_alert);
+  *out = d;
+  return 0;
+}
+
+int em_deliver_configure(em_deliver_t *d, const em_on_alert_t *on_alert)
+{
+  em_on_alert_t copy;
+  if (em_on_alert_copy(on_alert, &copy) != 0)
+    return -ENOMEM;
+  em_on_alert_free(&d->on_alert);
+  d->on_alert = copy;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- stop file */
+
+/* RUN_DIR/.emerge/STOP by temp + fsync + rename: a reader sees the whole alert or none. */
+static void write_stop_file(const char *run_dir, const char *payload, int64_t seq)
+{
+  char dir[4096], tmp[4200], final[4200];
+  snprintf(dir, sizeof(dir), "%s/.emerge", run_dir);
+  snprintf(tmp, sizeof(tmp), "%s/STOP.tmp-%lld", dir, (long long)seq);
+  snprintf(final, sizeof(final), "%s/STOP", dir);
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    EM_ERR("alert %lld: stop file: cannot create %s: %s", (long long)seq, dir, strerror(errno));
+    return;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  size_t len = strlen(payload);
+  bool ok = fd >= 0 && write(fd, payload, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+  int saved = errno;
+  if (fd >= 0)
+    close(fd);
+  if (ok && rename(tmp, final) == 0) {
+    EM_NOTICE("alert %lld: stop file %s written", (long long)seq, final);
+    return;
+  }
+  saved = ok ? errno : saved;
+  unlink(tmp);
+  EM_ERR("alert %lld: stop file %s: %s", (long long)seq, final, strerror(saved));
+}
+
+/* ---------------------------------------------------------------- command */
+
+static void hook_closed(uv_handle_t *h)
+{
+  hook_t *k = h->data;
+  if (--k->open_handles > 0)
+    return;
+  if (k->owner) { /* NULL once the deliverer stopped and let go of its list */
+    hook_t **p = &k->owner->hooks;
+    while (*p != k)
+      p = &(*p)->next;
+    *p = k->next;
+  }
+  free(k);
+}
+
+static void hook_exited(uv_process_t *proc, int64_t status, int sig)
+{
+  hook_t *k = proc->data;
+  if (k->timed_out)
+    EM_WARN("alert %lld: command killed after its %g s timeout", (long long)k->seq, k->timeout);
+  else if (sig)
+    EM_WARN("alert %lld: command ended by signal %d", (long long)k->seq, sig);
+  else
+    EM_NOTICE("alert %lld: command exited %lld", (long long)k->seq, (long long)status);
+  k->owner->delivered(k->owner->ctx, k->seq);
+  uv_timer_stop(&k->timer);
+  uv_close((uv_handle_t *)&k->timer, hook_closed);
+  uv_close((uv_handle_t *)&k->proc, hook_closed);
+}
+
+static void hook_kill(hook_t *k)
+{
+  kill(-k->proc.pid, SIGKILL); /* its process group: whatever it started goes too */
+  uv_process_kill(&k->proc, SIGKILL);
+}
+
+static void hook_timeout(uv_timer_t *t)
+{
+  hook_t *k = t->data;
+  k->timed_out = true;
+  hook_kill(k);
+}
+
+/* environ without EMERGE_* plus the alert's variables; the strings in vars[] stay owned
+ * by the caller. NULL on OOM. */
+static char **hook_env(char *vars[], size_t nvars)
+{
+  size_t n = 0;
+  while (environ[n])
+    n++;
+  char **env = calloc(n + nvars + 1, sizeof(char *));
+  if (!env)
+    return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], "EMERGE_", 7) != 0)
+      env[k++] = environ[i];
+  for (size_t i = 0; i < nvars; i++)
+    env[k++] = vars[i];
+  return env;
+}
+
+static const char *text_of(const cJSON *o, const char *key, char *buf, size_t len)
+{
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (cJSON_IsString(v))
+    return v->valuestring;
+  if (cJSON_IsNumber(v))
+    snprintf(buf, len, "%.17g", v->valuedouble);
+  else
+    buf[0] = 0;
+  return buf;
+}
+
+/* Starts the command; false when it could not start (logged). */
+static bool run_command(em_deliver_t *d, const cJSON *alert, int64_t seq)
+{
+  static const char *const keys[][2] = {{"EMERGE_RUN", "run"}, {"EMERGE_RULE", "rule"}, {"EMERGE_STEP", "step"},
+                                        {"EMERGE_VALUE", "value"}, {"EMERGE_REASON", "reason"},
+                                        {"EMERGE_CONDITION", "condition"}, {"EMERGE_SEQ", "seq"},
+                                        {"EMERGE_RUN_DIR", "run_dir"}, {"EMERGE_PATH", "path"}};
+  enum { NVARS = sizeof(keys) / sizeof(*keys) };
+  char *vars[NVARS] = {0};
+  bool ok = true;
+  for (size_t i = 0; i < NVARS && ok; i++) {
+    char num[40];
+    const char *v = text_of(alert, keys[i][1], num, sizeof(num));
+    size_t n = strlen(keys[i][0]) + strlen(v) + 2;
+    if ((ok = (vars[i] = malloc(n)) != NULL))
+      snprintf(vars[i], n, "%s=%s", keys[i][0], v);
+  }
+  char **env = ok ? hook_env(vars, NVARS) : NULL;
+  hook_t *k = env ? calloc(1, sizeof(*k)) : NULL;
+  int rc = -ENOMEM;
+  if (k) {
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t opt = {.exit_cb = hook_exited, .file = d->on_alert.exec[0], .args = d->on_alert.exec,
+                                .env = env, .flags = UV_PROCESS_DETACHED, .stdio_count = 3, .stdio = stdio};
+    k->owner = d;
+    k->seq = seq;
+    k->timeout = d->on_alert.exec_timeout;
+    k->proc.data = k->timer.data = k;
+    rc = uv_spawn(d->loop, &k->proc, &opt);
+  }
+  for (size_t i = 0; i < NVARS; i++)
+    free(vars[i]);
+  free(env);
+  if (rc != 0) {
+    EM_ERR("alert %lld: command %s: %s", (long long)seq, d->on_alert.exec[0], uv_strerror(rc));
+    if (k && rc != -ENOMEM) {
+      k->open_handles = 1; /* uv_spawn leaves the handle to close */
+      k->next = d->hooks;
+      d->hooks = k;
+      uv_close((uv_handle_t *)&k->proc, hook_closed);
+    } else {
+      free(k);
+    }
+    return false;
+  }
+  k->open_handles = 2;
+  k->next = d->hooks;
+  d->hooks = k;
+  uv_timer_init(d->loop, &k->timer);
+  uv_timer_start(&k->timer, hook_timeout, (uint64_t)(d->on_alert.exec_timeout * 1000), 0);
+  EM_INFO("alert %lld: command %s started (pid %d)", (long long)seq, d->on_alert.exec[0], k->proc.pid);
+  return true;
+}
+
+/* ---------------------------------------------------------------- alerts */
+
+void em_deliver_alert(em_deliver_t *d, const char *payload)
+{
+  cJSON *a = cJSON_Parse(payload);
+  const cJSON *seqv = cJSON_GetObjectItemCaseSensitive(a, "seq");
+  const cJSON *dir = cJSON_GetObjectItemCaseSensitive(a, "run_dir");
+  if (!cJSON_IsNumber(seqv) || !cJSON_IsString(dir)) {
+    EM_ERR("alert: malformed stored alert, not delivered: %.200s", payload);
+    cJSON_Delete(a);
+    return;
+  }
+  int64_t seq = (int64_t)seqv->valuedouble;
+  char buf[4][40];
+  EM_WARN("alert %lld: run %s rule %s step %s: %s", (long long)seq, text_of(a, "run", buf[0], 40),
+          text_of(a, "rule", buf[1], 40), text_of(a, "step", buf[2], 40), text_of(a, "reason", buf[3], 40));
+  if (d->on_alert.stop_file && dir->valuestring[0])
+    write_stop_file(dir->valuestring, payload, seq);
+  if (!d->on_alert.exec || !run_command(d, a, seq))
+    d->delivered(d->ctx, seq);
+  cJSON_Delete(a);
+}
+
+void em_deliver_stop(em_deliver_t **self_p)
+{
+  em_deliver_t *d = *self_p;
+  if (!d)
+    return;
+  *self_p = NULL;
+  for (hook_t *k = d->hooks; k; k = k->next) {
+    k->owner = NULL;
+    if (uv_is_closing((uv_handle_t *)&k->proc))
+      continue; /* exited; its handles are closing */
+    EM_NOTICE("alert %lld: stopping: command killed; redone at the next start", (long long)k->seq);
+    hook_kill(k);
+    uv_timer_stop(&k->timer);
+    uv_close((uv_handle_t *)&k->timer, hook_closed);
+    uv_close((uv_handle_t *)&k->proc, hook_closed);
+  }
+  em_on_alert_free(&d->on_alert);
+  free(d);
+}
