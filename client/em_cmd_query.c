@@ -18,7 +18,7 @@ static const char usage_text[] =
   "exit: 0 ok, 1 failure (e.g. unknown run), 2 usage, 69 daemon unreachable\n";
 
 /* A string field of a reply, "?" when absent: replies are wire input too. */
-static const char *str(const cJSON *o, const char *key)
+const char *em_cmd_str(const cJSON *o, const char *key)
 {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   return cJSON_IsString(v) ? v->valuestring : "?";
@@ -127,7 +127,7 @@ void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err)
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(runs, "runs"))
     {
-      const char *name = str(r, "run");
+      const char *name = em_cmd_str(r, "run");
       if ((distance(name, o->run) <= 2 || strstr(name, o->run) || strstr(o->run, name)) &&
           used < sizeof(close_names) - 64)
         used += (size_t)snprintf(close_names + used, sizeof(close_names) - used, "%s%s", used ? ", " : "", name);
@@ -137,7 +137,7 @@ void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err)
   em_cli_error(cmd, "%s%s%s", err, close_names[0] ? "; did you mean: " : "", close_names);
 }
 
-static void print_json(const cJSON *o)
+void em_cmd_print_json(const cJSON *o)
 {
   char *s = cJSON_PrintUnformatted(o);
   if (s)
@@ -146,19 +146,19 @@ static void print_json(const cJSON *o)
 }
 
 /* The reply without its "ok" member: the document --json prints. */
-static void print_document(cJSON *reply)
+void em_cmd_print_document(cJSON *reply)
 {
   cJSON_DeleteItemFromObjectCaseSensitive(reply, "ok");
-  print_json(reply);
+  em_cmd_print_json(reply);
 }
 
-static double num(const cJSON *o, const char *key)
+double em_cmd_num(const cJSON *o, const char *key)
 {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static void fmt_num(char *buf, size_t n, double v, const char *fmt)
+void em_cmd_fmt_num(char *buf, size_t n, double v, const char *fmt)
 {
   if (isnan(v))
     snprintf(buf, n, "-");
@@ -169,19 +169,19 @@ static void fmt_num(char *buf, size_t n, double v, const char *fmt)
 static void print_runs(cJSON *reply, const em_cmd_opts_t *o)
 {
   if (o->json) {
-    print_document(reply);
+    em_cmd_print_document(reply);
     return;
   }
   printf("%-24s %6s %6s %6s %10s %9s\n", "RUN", "CKPTS", "DONE", "OTHER", "LAST STEP", "LAST E");
   const cJSON *r;
   cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "runs"))
   {
-    double total = num(r, "checkpoints"), done = num(cJSON_GetObjectItemCaseSensitive(r, "states"), "done");
+    double total = em_cmd_num(r, "checkpoints"), done = em_cmd_num(cJSON_GetObjectItemCaseSensitive(r, "states"), "done");
     done = isnan(done) ? 0 : done;
     char step[24], e[24];
-    fmt_num(step, sizeof(step), num(r, "last_step"), "%.0f");
-    fmt_num(e, sizeof(e), num(r, "last_emergence"), "%+.4f");
-    printf("%-24s %6.0f %6.0f %6.0f %10s %9s\n", str(r, "run"), total,
+    em_cmd_fmt_num(step, sizeof(step), em_cmd_num(r, "last_step"), "%.0f");
+    em_cmd_fmt_num(e, sizeof(e), em_cmd_num(r, "last_emergence"), "%+.4f");
+    printf("%-24s %6.0f %6.0f %6.0f %10s %9s\n", em_cmd_str(r, "run"), total,
            done, total - done, step, e);
   }
 }
@@ -230,7 +230,7 @@ void em_cmd_trainer_text(const cJSON *trainer, char *buf, size_t n)
 static void print_history(cJSON *reply, const em_cmd_opts_t *o)
 {
   if (o->json) {
-    print_document(reply);
+    em_cmd_print_document(reply);
     return;
   }
   printf("%10s %9s %8s %8s %6s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "TRAINER");
@@ -238,15 +238,15 @@ static void print_history(cJSON *reply, const em_cmd_opts_t *o)
   cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "results"))
   {
     char e[24], metrics[256];
-    fmt_num(e, sizeof(e), num(r, "emergence"), "%+.4f");
+    em_cmd_fmt_num(e, sizeof(e), em_cmd_num(r, "emergence"), "%+.4f");
     em_cmd_trainer_text(cJSON_GetObjectItemCaseSensitive(r, "trainer"), metrics, sizeof(metrics));
-    printf("%10.0f %9s %8.4f %8.4f %6.0f  %s\n", num(r, "step"), e, num(r, "alpha0"), num(r, "width"),
-           num(r, "nodes"), metrics);
+    printf("%10.0f %9s %8.4f %8.4f %6.0f  %s\n", em_cmd_num(r, "step"), e, em_cmd_num(r, "alpha0"), em_cmd_num(r, "width"),
+           em_cmd_num(r, "nodes"), metrics);
   }
   cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"))
   {
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
-    printf("%10.0f %9s  %s%s%s\n", num(r, "step"), str(r, "state"), str(r, "path"), cJSON_IsString(err) ? ": " : "",
+    printf("%10.0f %9s  %s%s%s\n", em_cmd_num(r, "step"), em_cmd_str(r, "state"), em_cmd_str(r, "path"), cJSON_IsString(err) ? ": " : "",
            cJSON_IsString(err) ? err->valuestring : "");
   }
 }
@@ -260,7 +260,7 @@ static void print_status(cJSON *reply, const em_cmd_opts_t *o)
 {
   const cJSON *st = cJSON_GetObjectItemCaseSensitive(reply, "status");
   if (o->json) {
-    print_json(st);
+    em_cmd_print_json(st);
     return;
   }
   const cJSON *f;
@@ -360,7 +360,7 @@ static void export_csv(const cJSON *results)
 static void print_export(cJSON *reply, const em_cmd_opts_t *o)
 {
   if (o->json)
-    print_document(reply);
+    em_cmd_print_document(reply);
   else
     export_csv(cJSON_GetObjectItemCaseSensitive(reply, "results"));
 }

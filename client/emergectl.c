@@ -20,6 +20,8 @@ static const struct command {
   {"watch", em_cmd_watch, "follow new results live (full history first), until Ctrl-C"},
   {"plot", em_cmd_plot, "E against step and the spectra of a run, as a standalone SVG"},
   {"export", em_cmd_export, "all stored values of a run, spectra included (--csv or --json)"},
+  {"alerts", em_cmd_alerts, "early-stop alerts raised (alerts clear RUN removes the run's stop file)"},
+  {"backtest", em_cmd_backtest, "where an early-stop rule would have fired on a run's history"},
 };
 
 static void usage(FILE *out)

@@ -91,6 +91,24 @@ static char *reply_runs(sqlite3 *db)
   return finish(o);
 }
 
+static char *unknown_run(const char *run)
+{
+  char msg[EM_API_MAX_RUN + 32];
+  snprintf(msg, sizeof(msg), "unknown run '%s'", run);
+  return em_api_error(msg);
+}
+
+static bool run_exists(sqlite3 *db, const char *run)
+{
+  sqlite3_stmt *st = prep(db, "SELECT 1 FROM runs WHERE name = ?");
+  if (!st)
+    return false;
+  sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
+  bool found = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  return found;
+}
+
 static char *reply_history(sqlite3 *db, const char *run)
 {
   sqlite3_stmt *st = prep(db, "SELECT c.step, c.path, c.state, c.error, x.json FROM checkpoints c "
@@ -122,9 +140,7 @@ static char *reply_history(sqlite3 *db, const char *run)
   sqlite3_finalize(st);
   if (rows == 0) {
     cJSON_Delete(o);
-    char msg[EM_API_MAX_RUN + 32];
-    snprintf(msg, sizeof(msg), "unknown run '%s'", run);
-    return em_api_error(msg);
+    return unknown_run(run);
   }
   return finish(o);
 }
@@ -171,6 +187,10 @@ static char *reply_alerts(sqlite3 *db, const em_api_request_t *req)
   while (sqlite3_step(st) == SQLITE_ROW)
     cJSON_AddItemToArray(alerts, stored(sqlite3_column_text(st, 0)));
   sqlite3_finalize(st);
+  if (req->has_run && cJSON_GetArraySize(alerts) == 0 && !run_exists(db, req->run)) {
+    cJSON_Delete(o);
+    return unknown_run(req->run);
+  }
   return finish(o);
 }
 

@@ -386,8 +386,8 @@ void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire
       fire_at(EM_COND_PLATEAU, i, v, &f);
       f.best = best;
       f.best_step = best_step;
-      snprintf(f.reason, sizeof(f.reason), "%s has not improved by more than %g for %d checkpoints (best %.4f at "
-               "step %lld)", what, r->min_delta, wait, best, (long long)best_step);
+      snprintf(f.reason, sizeof(f.reason), "%s has not improved by more than %g for %d checkpoint%s (best %.4f "
+               "at step %lld)", what, r->min_delta, wait, wait == 1 ? "" : "s", best, (long long)best_step);
       fire(ctx, r, &f);
     }
   }

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/* emergectl alerts [RUN] | alerts clear RUN | backtest RUN --rule JSON.
+ * backtest replays the run's stored history through the daemon's own rule code
+ * (em_rules), so it says exactly where a live rule of that definition fires. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "em_cli.h"
+#include "em_cmd.h"
+#include "em_rules.h"
+
+static const char usage_text[] =
+  "usage: emergectl alerts [RUN] [--json] [SOURCE]      list alerts, oldest first\n"
+  "       emergectl alerts clear RUN [SOURCE]           remove the run's stop file (RUN_DIR/.emerge/STOP)\n"
+  "       emergectl backtest RUN --rule JSON [--json] [SOURCE]\n"
+  "                                                      where a rule would have fired on the run's history\n"
+  "SOURCE: --api ENDPOINT (default " EM_DEFAULT_API ") [--timeout SECONDS] | --db FILE|ROOT\n"
+  "RULE: as in the daemon's config, e.g. '{\"name\":\"p\",\"monitor\":\"emergence\",\"patience\":3}'\n"
+  "exit: 0 ok, 1 failure (e.g. unknown run), 2 usage, 69 daemon unreachable\n";
+
+/* Parses the common options; returns 0, or the exit code after printing usage/error. */
+static int parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run, bool *done)
+{
+  int rc = em_cmd_parse(cmd, argc, argv, o, want_run);
+  *done = rc != 0;
+  if (rc < 0)
+    fputs(usage_text, stdout);
+  return rc < 0 ? EM_EXIT_OK : rc;
+}
+
+/* ---------------------------------------------------------------- alerts */
+
+static void print_alerts(cJSON *reply, const em_cmd_opts_t *o)
+{
+  if (o->json) {
+    em_cmd_print_document(reply);
+    return;
+  }
+  const cJSON *alerts = cJSON_GetObjectItemCaseSensitive(reply, "alerts");
+  if (cJSON_GetArraySize(alerts) == 0) {
+    printf("no alerts%s%s\n", o->run ? " for " : "", o->run ? o->run : "");
+    return;
+  }
+  printf("%6s %-20s %10s %-12s %-20s %9s  %s\n", "SEQ", "RUN", "STEP", "RULE", "CONDITION", "VALUE", "REASON");
+  const cJSON *a;
+  cJSON_ArrayForEach(a, alerts)
+  {
+    char value[24];
+    em_cmd_fmt_num(value, sizeof(value), em_cmd_num(a, "value"), "%+.4f");
+    printf("%6.0f %-20s %10.0f %-12s %-20s %9s  %s\n", em_cmd_num(a, "seq"), em_cmd_str(a, "run"),
+           em_cmd_num(a, "step"), em_cmd_str(a, "rule"), em_cmd_str(a, "condition"), value, em_cmd_str(a, "reason"));
+  }
+}
+
+/* The run's directory, from the runs the source knows. */
+static int run_dir(em_cmd_opts_t *o, char *out, size_t len)
+{
+  cJSON *reply = NULL;
+  const char *want = o->run;
+  o->run = NULL; /* `runs` takes no run */
+  int rc = em_cmd_request("alerts", o, EM_API_RUNS, &reply);
+  o->run = want;
+  if (rc)
+    return rc;
+  rc = EM_EXIT_FAIL;
+  const cJSON *r;
+  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "runs"))
+  {
+    if (strcmp(em_cmd_str(r, "run"), want) == 0 && strcmp(em_cmd_str(r, "dir"), "?") != 0) {
+      snprintf(out, len, "%s", em_cmd_str(r, "dir"));
+      rc = EM_EXIT_OK;
+    }
+  }
+  cJSON_Delete(reply);
+  if (rc) {
+    char err[1200];
+    snprintf(err, sizeof(err), "unknown run '%s'", want);
+    em_cmd_suggest_runs("alerts", o, err);
+  }
+  return rc;
+}
+
+static int clear_stop_file(em_cmd_opts_t *o)
+{
+  char dir[4096], path[4200];
+  int rc = run_dir(o, dir, sizeof(dir));
+  if (rc)
+    return rc;
+  snprintf(path, sizeof(path), "%s/.emerge/STOP", dir);
+  if (unlink(path) == 0) {
+    printf("removed %s\n", path);
+    return EM_EXIT_OK;
+  }
+  if (errno == ENOENT) {
+    printf("no stop file for %s (%s)\n", o->run, path);
+    return EM_EXIT_OK;
+  }
+  em_cli_error("alerts", "cannot remove %s: %s", path, strerror(errno));
+  return EM_EXIT_FAIL;
+}
+
+int em_cmd_alerts(int argc, char **argv)
+{
+  bool clear = argc > 1 && strcmp(argv[1], "clear") == 0;
+  em_cmd_opts_t o;
+  bool done;
+  int rc = clear ? parse("alerts clear", argc - 1, argv + 1, &o, EM_RUN_REQUIRED, &done)
+                 : parse("alerts", argc, argv, &o, EM_RUN_OPTIONAL, &done);
+  if (done)
+    return rc;
+  if (clear) {
+    rc = clear_stop_file(&o);
+  } else {
+    cJSON *reply = NULL;
+    if ((rc = em_cmd_request("alerts", &o, EM_API_ALERTS, &reply)) == 0)
+      print_alerts(reply, &o);
+    cJSON_Delete(reply);
+  }
+  em_source_close(&o.src);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- backtest */
+
+typedef struct backtest {
+  const em_point_t *pts;
+  cJSON *fires;
+} backtest_t;
+
+static void on_fire(void *ctx, const em_rule_t *r, const em_firing_t *f)
+{
+  (void)r;
+  backtest_t *b = ctx;
+  const em_point_t *p = &b->pts[f->at];
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "step", (double)p->step);
+  cJSON_AddStringToObject(o, "condition", em_condition_name(f->cond));
+  if (isfinite(f->value))
+    cJSON_AddNumberToObject(o, "value", f->value);
+  else
+    cJSON_AddNullToObject(o, "value");
+  cJSON_AddStringToObject(o, "path", p->path ? p->path : "");
+  cJSON_AddStringToObject(o, "reason", f->reason);
+  cJSON_AddItemToArray(b->fires, o);
+}
+
+static int cmp_step(const void *a, const void *b)
+{
+  const em_point_t *x = a, *y = b;
+  return (x->step > y->step) - (x->step < y->step);
+}
+
+/* The run's history as replay points in step order: results, and non-finite checkpoints. */
+static em_point_t *history_points(const cJSON *reply, size_t *n)
+{
+  const cJSON *results = cJSON_GetObjectItemCaseSensitive(reply, "results");
+  const cJSON *others = cJSON_GetObjectItemCaseSensitive(reply, "checkpoints");
+  size_t cap = (size_t)cJSON_GetArraySize(results) + (size_t)cJSON_GetArraySize(others) + 1;
+  em_point_t *pts = calloc(cap, sizeof(*pts));
+  *n = 0;
+  if (!pts)
+    return NULL;
+  static const char *const values[3] = {"emergence", "alpha0", "width"};
+  const cJSON *r;
+  cJSON_ArrayForEach(r, results)
+  {
+    em_point_t *p = &pts[(*n)++];
+    p->step = (int64_t)em_cmd_num(r, "step");
+    p->seq = (int64_t)em_cmd_num(r, "seq");
+    for (int k = 0; k < 3; k++)
+      p->value[k] = em_cmd_num(r, values[k]);
+    p->path = em_cmd_str(r, "path");
+  }
+  cJSON_ArrayForEach(r, others)
+  {
+    if (strcmp(em_cmd_str(r, "state"), "nonfinite") != 0)
+      continue;
+    em_point_t *p = &pts[(*n)++];
+    p->step = (int64_t)em_cmd_num(r, "step");
+    p->seq = INT64_MAX;
+    p->nonfinite = true;
+    p->path = em_cmd_str(r, "path");
+    p->error = em_cmd_str(r, "error");
+  }
+  qsort(pts, *n, sizeof(*pts), cmp_step); /* results already are; nonfinite ones join them */
+  return pts;
+}
+
+static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t npts, cJSON *fires)
+{
+  char *spec = em_rule_spec(rule);
+  if (o->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "run", o->run);
+    cJSON_AddItemToObject(doc, "rule", spec ? cJSON_Parse(spec) : cJSON_CreateNull());
+    cJSON_AddNumberToObject(doc, "checkpoints", (double)npts);
+    cJSON_AddItemReferenceToObject(doc, "fires", fires);
+    em_cmd_print_json(doc);
+    cJSON_Delete(doc);
+  } else {
+    printf("rule %s over %zu checkpoints of %s: %s\n", spec ? spec : rule->name, npts, o->run,
+           cJSON_GetArraySize(fires) ? "would fire" : "would not fire");
+    if (cJSON_GetArraySize(fires))
+      printf("%10s %-20s %9s  %s\n", "STEP", "CONDITION", "VALUE", "REASON");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, fires)
+    {
+      char value[24];
+      em_cmd_fmt_num(value, sizeof(value), em_cmd_num(f, "value"), "%+.4f");
+      printf("%10.0f %-20s %9s  %s\n", em_cmd_num(f, "step"), em_cmd_str(f, "condition"), value,
+             em_cmd_str(f, "reason"));
+    }
+  }
+  free(spec);
+}
+
+/* --rule JSON, taken out of argv (the other options are the common ones). */
+static int take_rule(int *argc, char **argv, em_rule_t *rule, bool *help)
+{
+  const char *text = NULL;
+  int k = 0;
+  for (int i = 0; i < *argc; i++) {
+    if (strcmp(argv[i], "--rule") == 0 && i + 1 < *argc)
+      text = argv[++i];
+    else
+      argv[k++] = argv[i];
+    *help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+  }
+  *argc = k;
+  if (*help)
+    return 0;
+  if (!text) {
+    em_cli_error("backtest", "--rule JSON is required");
+    return EM_EXIT_USAGE;
+  }
+  cJSON *j = cJSON_Parse(text);
+  char err[512];
+  int rc = j ? em_rule_parse(j, 0, rule, err, sizeof(err)) : -EINVAL;
+  cJSON_Delete(j);
+  if (rc) {
+    em_cli_error("backtest", "--rule: %s", j ? err : "not valid JSON");
+    return EM_EXIT_USAGE;
+  }
+  return 0;
+}
+
+int em_cmd_backtest(int argc, char **argv)
+{
+  em_rule_t rule;
+  bool help = false;
+  char **args = calloc((size_t)argc + 1, sizeof(*args));
+  if (!args)
+    return EM_EXIT_FAIL;
+  memcpy(args, argv, (size_t)argc * sizeof(*args));
+  int rc = take_rule(&argc, args, &rule, &help);
+  em_cmd_opts_t o;
+  bool done = rc != 0;
+  if (!done)
+    rc = parse("backtest", argc, args, &o, EM_RUN_REQUIRED, &done);
+  free(args);
+  if (done)
+    return rc;
+  cJSON *reply = NULL;
+  if ((rc = em_cmd_request("backtest", &o, EM_API_HISTORY, &reply)) == 0) {
+    size_t n;
+    em_point_t *pts = history_points(reply, &n);
+    backtest_t b = {.pts = pts, .fires = cJSON_CreateArray()};
+    if (pts)
+      em_rule_replay(&rule, pts, n, on_fire, &b);
+    print_backtest(&o, &rule, n, b.fires);
+    cJSON_Delete(b.fires);
+    free(pts);
+  }
+  cJSON_Delete(reply);
+  em_source_close(&o.src);
+  return rc;
+}
