@@ -3,12 +3,14 @@ saving checkpoints the way the Hugging Face Trainer does (OUT/checkpoint-STEP/ w
 model.safetensors, config.json and trainer_state.json holding loss and eval_accuracy).
 
     /usr/bin/python3 examples/train_mlp.py OUT [--steps 600] [--save-every 50]
-        [--mode rename|inplace] [--sleep 0] [--hidden 256] [--seed 0]
+        [--mode rename|inplace] [--sleep 0] [--hidden 256] [--seed 0] [--stop-on-alert]
 
 --mode rename stages each checkpoint in OUT/tmp-checkpoint-STEP and renames it into
 place (transformers 4.36-4.38); inplace writes straight into OUT/checkpoint-STEP
 (later versions). Step 0, the initialisation, is saved too: it is the baseline the
-degree of emergence is measured against."""
+degree of emergence is measured against. With --stop-on-alert the job checks after each
+save whether emerged asked it to stop (emerge_stop.py, the plain-loop helper) and ends
+there."""
 import argparse
 import json
 import os
@@ -20,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
 import stio  # noqa: E402
+from emerge_stop import EmergeStop  # noqa: E402
 
 
 def make_task(rng, n, dim=64, classes=10):
@@ -98,6 +101,7 @@ def main():
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stop-on-alert", action="store_true", help="stop when emerged writes OUT/.emerge/STOP")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     x, y = make_task(rng, 12000)
@@ -106,6 +110,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     history = [{"step": 0, "eval_accuracy": model.accuracy(xe, ye)}]
     save(a.out, 0, model, history, a.mode)
+    stop = EmergeStop(a.out) if a.stop_on_alert else None
     for step in range(1, a.steps + 1):
         idx = rng.integers(0, len(xt), 64)
         loss = model.step(xt[idx], yt[idx], a.lr)
@@ -114,6 +119,9 @@ def main():
             save(a.out, step, model, history, a.mode)
             print(f"train: step {step} loss {loss:.3f} eval_accuracy {history[-1]['eval_accuracy']:.3f}",
                   flush=True)
+            if stop and stop.should_stop(step):
+                print(f"train: stopped by emerge at step {step}", flush=True)
+                return
             time.sleep(a.sleep)
 
 

@@ -10,6 +10,7 @@ import stio
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EMERGECTL = os.path.join(ROOT, os.environ.get("EMERGECTL", "bin/emergectl"))
+EXAMPLES = os.path.join(ROOT, "examples")
 
 
 def emergectl(*args, check=None):

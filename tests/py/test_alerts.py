@@ -1,0 +1,273 @@
+"""Early-stop alerts against the real daemon: a rule fires once on the right checkpoint
+(row, PUB message, stop file, log line), one that must not fire does not, backtest agrees
+with the live rule, a NaN the analysis never reads trips check_finite, kill -9 repeats no
+row and redoes the deliveries, exec gets its environment and is killed at its timeout, a
+training job stops itself, bad rules are named at start and reload."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from daemon import Daemon, collect, history, wait_for
+from helpers import EXAMPLES, ROOT, emergectl, hf_checkpoint
+
+TRAIN = os.path.join(ROOT, "examples", "train_mlp.py")
+PLATEAU = {"name": "plateau", "monitor": "emergence", "min_delta": 0.01, "patience": 2}
+NEVER = [{"name": "target", "monitor": "emergence", "stopping_threshold": 5.0},
+         {"name": "collapse", "monitor": "alpha0", "divergence_threshold": 10.0}]
+AT_ONCE = {"name": "first", "monitor": "alpha0", "stopping_threshold": 10.0}  # alpha0 <= 10: every checkpoint
+
+
+def _config(tmp, alerts, on_alert=None, name="c.json"):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        json.dump({"alerts": alerts, **({"on_alert": on_alert} if on_alert else {})}, f)
+    return path
+
+
+def _stage(tmp, steps=800, every=100):
+    """A real training job's checkpoints, written to a staging directory (no daemon)."""
+    stage = os.path.join(tmp, "stage")
+    subprocess.run([sys.executable, TRAIN, stage, "--steps", str(steps), "--save-every", str(every)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return stage
+
+
+def _feed(d, stage, run_dir, steps):
+    """Renames staged checkpoints into the run one at a time, each analysed before the next:
+    the order a live job gives, whatever the speed of this build."""
+    os.makedirs(run_dir, exist_ok=True)
+    run = os.path.relpath(run_dir, d.root)
+    for step in steps:
+        os.rename(os.path.join(stage, f"checkpoint-{step}"), os.path.join(run_dir, f"checkpoint-{step}"))
+        wait_for(lambda: step in [r["step"] for r in history(d, run)[0]], what=f"result of step {step}")
+
+
+def _plateau_oracle(values, min_delta, patience):
+    """Lightning's EarlyStopping (mode max), re-armed by an improvement: firing indices."""
+    fired, best, wait, armed = [], None, 0, True
+    for i, v in enumerate(values):
+        if best is None or v - best > min_delta:
+            best, wait, armed = v, 0, True
+        else:
+            wait += 1
+            if wait >= patience and armed:
+                fired.append(i)
+                armed = False
+    return fired
+
+
+def _alert_rows(d, rule=None):
+    with d.db() as db:
+        q = "SELECT rule, step, json, delivered FROM alerts" + (" WHERE rule = ?" if rule else "") + " ORDER BY seq"
+        return db.execute(q, (rule,) if rule else ()).fetchall()
+
+
+def test_rule_fires_once_with_row_pub_stop_file_and_backtest_agrees(tmp):
+    stage = _stage(tmp)
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root, "--config", _config(tmp, [PLATEAU, *NEVER])).start(quiet="0.2")
+    sub = d.subscribe(b"alert/")
+    time.sleep(0.3)
+    _feed(d, stage, os.path.join(root, "mlp"), range(0, 801, 100))
+    results = history(d, "mlp")[0]
+    e = [r["emergence"] for r in results]
+    want = _plateau_oracle(e, PLATEAU["min_delta"], PLATEAU["patience"])
+    assert len(want) == 1, e  # this job's E plateaus once: a test that can fail either way
+    want_step = results[want[0]]["step"]
+    rows = _alert_rows(d)
+    assert [(r[0], r[1]) for r in rows] == [("plateau", want_step)], rows  # once, right checkpoint, NEVER silent
+    msgs = collect(sub, lambda g: len(g) >= 1, timeout=10)
+    assert len(msgs) == 1 and msgs[0][0] == "alert/mlp/", msgs
+    alert = msgs[0][1]
+    for key in ("seq", "kind", "run", "rule", "monitor", "value", "step", "reason", "ts"):
+        assert key in alert, key
+    assert alert["kind"] == "alert" and alert["rule"] == "plateau" and alert["step"] == want_step
+    assert alert["value"] == e[want[0]] and "not improved by more than 0.01 for 2 checkpoints" in alert["reason"]
+    assert json.loads(rows[0][2]) == alert
+    with open(os.path.join(root, "mlp", ".emerge", "STOP")) as f:
+        assert json.load(f) == alert  # the same JSON, written whole
+    assert [n for n in os.listdir(os.path.join(root, "mlp", ".emerge")) if n.startswith("STOP.tmp")] == []
+    assert f"alert {alert['seq']}: run mlp rule plateau step {want_step}" in d.read_log()
+    wait_for(lambda: _alert_rows(d)[0][3] == 1, what="delivered")
+    # backtest replays the stored history with the same rule: it agrees with the live rule
+    code, out, _ = emergectl("backtest", "mlp", "--rule", json.dumps(PLATEAU), "--json", "--api", d.api)
+    assert code == 0 and [f["step"] for f in json.loads(out)["fires"]] == [want_step], out
+    for rule in NEVER:
+        out = emergectl("backtest", "mlp", "--rule", json.dumps(rule), "--db", root, check=0)[1]
+        assert "would not fire" in out, out
+    table = emergectl("alerts", "mlp", "--api", d.api, check=0)[1]
+    assert "plateau" in table and str(want_step) in table
+    assert emergectl("alerts", "clear", "mlp", "--api", d.api, check=0)[1].startswith("removed ")
+    assert not os.path.exists(os.path.join(root, "mlp", ".emerge", "STOP"))
+    assert d.stop() == 0
+
+
+def _mlp_tensors(rng, nan_in_bias=False):
+    t = {}
+    for i, (a, b) in enumerate([(64, 128), (128, 128), (128, 10)]):
+        t[f"layers.{i}.weight"] = rng.normal(0, 0.1, (b, a)).astype(np.float32)
+        t[f"layers.{i}.bias"] = np.zeros(b, np.float32)
+    if nan_in_bias:
+        t["layers.1.bias"][7] = np.nan  # no sampled neuron's weights: the analysis never reads it
+    return t
+
+
+def test_nan_outside_sampled_neurons_raises_check_finite(tmp):
+    rng = np.random.default_rng(1)
+    clean, broken = _mlp_tensors(rng), _mlp_tensors(rng, nan_in_bias=True)
+    outcome = {}
+    for name, rules in (("plain", [PLATEAU]), ("finite", [{"name": "finite", "check_finite": True}])):
+        root = os.path.join(tmp, name)
+        hf_checkpoint(os.path.join(root, "mlp"), 0, clean)
+        hf_checkpoint(os.path.join(root, "mlp"), 100, broken)
+        d = Daemon(tmp, root, "--config", _config(tmp, rules, name=f"{name}.json"), name=name).start(quiet="0.2")
+        wait_for(lambda: len(history(d, "mlp")[0]) + len(history(d, "mlp")[1]) == 2
+                 and not any(c["state"] == "queued" for c in history(d, "mlp")[1]), what="both checkpoints")
+        outcome[name] = (history(d, "mlp"), _alert_rows(d))
+        assert d.stop() == 0
+    (results, others), rows = outcome["plain"]
+    assert [r["step"] for r in results] == [0, 100] and rows == []  # only values the analysis reads are checked
+    (results, others), rows = outcome["finite"]
+    assert [r["step"] for r in results] == [0]
+    assert [(c["step"], c["state"]) for c in others] == [(100, "nonfinite")]
+    assert "'layers.1.bias'" in others[0]["error"] and "element 7" in others[0]["error"]
+    assert len(rows) == 1 and rows[0][0] == "finite" and rows[0][1] == 100
+    alert = json.loads(rows[0][2])
+    assert alert["condition"] == "check_finite" and alert["value"] is None and "layers.1.bias" in alert["reason"]
+    assert os.path.exists(os.path.join(tmp, "finite", "mlp", ".emerge", "STOP"))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has ended
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_kill_9_and_restart_repeats_no_row_and_redoes_deliveries(tmp):
+    stage = _stage(tmp, steps=200)
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    runs, marker = os.path.join(tmp, "hook-runs"), os.path.join(tmp, "hook-marker")
+    hook = f'echo $$ >> {runs}; [ -e {marker} ] || {{ touch {marker}; exec sleep 60; }}'
+    cfg = _config(tmp, [AT_ONCE], {"exec": ["/bin/sh", "-c", hook], "exec_timeout": 120})
+    d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    wait_for(lambda: os.path.exists(runs), what="the command started")
+    stop_file = os.path.join(root, "mlp", ".emerge", "STOP")
+    assert os.path.exists(stop_file) and [r[3] for r in _alert_rows(d)] == [0]  # committed, not yet delivered
+    d.stop(signal.SIGKILL)
+    first = int(open(runs).read().split()[0])
+    os.kill(first, signal.SIGKILL)  # the command outlived the daemon it belongs to
+    os.remove(stop_file)
+    d2 = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
+    wait_for(lambda: os.path.exists(stop_file), what="stop file written again")
+    wait_for(lambda: len(open(runs).read().split()) == 2, what="command run again")
+    wait_for(lambda: [r[3] for r in _alert_rows(d2)] == [1], what="delivered after the redo")
+    _feed(d2, stage, os.path.join(root, "mlp"), [100, 200])
+    time.sleep(0.5)
+    assert len(_alert_rows(d2)) == 1  # no repeated row: once per run, across the crash
+    assert d2.stop() == 0
+    d3 = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")  # a clean restart redoes nothing
+    time.sleep(1.0)
+    assert len(open(runs).read().split()) == 2 and len(_alert_rows(d3)) == 1
+    assert d3.stop() == 0
+
+
+def test_exec_gets_the_alert_and_is_killed_at_its_timeout(tmp):
+    stage = _stage(tmp, steps=100)
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    env_out, pids = os.path.join(tmp, "env.txt"), os.path.join(tmp, "pids")
+    hook = f"env > {env_out}; sleep 100 & echo $$ $! > {pids}; wait"
+    cfg = _config(tmp, [AT_ONCE], {"stop_file": False, "exec": ["/bin/sh", "-c", hook], "exec_timeout": 1})
+    d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    wait_for(lambda: os.path.exists(pids) and open(pids).read().endswith("\n"), what="the command running")
+    t0 = time.time()
+    assert d.request({"cmd": "status"}, timeout=1.0)["ok"]  # the loop never waits for the command
+    assert time.time() - t0 < 1.0
+    wait_for(lambda: "command killed after its 1 s timeout" in d.read_log(), timeout=15, what="timeout kill")
+    shell, child = map(int, open(pids).read().split())
+    wait_for(lambda: not _pid_alive(shell) and not _pid_alive(child), timeout=5, what="its process group gone")
+    env = dict(line.split("=", 1) for line in open(env_out).read().splitlines() if line.startswith("EMERGE_"))
+    alert = json.loads(_alert_rows(d)[0][2])
+    assert env["EMERGE_RUN"] == "mlp" and env["EMERGE_RULE"] == "first" and env["EMERGE_STEP"] == "0"
+    assert float(env["EMERGE_VALUE"]) == alert["value"] and env["EMERGE_REASON"] == alert["reason"]
+    assert env["EMERGE_CONDITION"] == "stopping_threshold" and int(env["EMERGE_SEQ"]) == alert["seq"]
+    assert not os.path.exists(os.path.join(root, "mlp", ".emerge", "STOP"))  # stop_file: false
+    wait_for(lambda: [r[3] for r in _alert_rows(d)] == [1], what="delivered")
+    assert d.stop() == 0
+
+
+def test_training_job_stops_itself_when_its_stop_file_appears(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE])).start(quiet="0.2")
+    out = os.path.join(root, "mlp")
+    job = subprocess.run([sys.executable, TRAIN, out, "--steps", "100000", "--save-every", "100", "--sleep", "0.2",
+                          "--stop-on-alert"], capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    stopped = [line for line in job.stdout.splitlines() if line.startswith("train: stopped by emerge at step")]
+    assert stopped, job.stdout[-2000:]
+    step = int(stopped[0].split()[-1])
+    assert 0 < step < 100000 and "rule first" in job.stderr
+    assert os.listdir(os.path.join(out, ".emerge")) == [f"STOP.handled-{step}"]  # a resumed job goes on
+    assert d.stop() == 0
+
+
+def test_python_core_follows_pub_alerts(tmp):
+    sys.path.insert(0, EXAMPLES)
+    from emerge_stop import EmergeStop
+    stage = _stage(tmp, steps=100)
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE], {"stop_file": False})).start(quiet="0.2")
+    stop = EmergeStop(os.path.join(root, "mlp"), pub=d.pub, run="mlp")
+    time.sleep(0.3)
+    assert stop.check() is None
+    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    alert = wait_for(stop.check, what="the alert over PUB")
+    assert alert["rule"] == "first" and alert["run"] == "mlp"
+    assert stop.should_stop(0, log=None) and stop.check() is None  # acknowledged
+    stop.close()
+    assert d.stop() == 0
+
+
+def test_bad_rules_are_named_at_start_and_reload_and_new_rules_judge_later_results(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    emerged = os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged"))
+    bad = [([{"name": "p", "monitor": "emergence", "patiense": 3}], None, "alerts[0] 'p': unknown key 'patiense'"),
+           ([{"name": "t", "monitor": "emergence", "stopping_threshold": 0.1, "divergence_threshold": 0.2}], None,
+            "alerts[0] 't': key 'divergence_threshold'"),
+           ([PLATEAU, {"name": "x", "monitor": "width", "patience": "3"}], None, "alerts[1] 'x': key 'patience'"),
+           ([PLATEAU], {"exec": "/bin/true"}, "on_alert: key 'exec'"),
+           ([PLATEAU], {"exec": ["/bin/true"], "timeout": 3}, "on_alert: unknown key 'timeout'")]
+    for alerts, on_alert, want in bad:
+        p = subprocess.run([emerged, "--watch", root, "--config", _config(tmp, alerts, on_alert), "--api",
+                            f"ipc://{tmp}/x-api"], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 2 and want in p.stderr and "c.json" in p.stderr, (want, p.stderr)
+    stage = _stage(tmp, steps=200)
+    cfg = _config(tmp, NEVER)
+    d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    _config(tmp, [{"name": "first", "monitor": "alpha0", "stoping_threshold": 10.0}])
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "alerts[0] 'first': unknown key 'stoping_threshold'; keeping the running configuration"
+             in d.read_log(), what="rejected reload")
+    _config(tmp, [*NEVER, AT_ONCE])
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload: alerts: 3 rules" in d.read_log(), what="reload")
+    _feed(d, stage, os.path.join(root, "mlp"), [100])
+    wait_for(lambda: len(_alert_rows(d)) == 1, what="the new rule firing")
+    assert _alert_rows(d)[0][:2] == ("first", 100)  # not step 0, analysed before the rule existed
+    assert d.stop() == 0
