@@ -80,8 +80,9 @@ $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemerged.a
 $(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
-FUZZ_TARGETS := safetensors sidefiles api
-$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+FUZZ_TARGETS := safetensors sidefiles api rules
+$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libemerged.a \
+                              $(BUILD)/libemproto.a $(BUILD)/libemerge.a
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
 # The test command of the README: installs missing packages, then unit suites, corpus replay,
@@ -104,8 +105,8 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p build/fuzz
 	$(Q)for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib -Iproto \
-	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib -Iproto -Idaemon \
+	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) daemon/em_rules.c \
 	    $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz/fuzz_$$t || exit 1; \
 	  mkdir -p build/fuzz/new_$$t; \
 	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
@@ -122,15 +123,21 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)
 	$(PYTHON) examples/demo.py
 
+# The training-side helpers (plain loop, Hugging Face, Lightning), for PYTHONPATH.
+PY_STOP := examples/emerge_stop.py examples/emerge_hf.py examples/emerge_lightning.py
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
 	install -m 0755 $(EMERGECTL) $(EMERGED) $(DESTDIR)$(BINDIR)/
 	sed 's|@BINDIR@|$(BINDIR)|g' systemd/emerged.service.in > $(BUILD)/emerged.service
 	install -m 0644 $(BUILD)/emerged.service $(DESTDIR)$(UNITDIR)/emerged.service
 	install -m 0644 systemd/emerged.json.example $(DESTDIR)$(DATADIR)/emerged.json.example
+	install -d $(DESTDIR)$(DATADIR)/python
+	install -m 0644 $(PY_STOP) $(DESTDIR)$(DATADIR)/python/
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/emergectl $(DESTDIR)$(BINDIR)/emerged $(DESTDIR)$(UNITDIR)/emerged.service \
-	  $(DESTDIR)$(DATADIR)/emerged.json.example
+	  $(DESTDIR)$(DATADIR)/emerged.json.example $(addprefix $(DESTDIR)$(DATADIR)/python/,$(notdir $(PY_STOP)))
+	-rmdir $(DESTDIR)$(DATADIR)/python $(DESTDIR)$(DATADIR) 2>/dev/null
 
 clean:
 	rm -rf build build-* bin

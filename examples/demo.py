@@ -1,9 +1,12 @@
-"""make demo: the first thing to run. Starts emerged on a fresh directory, starts a small
-real training job that saves a checkpoint every few seconds, and follows it with
-`emergectl watch`: E appears live next to the job's accuracy. Ends by itself in about
-a minute and a half with a plot, and says where everything is.
+"""make demo: the first thing to run. Starts emerged on a fresh directory with an
+early-stop rule, starts a small real training job that saves a checkpoint every few
+seconds, and follows it with `emergectl watch`: E appears live next to the job's
+accuracy. When E stops growing the rule fires, the daemon writes the run's stop file,
+and the job (using the plain-loop helper of examples/emerge_stop.py) stops itself.
+Ends by itself in about a minute with a plot, and says where everything is.
 
     /usr/bin/python3 examples/demo.py [OUT_DIR]     (default: ./demo-output)"""
+import json
 import os
 import shutil
 import signal
@@ -27,27 +30,41 @@ def main():
     runs = os.path.join(out, "runs")
     os.makedirs(runs)
     pub, api = f"ipc://{out}/pub", f"ipc://{out}/api"
+    config = os.path.join(out, "emerged.json")
+    with open(config, "w") as f:  # E no longer improving by more than 0.005 for 3 checkpoints
+        json.dump({"alerts": [{"name": "plateau", "monitor": "emergence", "min_delta": 0.005, "patience": 3}]}, f)
     log = open(os.path.join(out, "emerged.log"), "w")
-    say(f"starting emerged on {runs} (log: {out}/emerged.log)")
-    daemon = subprocess.Popen([EMERGED, "--watch", runs, "--pub", pub, "--api", api, "--quiet", "1"],
-                              stdout=log, stderr=log)
+    say(f"starting emerged on {runs} with the early-stop rule in {config} (log: {out}/emerged.log)")
+    daemon = subprocess.Popen([EMERGED, "--watch", runs, "--pub", pub, "--api", api, "--quiet", "1",
+                               "--config", config], stdout=log, stderr=log)
     time.sleep(0.5)
-    say("starting a training job: a 64-256-256-10 MLP, a checkpoint every 100 steps (Hugging Face layout)")
-    job = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(runs, "mlp"),
-                            "--steps", "1200", "--save-every", "100", "--sleep", "3", "--lr", "0.08"],
-                           stdout=subprocess.DEVNULL)
+    say("starting a training job: a 64-256-256-10 MLP, a checkpoint every 100 steps (Hugging Face layout),")
+    say("checking for emerged's stop file after each save (--stop-on-alert)")
+    run_dir = os.path.join(runs, "mlp")
+    job = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), run_dir,
+                            "--steps", "1200", "--save-every", "100", "--sleep", "3", "--lr", "0.08",
+                            "--stop-on-alert"], stdout=subprocess.PIPE, text=True)
     say("emergectl watch mlp: each line is one checkpoint, as the daemon publishes it\n")
     watch = subprocess.Popen([EMERGECTL, "watch", "mlp", "--api", api, "--pub", pub])
-    code = job.wait()
+    job_out, _ = job.communicate()
+    code = job.returncode
+    saved = len([n for n in os.listdir(run_dir) if n.startswith("checkpoint-")])
     deadline = time.time() + 30
-    while time.time() < deadline:  # the last checkpoint's result
+    while time.time() < deadline:  # every saved checkpoint's result
         p = subprocess.run([EMERGECTL, "history", "mlp", "--json", "--api", api], capture_output=True, text=True)
-        if p.returncode == 0 and p.stdout.count('"kind":"result"') >= 13:
+        if p.returncode == 0 and p.stdout.count('"kind":"result"') >= saved:
             break
         time.sleep(0.5)
     time.sleep(0.5)
     watch.send_signal(signal.SIGINT)
     watch.wait(timeout=10)
+    print()
+    stopped = [line for line in job_out.splitlines() if "stopped by emerge" in line]
+    if stopped:
+        say(f"the training job {stopped[0].split(': ', 1)[1]} of 1200, after this alert:")
+    else:
+        say("no alert fired this time: the job ran all 1200 steps")
+    subprocess.run([EMERGECTL, "alerts", "mlp", "--api", api], check=False)
     svg = os.path.join(out, "emergence.svg")
     print()
     subprocess.run([EMERGECTL, "plot", "mlp", "--svg", svg, "--api", api], check=False)
@@ -58,6 +75,8 @@ def main():
         sys.exit(f"demo: the training job exited {code}, the daemon {daemon.returncode}")
     say(f"done. Database: {runs}/.emerge/emerge.db   plot: {svg}")
     say(f"try: {os.path.relpath(EMERGECTL)} history mlp --db {os.path.relpath(runs)}")
+    say(f"     {os.path.relpath(EMERGECTL)} backtest mlp --db {os.path.relpath(runs)} "
+        "--rule '{\"name\":\"p\",\"monitor\":\"emergence\",\"patience\":2}'")
 
 
 if __name__ == "__main__":

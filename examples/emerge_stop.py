@@ -107,8 +107,11 @@ def distributed_should_stop(stopper, step, device=None):
     """should_stop() for torch.distributed jobs: rank 0 decides, every rank gets the same
     answer at the same step, rank 0 acknowledges. Call it on every rank at the same point.
     device: where the broadcast flag lives (the rank's GPU under NCCL; CPU under gloo)."""
-    import torch
-    import torch.distributed as dist
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:  # no torch: one process
+        return stopper.should_stop(step)
     if not (dist.is_available() and dist.is_initialized()):
         return stopper.should_stop(step)
     rank0 = dist.get_rank() == 0
