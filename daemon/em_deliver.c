@@ -79,7 +79,9 @@ static void write_stop_file(const char *run_dir, const char *payload, int64_t se
   }
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   size_t len = strlen(payload);
-  bool ok = fd >= 0 && write(fd, payload, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+  /* readable by the training job whatever our umask (the unit's is 0077) */
+  bool ok = fd >= 0 && fchmod(fd, 0644) == 0 && write(fd, payload, len) == (ssize_t)len && write(fd, "\n", 1) == 1 &&
+            fsync(fd) == 0;
   int saved = errno;
   if (fd >= 0)
     close(fd);

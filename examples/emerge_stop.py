@@ -83,6 +83,8 @@ class EmergeStop:
             os.rename(self.path, os.path.join(self.dir, f"STOP.handled-{step}"))
         except FileNotFoundError:
             pass
+        except OSError as e:  # never break a training job over it; a resumed job would stop again
+            print(f"emerge: cannot rename {self.path} ({e}); remove it before resuming", file=sys.stderr)
 
     def should_stop(self, step, acknowledge=True, log=sys.stderr):
         """check() for plain loops: True when the job should stop now. Says why on log and

@@ -26,3 +26,14 @@ def test_installed_unit_verifies_and_is_hardened(tmp):
                        capture_output=True, text=True)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", s.stdout).group(1))
     assert s.returncode == 0 and score <= 2.0, s.stdout[-400:]
+
+
+def test_example_config_is_accepted(tmp):
+    """The shipped emerged.json.example (rules and on_alert included) loads as it is."""
+    from daemon import Daemon
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root, "--config", os.path.join(ROOT, "systemd", "emerged.json.example")).start()
+    assert d.request({"cmd": "status"})["ok"] is True
+    assert d.stop() == 0
+    assert "rule 'plateau' judges results" in d.read_log() and "rule 'finite'" in d.read_log()
