@@ -20,7 +20,14 @@
 
 #include "em_log.h"
 
+#define MAX_COMMANDS 4 /* running at once; more alerts wait their turn (a sweep's start-up) */
+
 extern char **environ;
+
+typedef struct waiting {
+  struct waiting *next;
+  char *payload;
+} waiting_t;
 
 typedef struct hook {
   uv_process_t proc;
@@ -39,6 +46,8 @@ struct em_deliver {
   em_delivered_fn delivered;
   void *ctx;
   hook_t *hooks;            /* commands still running */
+  size_t running;
+  waiting_t *waiting, **waiting_tail; /* alerts whose command has not started, in order */
 };
 
 int em_deliver_start(em_deliver_t **out, uv_loop_t *loop, em_delivered_fn delivered, void *ctx)
@@ -49,6 +58,7 @@ int em_deliver_start(em_deliver_t **out, uv_loop_t *loop, em_delivered_fn delive
   d->loop = loop;
   d->delivered = delivered;
   d->ctx = ctx;
+  d->waiting_tail = &d->waiting;
   em_on_alert_default(&d->on_alert);
   *out = d;
   return 0;
@@ -110,6 +120,8 @@ static void hook_closed(uv_handle_t *h)
   free(k);
 }
 
+static void start_waiting(em_deliver_t *d);
+
 static void hook_exited(uv_process_t *proc, int64_t status, int sig)
 {
   hook_t *k = proc->data;
@@ -119,10 +131,13 @@ static void hook_exited(uv_process_t *proc, int64_t status, int sig)
     EM_WARN("alert %lld: command ended by signal %d", (long long)k->seq, sig);
   else
     EM_NOTICE("alert %lld: command exited %lld", (long long)k->seq, (long long)status);
-  k->owner->delivered(k->owner->ctx, k->seq);
+  em_deliver_t *d = k->owner;
+  d->delivered(d->ctx, k->seq);
   uv_timer_stop(&k->timer);
   uv_close((uv_handle_t *)&k->timer, hook_closed);
   uv_close((uv_handle_t *)&k->proc, hook_closed);
+  d->running--;
+  start_waiting(d);
 }
 
 static void hook_kill(hook_t *k)
@@ -218,6 +233,7 @@ static bool run_command(em_deliver_t *d, const cJSON *alert, int64_t seq)
   k->open_handles = 2;
   k->next = d->hooks;
   d->hooks = k;
+  d->running++;
   uv_timer_init(d->loop, &k->timer);
   uv_timer_start(&k->timer, hook_timeout, (uint64_t)(d->on_alert.exec_timeout * 1000), 0);
   EM_INFO("alert %lld: command %s started (pid %d)", (long long)seq, d->on_alert.exec[0], k->proc.pid);
@@ -226,25 +242,63 @@ static bool run_command(em_deliver_t *d, const cJSON *alert, int64_t seq)
 
 /* ---------------------------------------------------------------- alerts */
 
-void em_deliver_alert(em_deliver_t *d, const char *payload)
+static cJSON *parse_alert(const char *payload, int64_t *seq)
 {
   cJSON *a = cJSON_Parse(payload);
   const cJSON *seqv = cJSON_GetObjectItemCaseSensitive(a, "seq");
-  const cJSON *dir = cJSON_GetObjectItemCaseSensitive(a, "run_dir");
-  if (!cJSON_IsNumber(seqv) || !cJSON_IsString(dir)) {
+  if (!cJSON_IsNumber(seqv) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(a, "run_dir"))) {
     EM_ERR("alert: malformed stored alert, not delivered: %.200s", payload);
     cJSON_Delete(a);
-    return;
+    return NULL;
   }
-  int64_t seq = (int64_t)seqv->valuedouble;
+  *seq = (int64_t)seqv->valuedouble;
+  return a;
+}
+
+/* Commands of waiting alerts, while fewer than MAX_COMMANDS run. */
+static void start_waiting(em_deliver_t *d)
+{
+  while (d->waiting && d->running < MAX_COMMANDS) {
+    waiting_t *w = d->waiting;
+    if (!(d->waiting = w->next))
+      d->waiting_tail = &d->waiting;
+    int64_t seq;
+    cJSON *a = parse_alert(w->payload, &seq);
+    if (a && (!d->on_alert.exec || !run_command(d, a, seq))) /* exec removed by a reload, or failed */
+      d->delivered(d->ctx, seq);
+    cJSON_Delete(a);
+    free(w->payload);
+    free(w);
+  }
+}
+
+void em_deliver_alert(em_deliver_t *d, const char *payload)
+{
+  int64_t seq;
+  cJSON *a = parse_alert(payload, &seq);
+  if (!a)
+    return;
   char buf[4][40];
   EM_WARN("alert %lld: run %s rule %s step %s: %s", (long long)seq, text_of(a, "run", buf[0], 40),
           text_of(a, "rule", buf[1], 40), text_of(a, "step", buf[2], 40), text_of(a, "reason", buf[3], 40));
-  if (d->on_alert.stop_file && dir->valuestring[0])
-    write_stop_file(dir->valuestring, payload, seq);
-  if (!d->on_alert.exec || !run_command(d, a, seq))
-    d->delivered(d->ctx, seq);
+  const char *dir = cJSON_GetObjectItemCaseSensitive(a, "run_dir")->valuestring;
+  if (d->on_alert.stop_file && dir[0])
+    write_stop_file(dir, payload, seq);
   cJSON_Delete(a);
+  waiting_t *w = d->on_alert.exec ? calloc(1, sizeof(*w)) : NULL;
+  if (w && !(w->payload = strdup(payload))) {
+    free(w);
+    w = NULL;
+  }
+  if (!w) { /* no command (or no memory for one: logged as not run) */
+    if (d->on_alert.exec)
+      EM_ERR("alert %lld: out of memory: command not run", (long long)seq);
+    d->delivered(d->ctx, seq);
+    return;
+  }
+  *d->waiting_tail = w;
+  d->waiting_tail = &w->next;
+  start_waiting(d);
 }
 
 void em_deliver_stop(em_deliver_t **self_p)
@@ -262,6 +316,12 @@ void em_deliver_stop(em_deliver_t **self_p)
     uv_timer_stop(&k->timer);
     uv_close((uv_handle_t *)&k->timer, hook_closed);
     uv_close((uv_handle_t *)&k->proc, hook_closed);
+  }
+  while (d->waiting) { /* never started: undelivered, redone at the next start */
+    waiting_t *w = d->waiting;
+    d->waiting = w->next;
+    free(w->payload);
+    free(w);
   }
   em_on_alert_free(&d->on_alert);
   free(d);

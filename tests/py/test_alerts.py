@@ -271,3 +271,51 @@ def test_bad_rules_are_named_at_start_and_reload_and_new_rules_judge_later_resul
     wait_for(lambda: len(_alert_rows(d)) == 1, what="the new rule firing")
     assert _alert_rows(d)[0][:2] == ("first", 100)  # not step 0, analysed before the rule existed
     assert d.stop() == 0
+
+
+def test_commands_run_at_most_four_at_once_and_none_is_lost(tmp):
+    root = os.path.join(tmp, "root")
+    rng = np.random.default_rng(2)
+    for i in range(7):  # a sweep: seven runs whose first checkpoint each fires the rule
+        hf_checkpoint(os.path.join(root, f"sweep/lr{i}"), 0, _mlp_tensors(rng))
+    spans = os.path.join(tmp, "spans")
+    hook = f'echo "$EMERGE_RUN $(date +%s.%N)" >> {spans}.start; sleep 0.5; echo "$(date +%s.%N)" >> {spans}.end'
+    cfg = _config(tmp, [AT_ONCE], {"stop_file": False, "exec": ["/bin/sh", "-c", hook]})
+    d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
+    wait_for(lambda: os.path.exists(spans + ".end") and len(open(spans + ".end").read().split()) == 7,
+             timeout=60, what="seven commands")
+    starts = sorted(float(line.split()[1]) for line in open(spans + ".start").read().splitlines())
+    ends = sorted(float(t) for t in open(spans + ".end").read().split())
+    events = sorted([(t, 1) for t in starts] + [(t, -1) for t in ends], key=lambda e: (e[0], e[1]))
+    running, most = 0, 0
+    for _, delta in events:
+        running += delta
+        most = max(most, running)
+    assert most <= 4, most
+    runs = sorted(line.split()[0] for line in open(spans + ".start").read().splitlines())
+    assert runs == [f"sweep/lr{i}" for i in range(7)]  # each alert's command, once
+    wait_for(lambda: [r[3] for r in _alert_rows(d)] == [1] * 7, what="all delivered")
+    assert d.stop() == 0
+
+
+def test_alerts_and_backtest_usage_errors(tmp):
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.2")
+    hf_checkpoint(os.path.join(root, "mlp"), 0, _mlp_tensors(np.random.default_rng(3)))
+    wait_for(lambda: history(d, "mlp")[0], what="a result")
+    api = ("--api", d.api)
+    for args, code, want in ((["backtest", "mlp"], 2, "--rule JSON is required"),
+                             (["backtest", "mlp", "--rule", "{"], 2, "not valid JSON"),
+                             (["backtest", "mlp", "--rule", '{"name":"p"}'], 2, "'p': nothing to judge"),
+                             (["backtest", "--rule", json.dumps(PLATEAU)], 2, "which run?"),
+                             (["backtest", "mpl", "--rule", json.dumps(PLATEAU)], 1, "did you mean: mlp"),
+                             (["alerts", "clear"], 2, "which run?"),
+                             (["alerts", "clear", "mpl"], 1, "did you mean: mlp"),
+                             (["alerts", "mpl"], 1, "unknown run 'mpl'")):
+        got, out, err = emergectl(*args, *api)
+        assert got == code and want in err, (args, got, err)
+    assert emergectl("alerts", *api, check=0)[1] == "no alerts\n"
+    assert json.loads(emergectl("alerts", "mlp", "--json", *api, check=0)[1]) == {"alerts": []}
+    assert emergectl("backtest", "--help")[0] == 0 and emergectl("alerts", "--help")[0] == 0
+    assert d.stop() == 0
