@@ -5,7 +5,9 @@ backlog, appended with date and machine to bench/RESULTS.md.
   analysis time the result reports (target: under 200 ms)
 - burst: 200 small checkpoints appear at once -> all published
 - idle: CPU time the daemon uses while nothing happens (target: under 0.1 s in 60 s)
-- backlog: peak RSS while 1,000 queued checkpoints drain"""
+- backlog: peak RSS while 1,000 queued checkpoints drain
+- rules: the same backlog drained with three early-stop rules, which replay the run's
+  history after every result (O(n) each): drain time against the run without rules"""
 import datetime
 import json
 import os
@@ -124,14 +126,27 @@ def burst(tmp, n=200):
     return secs, n / secs, idle
 
 
-def backlog(tmp, n=1000):
-    root = os.path.join(tmp, "backlog")
+RULES = [{"name": "plateau", "monitor": "emergence", "min_delta": 0.01, "patience": 3},
+         {"name": "target", "monitor": "emergence", "stopping_threshold": 5},
+         {"name": "collapse", "monitor": "alpha0", "divergence_threshold": 100}]
+
+
+def backlog(tmp, n=1000, rules=None):
+    """(most queued, peak RSS MiB, seconds to drain) of n checkpoints present at start."""
+    root = os.path.join(tmp, "backlog-rules" if rules else "backlog")
     os.makedirs(os.path.join(root, "run"))
     data = stio.serialize({k: ("F32", v) for k, v in make_ckpt.build("neox", 64, 1).items()})
     for i in range(n):
         with open(os.path.join(root, "run", f"model-step{i}.safetensors"), "wb") as f:
             f.write(data)
-    d = Daemon(tmp, root)
+    extra = []
+    if rules:
+        cfg = os.path.join(tmp, "rules.json")
+        with open(cfg, "w") as f:
+            json.dump({"alerts": rules, "on_alert": {"stop_file": False}}, f)
+        extra = ["--config", cfg]
+    t0 = time.perf_counter()
+    d = Daemon(tmp, root, *extra)
     most_queued, deadline = 0, time.time() + 300
     while time.time() < deadline:
         s = d.status()
@@ -141,9 +156,10 @@ def backlog(tmp, n=1000):
             if st["last_seq"] >= n:
                 break
         time.sleep(0.2)
+    secs = time.perf_counter() - t0
     rss = d.peak_rss_mib()
     d.stop()
-    return most_queued, rss
+    return most_queued, rss, secs
 
 
 def main():
@@ -153,8 +169,10 @@ def main():
         print(f"latency above analysis: {lat_min:.0f}-{lat_max:.0f} ms (analysis {analysis:.0f} ms)")
         secs, rate, idle = burst(tmp)
         print(f"burst: 200 checkpoints in {secs:.1f} s ({rate:.0f}/s); idle CPU {idle:.3f} s in {IDLE_SECONDS:.0f} s")
-        queued, rss = backlog(tmp)
-        print(f"backlog: {queued} queued at most, peak RSS {rss:.1f} MiB")
+        queued, rss, plain = backlog(tmp)
+        print(f"backlog: {queued} queued at most, peak RSS {rss:.1f} MiB, drained in {plain:.1f} s")
+        _, _, judged = backlog(tmp, rules=RULES)
+        print(f"backlog with 3 rules: drained in {judged:.1f} s ({judged / plain:.2f}x)")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
@@ -165,7 +183,9 @@ def main():
                 f"(analysis {analysis:.0f} ms) | < 200 ms |\n"
                 f"| burst of 200 small checkpoints, all published | {secs:.1f} s ({rate:.0f}/s) | |\n"
                 f"| daemon CPU while idle for {IDLE_SECONDS:.0f} s | {idle:.3f} s | < 0.1 s |\n"
-                f"| peak RSS while 1,000 queued checkpoints drain ({queued} queued at most) | {rss:.1f} MiB | |\n")
+                f"| peak RSS while 1,000 queued checkpoints drain ({queued} queued at most) | {rss:.1f} MiB | |\n"
+                f"| the same 1,000 drained without rules / with 3 rules (replayed after each result) | "
+                f"{plain:.1f} s / {judged:.1f} s ({judged / plain:.2f}x) | |\n")
     print(f"bench: results appended to {bench_analyze.RESULTS}")
 
 

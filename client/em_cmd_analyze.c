@@ -13,7 +13,7 @@
 static const char usage_text[] =
   "usage: emergectl analyze [--json] [--baseline PATH] [--samples S] [--neurons L] [--seed K]\n"
   "                         [--threshold T] [--alpha0 central|reference] [--full] [--arch A]\n"
-  "                         [--q-min Q] [--q-max Q] [--q-step Q] PATH...\n"
+  "                         [--q-min Q] [--q-max Q] [--q-step Q] [--check-finite] PATH...\n"
   "\n"
   "PATH is a .safetensors file, a model.safetensors.index.json, or a checkpoint directory.\n"
   "  --json            one result object per line (see proto/PROTOCOL.md)\n"
@@ -26,6 +26,7 @@ static const char usage_text[] =
   "  --full            every neuron, no sampling\n"
   "  --arch A          auto, gpt-neox, llama, gpt2, bert, mlp (auto)\n"
   "  --q-min/--q-max/--q-step   q grid (-3, 3, 0.1)\n"
+  "  --check-finite    first read every weight for NaN/Inf (the analysis reads only its samples)\n"
   "exit: 0 ok, 1 a checkpoint could not be analysed, 2 usage\n";
 
 typedef struct item {
@@ -38,7 +39,7 @@ typedef struct item {
 
 typedef struct opts {
   em_params_t params;
-  bool json;
+  bool json, check_finite;
   const char *baseline;
 } opts_t;
 
@@ -51,7 +52,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     {"alpha0", required_argument, NULL, 0},    {"full", no_argument, NULL, 0},
     {"arch", required_argument, NULL, 0},      {"q-min", required_argument, NULL, 0},
     {"q-max", required_argument, NULL, 0},     {"q-step", required_argument, NULL, 0},
-    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    {"check-finite", no_argument, NULL, 'f'},  {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
   };
   em_params_default(&o->params);
   optind = 1;
@@ -65,6 +67,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
       o->json = true;
     } else if (c == 'b') {
       o->baseline = optarg;
+    } else if (c == 'f') {
+      o->check_finite = true;
     } else if (c == 0) {
       char key[32];
       snprintf(key, sizeof(key), "%s", longopts[idx].name);
@@ -95,7 +99,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
 }
 
 /* Analyses one item once; failures are reported here, where they are handled. */
-static void analyze_item(item_t *it, const em_params_t *p)
+static void analyze_item(item_t *it, const opts_t *o)
 {
   if (it->done)
     return;
@@ -110,8 +114,10 @@ static void analyze_item(item_t *it, const em_params_t *p)
   }
   em_ckpt_t *ck = NULL;
   int rc = em_ckpt_open(it->arg, &ck, &err);
+  if (!rc && o->check_finite)
+    rc = em_ckpt_check_finite(ck, NULL, &err);
   if (!rc)
-    rc = em_analyze(ck, p, &it->res, &err);
+    rc = em_analyze(ck, &o->params, &it->res, &err);
   em_ckpt_destroy(&ck);
   if (rc) {
     em_cli_error("analyze", "%s: %s (%s)", it->arg, err.msg, em_strerror(rc));
@@ -198,13 +204,13 @@ int em_cmd_analyze(int argc, char **argv)
   } else {
     base = pick_baseline(items, n);
   }
-  analyze_item(base, &o.params);
+  analyze_item(base, &o);
   if (!base->ok)
     em_cli_error("analyze", "baseline %s could not be analysed: emergence is left null", base->arg);
   int status = base->ok ? EM_EXIT_OK : EM_EXIT_FAIL;
   bool header = false;
   for (int i = 0; i < n; i++) {
-    analyze_item(&items[i], &o.params);
+    analyze_item(&items[i], &o);
     if (items[i].ok)
       print_row(&o, &items[i], base, &header);
     else

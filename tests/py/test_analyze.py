@@ -199,6 +199,17 @@ def test_nan_weight_is_named(tmp):
     assert "gpt_neox.layers.0.attention.dense.weight" in err and "NaN" in err, err
 
 
+def test_check_finite_reads_what_the_analysis_does_not(tmp):
+    t = make_ckpt.build("neox", 64, 1)
+    name = [n for n in t if n.endswith("layernorm.weight") or n.endswith("bias")][0]
+    t[name].flat[3] = np.inf  # no sampled neuron's weight: the analysis never reads it
+    path = os.path.join(tmp, "inf.safetensors")
+    make_ckpt.write(path, t, "BF16")
+    assert emergectl("analyze", path)[0] == 0
+    code, out, err = emergectl("analyze", "--check-finite", path)
+    assert code == 1 and out == "" and f"'{name}' holds NaN or Inf at element 3" in err, err
+
+
 def test_usage_errors_exit_2(tmp):
     cases = [("--samples", "0", "x"), ("--alpha0", "mean", "x"), ("--bogus", "x"), (), ("--q-step", "0.07", "x"),
              ("--arch", "resnet", "x")]
