@@ -77,9 +77,10 @@ static void show(watch_t *w, const char *topic, const cJSON *p)
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "emergence");
   char metrics[256] = "", spark[SPARK * 4 + 1] = "";
   if (strncmp(topic, "alert/", 6) == 0) {
-    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(p, "reason");
-    printf("ALERT %s step %.0f: %s\n", cJSON_IsString(run) ? run->valuestring : "?",
-           cJSON_IsNumber(step) ? step->valuedouble : -1, cJSON_IsString(reason) ? reason->valuestring : "");
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(p, "reason"), *rule = cJSON_GetObjectItemCaseSensitive(p, "rule");
+    printf("ALERT %s step %.0f rule %s: %s\n", cJSON_IsString(run) ? run->valuestring : "?",
+           cJSON_IsNumber(step) ? step->valuedouble : -1, cJSON_IsString(rule) ? rule->valuestring : "?",
+           cJSON_IsString(reason) ? reason->valuestring : "");
   } else {
     em_cmd_trainer_text(cJSON_GetObjectItemCaseSensitive(p, "trainer"), metrics, sizeof(metrics));
     if (w->tty && cJSON_IsNumber(e))

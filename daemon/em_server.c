@@ -782,9 +782,11 @@ static int start_services(server_t *s, char *err, size_t errlen)
   int rc = em_store_start(&s->store, s->db_path, &s->loop, err, errlen);
   if (!rc)
     rc = em_bus_start(&s->bus, &s->loop, s->cfg->pub, s->cfg->api, on_request, s, err, errlen);
-  if (!rc && (rc = em_deliver_start(&s->deliver, &s->loop, alert_delivered, s)) == 0 &&
-      (rc = em_deliver_configure(s->deliver, &s->cfg->on_alert)) != 0)
+  if (!rc && (em_deliver_start(&s->deliver, &s->loop, alert_delivered, s) != 0 ||
+              em_deliver_configure(s->deliver, &s->cfg->on_alert) != 0)) {
+    rc = -ENOMEM;
     snprintf(err, errlen, "out of memory");
+  }
   if (!rc && (rc = em_workq_start(&s->workq, &s->loop, s->cfg->workers, job_done, s)) != 0)
     snprintf(err, errlen, "cannot start %d worker threads", s->cfg->workers);
   if (!rc && !s->polling && (rc = em_watch_start(&s->watch, &s->loop, on_event, s)) != 0) {
