@@ -7,7 +7,9 @@ emerged reads safetensors, not Lightning's .ckpt (a pickle); with save_weights=T
 (the default) the callback also writes run_dir/checkpoint-STEP/model.safetensors at
 every Lightning checkpoint, and checkpoint-0 at train start: the baseline E is
 measured against. At each checkpoint (and every `every_n_steps` steps, if given) it
-checks run_dir/.emerge/STOP and sets trainer.should_stop. The decision goes through
+checks run_dir/.emerge/STOP and sets trainer.should_stop. Under sharded strategies
+(FSDP, DeepSpeed) only global rank 0 writes and its state_dict is a shard: gather the
+full weights yourself and pass save_weights=False. The decision goes through
 trainer.strategy.reduce_boolean_decision, as Lightning's own EarlyStopping does, so
 every rank stops at the same step; only global rank 0 acknowledges the stop file.
 """
