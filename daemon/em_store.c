@@ -55,6 +55,7 @@ static const char *const schema_v1 =
 static const char *const schema_v2 =
   "ALTER TABLE alerts ADD COLUMN condition TEXT;"
   "ALTER TABLE alerts ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;"
+  "UPDATE alerts SET delivered = 1;" /* rows from before deliveries existed are not redone */
   "CREATE INDEX IF NOT EXISTS alerts_rule ON alerts(run_id, rule, condition);"
   "CREATE TABLE IF NOT EXISTS rules(name TEXT PRIMARY KEY, spec TEXT NOT NULL, since_seq INTEGER NOT NULL,"
   "  keep INTEGER NOT NULL DEFAULT 1);";

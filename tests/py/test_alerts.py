@@ -319,3 +319,53 @@ def test_alerts_and_backtest_usage_errors(tmp):
     assert json.loads(emergectl("alerts", "mlp", "--json", *api, check=0)[1]) == {"alerts": []}
     assert emergectl("backtest", "--help")[0] == 0 and emergectl("alerts", "--help")[0] == 0
     assert d.stop() == 0
+
+
+V1_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value);
+CREATE TABLE runs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, dir TEXT NOT NULL,
+  next_arrival INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE checkpoints(id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+  path TEXT NOT NULL, step INTEGER NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL, error TEXT,
+  updated REAL NOT NULL, UNIQUE(run_id, path));
+CREATE TABLE results(id INTEGER PRIMARY KEY, checkpoint_id INTEGER NOT NULL
+  REFERENCES checkpoints(id), version TEXT NOT NULL, seq INTEGER UNIQUE NOT NULL, alpha0 REAL NOT NULL,
+  width REAL NOT NULL, emergence REAL, json TEXT NOT NULL, ts REAL NOT NULL, UNIQUE(checkpoint_id, version));
+CREATE TABLE alerts(id INTEGER PRIMARY KEY, seq INTEGER UNIQUE NOT NULL, run_id INTEGER NOT NULL,
+  rule TEXT NOT NULL, step INTEGER, json TEXT NOT NULL, ts REAL NOT NULL);
+CREATE INDEX results_seq ON results(seq);
+INSERT INTO meta(key, value) VALUES('last_seq', 1), ('schema_version', 1);
+PRAGMA user_version=1;
+"""
+
+
+def test_version_1_database_is_migrated(tmp):
+    """A database written before alerts existed (schema 1, as the previous emerged left it)
+    gains the alert columns and rules table; its rows stay, and are not delivered again."""
+    import sqlite3
+    root = os.path.join(tmp, "root")
+    old_dir = os.path.join(root, "old")
+    os.makedirs(os.path.join(root, ".emerge"))
+    os.makedirs(old_dir)
+    db = sqlite3.connect(os.path.join(root, ".emerge", "emerge.db"))
+    db.executescript(V1_SCHEMA)
+    old = {"seq": 1, "kind": "alert", "run": "old", "rule": "legacy", "step": 5, "reason": "v1", "run_dir": old_dir}
+    db.execute("INSERT INTO runs(id, name, dir) VALUES(1, 'old', ?)", (old_dir,))
+    db.execute("INSERT INTO alerts(seq, run_id, rule, step, json, ts) VALUES(1, 1, 'legacy', 5, ?, 0)",
+               (json.dumps(old),))
+    db.commit()
+    db.close()
+    stage = _stage(tmp, steps=100)
+    d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE])).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    wait_for(lambda: len(_alert_rows(d)) == 2, what="the new alert")
+    with d.db() as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 2
+        assert c.execute("SELECT name FROM rules").fetchall() == [("first",)]
+    rows = _alert_rows(d)
+    assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 3  # after the result (2): seq goes on
+    assert not os.path.exists(os.path.join(old_dir, ".emerge"))  # the old alert was not delivered again
+    out = emergectl("alerts", "--api", d.api, check=0)[1]
+    assert "legacy" in out and "first" in out
+    assert d.stop() == 0
