@@ -179,7 +179,8 @@ int em_rules_copy(const em_rules_t *from, em_rules_t *to)
   to->v = calloc(from->n ? from->n : 1, sizeof(*to->v));
   if (!to->v)
     return -ENOMEM;
-  memcpy(to->v, from->v, from->n * sizeof(*to->v));
+  if (from->n) /* an empty list has no array to copy from */
+    memcpy(to->v, from->v, from->n * sizeof(*to->v));
   to->n = from->n;
   return 0;
 }

@@ -47,6 +47,10 @@ START_TEST(test_rules_example_and_defaults)
   ck_assert(!em_rules_equal(&rs, &copy));
   em_rules_free(&copy);
   em_rules_free(&rs);
+  em_rules_t none = {0}; /* no rules configured: the daemon copies that too */
+  ck_assert_int_eq(em_rules_copy(&none, &copy), 0);
+  ck_assert(copy.n == 0 && em_rules_equal(&none, &copy));
+  em_rules_free(&copy);
 }
 END_TEST
 
