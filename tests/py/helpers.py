@@ -26,7 +26,7 @@ def read_lines(proc, until, timeout=30.0):
     timeout passes: a slow (sanitized) build gets the time it needs, a fast one no wait."""
     fd, lines, partial = proc.stdout.fileno(), [], b""
     deadline = time.time() + timeout
-    while not until(lines) and time.time() < deadline:
+    while (partial or not until(lines)) and time.time() < deadline:  # never stop mid-line
         if select.select([fd], [], [], 0.2)[0]:
             chunk = os.read(fd, 65536)
             if not chunk:

@@ -132,18 +132,20 @@ def test_watch_survives_malformed_pub_messages(tmp):
     junk = [b"not json", b"[]", b'{"seq":99}', b'{"seq":100,"run":5,"alpha0":"x"}',
             b'{"seq":101,"run":"r","step":1,"emergence":0.1,"trainer":[1,2]}', b"\xff"]
     lines = []
-    for _ in range(60):  # resend until the subscription has arrived (PUB drops before that)
-        for payload in junk:
-            fake.send_multipart([b"result/r/", payload])
-        fake.send_multipart([b"alert/r/", b'{"seq":102,"reason":7}'])
-        lines += read_lines(w, lambda got: len(got) >= 2, timeout=0.5)
-        if len(lines) >= 2:
+    for _ in range(60):  # a probe until the subscription has arrived (PUB drops before that)
+        fake.send_multipart([b"result/r/", b'{"seq":1,"run":"probe","step":0}'])
+        lines += read_lines(w, lambda got: got, timeout=0.5)
+        if lines:
             break
+    for payload in junk:  # now in order, all of it
+        fake.send_multipart([b"result/r/", payload])
+    fake.send_multipart([b"alert/r/", b'{"seq":102,"reason":7}'])
+    lines += read_lines(w, lambda got: any(line.startswith("ALERT") for line in got), timeout=30)
     assert w.poll() is None, w.communicate()  # still running (an array trainer once crashed it)
     w.send_signal(signal.SIGINT)
     out, err = w.communicate(timeout=10)
     assert w.returncode == 0, err
-    out = "\n".join(lines) + out
+    out = "\n".join(lines + [out])
     assert "step        1" in out and "ALERT ? step -1" in out, out
     fake.close()
     assert d.stop() == 0
