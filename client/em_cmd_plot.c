@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* emergectl plot RUN --svg FILE: a standalone SVG, written here (no external tools):
- * E against step, with the trainer's own metric on a second axis when present, and the
- * f(alpha) spectra of the baseline and the latest checkpoint. */
+ * E against step, with the trainer's own metric on a second axis when present and the
+ * run's early-stop alerts as marked steps, and the f(alpha) spectra of the baseline and
+ * the latest checkpoint. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +110,29 @@ static double field(const cJSON *o, const char *k)
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static void emergence_panel(FILE *f, const cJSON *results, const char *run)
+/* A dashed vertical line at each alert's step, its rule above, its reason on hover. */
+static void alert_marks(FILE *f, const panel_t *p, const cJSON *alerts)
+{
+  const cJSON *a;
+  cJSON_ArrayForEach(a, alerts)
+  {
+    double step = field(a, "step");
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(a, "rule");
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(a, "reason");
+    if (isnan(step) || step < p->xlo || step > p->xhi)
+      continue;
+    double x = px(p, step);
+    fprintf(f, "<g class=\"alert\"><line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ff7f0e\" "
+               "stroke-width=\"1.5\" stroke-dasharray=\"3 3\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
+               "fill=\"#ff7f0e\" text-anchor=\"middle\">", x, x, p->y0, p->y0 + p->h, x, p->y0 - 2);
+    xml_text(f, cJSON_IsString(rule) ? rule->valuestring : "alert");
+    fprintf(f, "</text><title>step %.0f: ", step);
+    xml_text(f, cJSON_IsString(reason) ? reason->valuestring : "");
+    fputs("</title></g>\n", f);
+  }
+}
+
+static void emergence_panel(FILE *f, const cJSON *results, const cJSON *alerts, const char *run)
 {
   panel_t p = {ML, MT, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
   const char *metric = pick_metric(results);
@@ -144,6 +167,7 @@ static void emergence_panel(FILE *f, const cJSON *results, const char *run)
       fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>step %.0f: "
                  "E %.4f</title></circle>\n", px(&p, field(r, "step")), py(&p, field(r, "emergence")),
               field(r, "step"), field(r, "emergence"));
+  alert_marks(f, &p, alerts);
   legend(f, ML + 10, MT + 14, "#1f77b4", "", "E (left axis)");
   if (!metric || !(mhi >= mlo))
     return;
@@ -214,8 +238,9 @@ int em_cmd_plot(int argc, char **argv)
     em_cli_error("plot", "--svg FILE is required");
     return EM_EXIT_USAGE;
   }
-  cJSON *reply = NULL;
-  if ((rc = em_cmd_request("plot", &o, EM_API_HISTORY, &reply)) != 0)
+  cJSON *reply = NULL, *alerts = NULL;
+  if ((rc = em_cmd_request("plot", &o, EM_API_HISTORY, &reply)) != 0 ||
+      (rc = em_cmd_request("plot", &o, EM_API_ALERTS, &alerts)) != 0)
     goto out;
   const cJSON *results = cJSON_GetObjectItemCaseSensitive(reply, "results");
   int n = cJSON_GetArraySize(results);
@@ -233,7 +258,7 @@ int em_cmd_plot(int argc, char **argv)
   fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
              "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n<rect width=\"100%%\" "
              "height=\"100%%\" fill=\"white\"/>\n", W, 2 * PH + 190, W, 2 * PH + 190);
-  emergence_panel(f, results, o.run);
+  emergence_panel(f, results, cJSON_GetObjectItemCaseSensitive(alerts, "alerts"), o.run);
   spectra_panel(f, cJSON_GetArrayItem(results, 0), cJSON_GetArrayItem(results, n - 1));
   fputs("</svg>\n", f);
   if (fclose(f) != 0) {
@@ -244,6 +269,7 @@ int em_cmd_plot(int argc, char **argv)
   }
 out:
   cJSON_Delete(reply);
+  cJSON_Delete(alerts);
   em_source_close(&o.src);
   return rc;
 }

@@ -103,6 +103,12 @@ def test_rule_fires_once_with_row_pub_stop_file_and_backtest_agrees(tmp):
         assert "would not fire" in out, out
     table = emergectl("alerts", "mlp", "--api", d.api, check=0)[1]
     assert "plateau" in table and str(want_step) in table
+    svg = os.path.join(tmp, "plot.svg")
+    emergectl("plot", "mlp", "--svg", svg, "--api", d.api, check=0)
+    import xml.etree.ElementTree as ET
+    marks = [g for g in ET.parse(svg).iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "alert"]
+    assert len(marks) == 1 and marks[0].find("{http://www.w3.org/2000/svg}text").text == "plateau"
+    assert marks[0].find("{http://www.w3.org/2000/svg}title").text.startswith(f"step {want_step}: emergence has")
     assert emergectl("alerts", "clear", "mlp", "--api", d.api, check=0)[1].startswith("removed ")
     assert not os.path.exists(os.path.join(root, "mlp", ".emerge", "STOP"))
     assert d.stop() == 0
