@@ -26,7 +26,8 @@ extern char **environ;
 
 typedef struct waiting {
   struct waiting *next;
-  char *payload;
+  cJSON *alert;             /* parsed once, when it arrived */
+  int64_t seq;
 } waiting_t;
 
 typedef struct hook {
@@ -262,12 +263,9 @@ static void start_waiting(em_deliver_t *d)
     waiting_t *w = d->waiting;
     if (!(d->waiting = w->next))
       d->waiting_tail = &d->waiting;
-    int64_t seq;
-    cJSON *a = parse_alert(w->payload, &seq);
-    if (a && (!d->on_alert.exec || !run_command(d, a, seq))) /* exec removed by a reload, or failed */
-      d->delivered(d->ctx, seq);
-    cJSON_Delete(a);
-    free(w->payload);
+    if (!d->on_alert.exec || !run_command(d, w->alert, w->seq)) /* exec removed by a reload, or failed */
+      d->delivered(d->ctx, w->seq);
+    cJSON_Delete(w->alert);
     free(w);
   }
 }
@@ -284,18 +282,16 @@ void em_deliver_alert(em_deliver_t *d, const char *payload)
   const char *dir = cJSON_GetObjectItemCaseSensitive(a, "run_dir")->valuestring;
   if (d->on_alert.stop_file && dir[0])
     write_stop_file(dir, payload, seq);
-  cJSON_Delete(a);
   waiting_t *w = d->on_alert.exec ? calloc(1, sizeof(*w)) : NULL;
-  if (w && !(w->payload = strdup(payload))) {
-    free(w);
-    w = NULL;
-  }
   if (!w) { /* no command (or no memory for one: logged as not run) */
     if (d->on_alert.exec)
       EM_ERR("alert %lld: out of memory: command not run", (long long)seq);
+    cJSON_Delete(a);
     d->delivered(d->ctx, seq);
     return;
   }
+  w->alert = a;
+  w->seq = seq;
   *d->waiting_tail = w;
   d->waiting_tail = &w->next;
   start_waiting(d);
@@ -320,7 +316,7 @@ void em_deliver_stop(em_deliver_t **self_p)
   while (d->waiting) { /* never started: undelivered, redone at the next start */
     waiting_t *w = d->waiting;
     d->waiting = w->next;
-    free(w->payload);
+    cJSON_Delete(w->alert);
     free(w);
   }
   em_on_alert_free(&d->on_alert);
