@@ -40,7 +40,7 @@ static bool already_recorded(judge_t *j, const em_rule_t *r, const em_firing_t *
 }
 
 static char *alert_json(const em_store_op_t *op, const em_rule_t *r, const em_firing_t *f, const em_point_t *p,
-                        int64_t seq, double ts)
+                        const char *path, int64_t seq, double ts)
 {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "seq", (double)seq);
@@ -57,7 +57,7 @@ static char *alert_json(const em_store_op_t *op, const em_rule_t *r, const em_fi
   else
     cJSON_AddNullToObject(o, "value");
   cJSON_AddNumberToObject(o, "step", (double)p->step);
-  cJSON_AddStringToObject(o, "path", p->path ? p->path : "");
+  cJSON_AddStringToObject(o, "path", path ? path : "");
   cJSON_AddStringToObject(o, "run_dir", op->run_dir ? op->run_dir : "");
   cJSON_AddStringToObject(o, "reason", f->reason);
   cJSON_AddNumberToObject(o, "ts", ts);
@@ -72,9 +72,18 @@ static void on_fire(void *ctx, const em_rule_t *r, const em_firing_t *f)
   if (j->rc != SQLITE_OK || already_recorded(j, r, f) || j->rc != SQLITE_OK)
     return;
   const em_point_t *p = &j->pts[f->at];
+  char *path = NULL; /* a result's path is read only when it fires, not for every point */
+  if (!p->path) {
+    sqlite3_stmt *st = em_sql_prepare(j->db, "SELECT c.path FROM results r JOIN checkpoints c "
+                                             "ON c.id = r.checkpoint_id WHERE r.seq = ?", "i", p->seq);
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+      path = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+  }
   int64_t seq = em_store_next_seq(j->db, &j->rc);
   double ts = em_sql_now();
-  char *payload = j->rc == SQLITE_OK ? alert_json(j->op, r, f, p, seq, ts) : NULL;
+  char *payload = j->rc == SQLITE_OK ? alert_json(j->op, r, f, p, p->path ? p->path : path, seq, ts) : NULL;
+  free(path);
   if (!payload) {
     j->rc = j->rc == SQLITE_OK ? SQLITE_NOMEM : j->rc;
     return;
@@ -103,7 +112,7 @@ int em_judge_results(sqlite3 *db, const em_rules_t *rules, em_store_op_t *op, in
 {
   if (!rules->n)
     return SQLITE_OK;
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, c.path FROM results r "
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width FROM results r "
                                         "JOIN checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version "
                                         "WHERE c.run_id = ? ORDER BY c.step, c.id", "i", rid);
   if (!st)
@@ -124,16 +133,11 @@ int em_judge_results(sqlite3 *db, const em_rules_t *rules, em_store_op_t *op, in
     *p = (em_point_t){.step = sqlite3_column_int64(st, 0), .seq = sqlite3_column_int64(st, 1)};
     for (int k = 0; k < 3; k++)
       p->value[k] = sqlite3_column_type(st, 2 + k) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2 + k);
-    if (!(p->path = strdup((const char *)sqlite3_column_text(st, 5))))
-      rc = SQLITE_NOMEM;
-    else
-      n++;
+    n++;
   }
   sqlite3_finalize(st);
   if (rc == SQLITE_OK)
     rc = judge_points(db, rules, op, rid, pts, n);
-  for (size_t i = 0; i < n; i++)
-    free((char *)pts[i].path);
   free(pts);
   return rc;
 }

@@ -89,6 +89,7 @@ def test_rule_fires_once_with_row_pub_stop_file_and_backtest_agrees(tmp):
         assert key in alert, key
     assert alert["kind"] == "alert" and alert["rule"] == "plateau" and alert["step"] == want_step
     assert alert["value"] == e[want[0]] and "not improved by more than 0.01 for 2 checkpoints" in alert["reason"]
+    assert alert["path"] == results[want[0]]["path"] and alert["run_dir"] == os.path.join(root, "mlp")
     assert json.loads(rows[0][2]) == alert
     with open(os.path.join(root, "mlp", ".emerge", "STOP")) as f:
         assert json.load(f) == alert  # the same JSON, written whole
