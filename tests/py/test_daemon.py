@@ -251,8 +251,11 @@ def test_sigterm_exits_cleanly_with_work_in_flight(tmp):
         make_ckpt.write(os.path.join(root, "run", f"model-step{step}.safetensors"),
                         make_ckpt.build("neox", 512, 4, seed=step), "F16")
     d = Daemon(tmp, root, "--full").start(quiet="0")
-    status = d.request({"cmd": "status"})["status"]
-    assert status["running"] + status["queue"] > 0, status
+
+    def in_flight():  # the start-up scan may not have queued anything at the first answer
+        status = d.request({"cmd": "status"})["status"]
+        return status["running"] + status["queue"]
+    wait_for(lambda: in_flight() > 0, what="work in flight")
     t0 = time.time()
     assert d.stop() == 0 and time.time() - t0 < 5
     log = d.read_log()
