@@ -73,7 +73,9 @@ def test_nested_runs_and_topic_prefixes(tmp):
     for run in ("sweep/lr1", "sweep/lr2", "run1", "run10"):
         _write(root, run, 1)
     got_sweep = collect(sweep, lambda g: len(g) >= 2, timeout=15)
-    got_run1 = collect(run1, lambda g: False, timeout=2)
+    wait_for(lambda: all(history(d, run)[0] for run in ("sweep/lr1", "sweep/lr2", "run1", "run10")),
+             what="all four results")  # then run10's must not have reached run1's subscriber
+    got_run1 = collect(run1, lambda g: False, timeout=1)
     assert sorted(t for t, _ in got_sweep) == ["result/sweep/lr1/", "result/sweep/lr2/"]
     assert [t for t, _ in got_run1] == ["result/run1/"]  # the trailing / keeps run10 out
     runs = {r["run"] for r in d.request({"cmd": "runs"})["runs"]}
