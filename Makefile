@@ -120,7 +120,7 @@ bench: deps
 	EMERGED=$(EMERGED) $(PYTHON) bench/bench_daemon.py
 
 demo: deps
-	$(Q)$(MAKE) --no-print-directory $(EMERGECTL)
+	$(Q)$(MAKE) --no-print-directory $(EMERGECTL) $(EMERGED)
 	$(PYTHON) examples/demo.py
 
 # The training-side helpers (plain loop, Hugging Face, Lightning), for PYTHONPATH.
