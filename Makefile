@@ -23,7 +23,16 @@ endif
 
 SAN       = $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer)
 EM_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror \
-            -Iinclude -Ilib -Iproto -Idaemon $(shell $(PKG_CONFIG) --cflags $(PC_DEPS) 2>/dev/null) $(SAN)
+            $(shell $(PKG_CONFIG) --cflags $(PC_DEPS) 2>/dev/null) $(SAN)
+# The layering of docs/DESIGN.md as include paths: each layer sees only itself and the
+# layers below it, so a file that reaches up or sideways does not compile.
+INC_lib    := -Iinclude -Ilib
+INC_proto  := $(INC_lib) -Iproto
+INC_store  := $(INC_proto) -Istore
+INC_daemon := $(INC_store) -Idaemon
+INC_client := $(INC_store) -Iclient
+INC_tests  := $(INC_daemon) -Iclient -Itests
+layer_inc   = $(INC_$(firstword $(subst /, ,$(1))))
 EM_LIBS   = $(SAN) $(shell $(PKG_CONFIG) --libs $(PC_DEPS) 2>/dev/null) -lm -pthread
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PC_TEST) 2>/dev/null)
 CHECK_LIBS   = $(shell $(PKG_CONFIG) --libs $(PC_TEST) 2>/dev/null)
@@ -38,6 +47,7 @@ Q_LD = $(if $(V),,@printf '  LD      %s\n' $@;)
 
 LIB_SRC   := $(wildcard lib/*.c)
 PROTO_SRC := $(wildcard proto/*.c)
+STORE_SRC := $(wildcard store/*.c)
 CLIENT_SRC:= $(filter-out client/emergectl.c,$(wildcard client/*.c))
 DAEMON_SRC:= $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 TEST_SRC  := $(wildcard tests/check_*.c) tests/run_tests.c $(wildcard tests/helpers/*.c)
@@ -45,6 +55,7 @@ TEST_SRC  := $(wildcard tests/check_*.c) tests/run_tests.c $(wildcard tests/help
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
 PROTO_OBJ  := $(call obj,$(PROTO_SRC))
+STORE_OBJ  := $(call obj,$(STORE_SRC))
 CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 TEST_OBJ   := $(call obj,$(TEST_SRC))
@@ -59,30 +70,32 @@ all: $(EMERGECTL) $(EMERGED)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q_CC)$(CC) $(EM_CFLAGS) $(if $(findstring tests/,$<),$(CHECK_CFLAGS)) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(Q_CC)$(CC) $(EM_CFLAGS) $(call layer_inc,$<) $(if $(findstring tests/,$<),$(CHECK_CFLAGS)) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libemerge.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 $(BUILD)/libemproto.a: $(PROTO_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
+$(BUILD)/libemstore.a: $(STORE_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libemerged.a: $(DAEMON_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(EMERGED): $(call obj,daemon/main.c) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+LOWER_LIBS := $(BUILD)/libemstore.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+$(EMERGED): $(call obj,daemon/main.c) $(BUILD)/libemerged.a $(LOWER_LIBS)
 	@mkdir -p $(dir $@)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
-$(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+$(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(LOWER_LIBS)
 	@mkdir -p $(dir $@)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
-$(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+$(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
 FUZZ_TARGETS := safetensors sidefiles api rules
-$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libemerged.a \
-                              $(BUILD)/libemproto.a $(BUILD)/libemerge.a
+$(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
 # The test command of the README: installs missing packages, then unit suites, corpus replay,
@@ -105,8 +118,8 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p build/fuzz
 	$(Q)for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib -Iproto -Idaemon \
-	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) daemon/em_rules.c \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INC_store) \
+	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) $(STORE_SRC) \
 	    $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz/fuzz_$$t || exit 1; \
 	  mkdir -p build/fuzz/new_$$t; \
 	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* emergectl alerts [RUN] | alerts clear RUN | backtest RUN --rule JSON.
  * backtest replays the run's stored history through the daemon's own rule code
- * (em_rules), so it says exactly where a live rule of that definition fires. */
+ * (lib/em_rules), on points built by the daemon's own em_history_points, so it says
+ * exactly where a live rule of that definition fires. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -10,9 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "em_alert.h"
 #include "em_cli.h"
 #include "em_cmd.h"
+#include "em_history.h"
 #include "em_rules.h"
+#include "em_wire.h"
 
 static const char usage_text[] =
   "usage: emergectl alerts [RUN] [--json] [SOURCE]      list alerts, oldest first\n"
@@ -50,10 +54,16 @@ static void print_alerts(cJSON *reply, const em_cmd_opts_t *o)
   const cJSON *a;
   cJSON_ArrayForEach(a, alerts)
   {
-    char value[24];
-    em_cmd_fmt_num(value, sizeof(value), em_cmd_num(a, "value"), "%+.4f");
-    printf("%6.0f %-20s %10.0f %-12s %-20s %9s  %s\n", em_cmd_num(a, "seq"), em_cmd_str(a, "run"),
-           em_cmd_num(a, "step"), em_cmd_str(a, "rule"), em_cmd_str(a, "condition"), value, em_cmd_str(a, "reason"));
+    em_alert_t al;
+    char value[24], err[200];
+    if (em_alert_from_json(a, &al, err, sizeof(err)) != 0) {
+      em_cli_error("alerts", "skipping a malformed alert: %s", err);
+      continue;
+    }
+    em_cmd_fmt_num(value, sizeof(value), al.value, "%+.4f");
+    printf("%6lld %-20s %10lld %-12s %-20s %9s  %s\n", (long long)al.seq, al.run, (long long)al.step, al.rule,
+           al.has_cond ? em_condition_name(al.cond) : "-", value, al.reason);
+    em_alert_free(&al);
   }
 }
 
@@ -91,7 +101,10 @@ static int clear_stop_file(em_cmd_opts_t *o)
   int rc = run_dir(o, dir, sizeof(dir));
   if (rc)
     return rc;
-  snprintf(path, sizeof(path), "%s/.emerge/STOP", dir);
+  if (!em_stop_path(path, sizeof(path), dir)) {
+    em_cli_error("alerts", "run directory too long: %s", dir);
+    return EM_EXIT_FAIL;
+  }
   if (unlink(path) == 0) {
     printf("removed %s\n", path);
     return EM_EXIT_OK;
@@ -147,48 +160,6 @@ static void on_fire(void *ctx, const em_rule_t *r, const em_firing_t *f)
   cJSON_AddStringToObject(o, "path", p->path ? p->path : "");
   cJSON_AddStringToObject(o, "reason", f->reason);
   cJSON_AddItemToArray(b->fires, o);
-}
-
-static int cmp_step(const void *a, const void *b)
-{
-  const em_point_t *x = a, *y = b;
-  return (x->step > y->step) - (x->step < y->step);
-}
-
-/* The run's history as replay points in step order: results, and non-finite checkpoints. */
-static em_point_t *history_points(const cJSON *reply, size_t *n)
-{
-  const cJSON *results = cJSON_GetObjectItemCaseSensitive(reply, "results");
-  const cJSON *others = cJSON_GetObjectItemCaseSensitive(reply, "checkpoints");
-  size_t cap = (size_t)cJSON_GetArraySize(results) + (size_t)cJSON_GetArraySize(others) + 1;
-  em_point_t *pts = calloc(cap, sizeof(*pts));
-  *n = 0;
-  if (!pts)
-    return NULL;
-  static const char *const values[3] = {"emergence", "alpha0", "width"};
-  const cJSON *r;
-  cJSON_ArrayForEach(r, results)
-  {
-    em_point_t *p = &pts[(*n)++];
-    p->step = (int64_t)em_cmd_num(r, "step");
-    p->seq = (int64_t)em_cmd_num(r, "seq");
-    for (int k = 0; k < 3; k++)
-      p->value[k] = em_cmd_num(r, values[k]);
-    p->path = em_cmd_str(r, "path");
-  }
-  cJSON_ArrayForEach(r, others)
-  {
-    if (strcmp(em_cmd_str(r, "state"), "nonfinite") != 0)
-      continue;
-    em_point_t *p = &pts[(*n)++];
-    p->step = (int64_t)em_cmd_num(r, "step");
-    p->seq = INT64_MAX;
-    p->nonfinite = true;
-    p->path = em_cmd_str(r, "path");
-    p->error = em_cmd_str(r, "error");
-  }
-  qsort(pts, *n, sizeof(*pts), cmp_step); /* results already are; nonfinite ones join them */
-  return pts;
 }
 
 static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t npts, cJSON *fires)
@@ -266,9 +237,15 @@ int em_cmd_backtest(int argc, char **argv)
   if (done)
     return rc;
   cJSON *reply = NULL;
-  if ((rc = em_cmd_request("backtest", &o, EM_API_HISTORY, &reply)) == 0) {
+  em_history_t h = {0};
+  char err[256];
+  if ((rc = em_cmd_request("backtest", &o, EM_API_HISTORY, &reply)) == 0 &&
+      em_history_decode(reply, &h, err, sizeof(err)) != 0) {
+    em_cli_error("backtest", "malformed reply: %s", err);
+    rc = EM_EXIT_FAIL;
+  } else if (rc == 0) {
     size_t n;
-    em_point_t *pts = history_points(reply, &n);
+    em_point_t *pts = em_history_points(&h, &n);
     backtest_t b = {.pts = pts, .fires = cJSON_CreateArray()};
     if (pts)
       em_rule_replay(&rule, pts, n, on_fire, &b);
@@ -276,6 +253,7 @@ int em_cmd_backtest(int argc, char **argv)
     cJSON_Delete(b.fires);
     free(pts);
   }
+  em_history_free(&h);
   cJSON_Delete(reply);
   em_source_close(&o.src);
   return rc;

@@ -8,20 +8,8 @@
 #include <zmq.h>
 
 #include "em_cli.h"
+#include "em_db.h"
 #include "em_query.h"
-
-static char *meta(sqlite3 *db, const char *key)
-{
-  sqlite3_stmt *st = NULL;
-  char *v = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-      v = strdup((const char *)sqlite3_column_text(st, 0));
-  }
-  sqlite3_finalize(st);
-  return v;
-}
 
 /* A running emerged has that pid (a zombie or a reused pid is not one). */
 static bool daemon_alive(const char *pid)
@@ -43,21 +31,16 @@ int em_source_open_db(em_source_t *src, const char *db, bool *live, char *err, s
   struct stat st;
   char path[4096];
   *live = false;
-  if (stat(db, &st) == 0 && S_ISDIR(st.st_mode))
-    snprintf(path, sizeof(path), "%s/.emerge/emerge.db", db);
-  else
-    snprintf(path, sizeof(path), "%s", db);
+  em_db_resolve(db, path, sizeof(path));
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
     snprintf(err, errlen, "%s: no emerge database (expected a database file or a watch root)", path);
     return EM_EXIT_FAIL;
   }
   src->db = strdup(path);
-  sqlite3 *h = em_query_open(path);
-  if (!h) {
-    snprintf(err, errlen, "%s: cannot open the database", path);
+  em_db_t *h = NULL;
+  if (em_db_open(path, false, &h, err, errlen) != 0)
     return EM_EXIT_FAIL;
-  }
-  char *pid = meta(h, "pid"), *api = meta(h, "api"), *pub = meta(h, "pub");
+  char *pid = em_db_meta(h, "pid"), *api = em_db_meta(h, "api"), *pub = em_db_meta(h, "pub");
   if (pid && api && daemon_alive(pid)) { /* a running daemon recorded there */
     src->api = src->api_owned = api;
     src->pub = pub;
@@ -67,7 +50,7 @@ int em_source_open_db(em_source_t *src, const char *db, bool *live, char *err, s
   free(pid);
   free(api);
   free(pub);
-  sqlite3_close(h);
+  em_db_close(&h);
   return 0;
 }
 
@@ -111,21 +94,14 @@ int em_source_request(const em_source_t *src, bool use_db, const em_api_request_
   char *text = NULL;
   int rc = 0;
   if (use_db) {
-    sqlite3 *db = em_query_open(src->db);
-    cJSON *status = NULL;
-    if (!db) {
-      snprintf(err, errlen, "%s: cannot open the database", src->db);
+    em_db_t *db = NULL;
+    if (em_db_open(src->db, false, &db, err, errlen) != 0)
       return EM_EXIT_FAIL;
-    }
-    if (req->cmd == EM_API_STATUS) { /* the daemon is down: what the database knows */
-      status = cJSON_CreateObject();
-      cJSON_AddStringToObject(status, "kind", "status");
-      cJSON_AddStringToObject(status, "db", src->db);
-      cJSON_AddBoolToObject(status, "running", false);
-    }
-    text = em_query_reply(db, req, status);
-    cJSON_Delete(status);
-    sqlite3_close(db);
+    char *last = em_db_meta(db, "last_seq"); /* the daemon is down: what the database knows */
+    em_status_t status = {.live = false, .db = src->db, .last_seq = last ? atoll(last) : 0};
+    free(last);
+    text = em_query_reply(db, req, &status);
+    em_db_close(&db);
   } else {
     char *body = em_api_encode(req);
     rc = body ? request_api(src, body, &text, err, errlen) : EM_EXIT_FAIL;

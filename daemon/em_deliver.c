@@ -8,9 +8,9 @@
  * gets its own process group, so the timeout kills whatever it started too. */
 #include "em_deliver.h"
 
-#include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "em_log.h"
+#include "em_wire.h"
 
 #define MAX_COMMANDS 4 /* running at once; more alerts wait their turn (a sweep's start-up) */
 
@@ -26,8 +27,10 @@ extern char **environ;
 
 typedef struct waiting {
   struct waiting *next;
-  cJSON *alert;             /* parsed once, when it arrived */
-  int64_t seq;
+  em_alert_t alert;
+  uv_work_t write;          /* the stop file, on the threadpool */
+  em_deliver_t *owner;
+  bool stop_file;
 } waiting_t;
 
 typedef struct hook {
@@ -49,6 +52,8 @@ struct em_deliver {
   hook_t *hooks;            /* commands still running */
   size_t running;
   waiting_t *waiting, **waiting_tail; /* alerts whose command has not started, in order */
+  size_t writing;           /* stop files being written: d lives until they end */
+  bool stopped;
 };
 
 int em_deliver_start(em_deliver_t **out, uv_loop_t *loop, em_delivered_fn delivered, void *ctx)
@@ -77,15 +82,23 @@ int em_deliver_configure(em_deliver_t *d, const em_on_alert_t *on_alert)
 
 /* ---------------------------------------------------------------- stop file */
 
-/* RUN_DIR/.emerge/STOP by temp + fsync + rename: a reader sees the whole alert or none. */
-static void write_stop_file(const char *run_dir, const char *payload, int64_t seq)
+/* RUN_DIR/.emerge/STOP by temp + fsync + rename: a reader sees the whole alert or none.
+ * Runs on libuv's threadpool: the fsync must not hold up the loop. */
+static void write_stop_file(uv_work_t *req)
 {
+  waiting_t *w = req->data;
+  const em_alert_t *a = &w->alert;
   char dir[4096], tmp[4200], final[4200];
-  snprintf(dir, sizeof(dir), "%s/.emerge", run_dir);
-  snprintf(tmp, sizeof(tmp), "%s/STOP.tmp-%lld", dir, (long long)seq);
-  snprintf(final, sizeof(final), "%s/STOP", dir);
+  char *payload = em_alert_print(a);
+  if (!payload || !em_stop_dir(dir, sizeof(dir), a->run_dir) || !em_stop_path(final, sizeof(final), a->run_dir)) {
+    EM_ERR("alert %lld: stop file: out of memory or path too long", (long long)a->seq);
+    free(payload);
+    return;
+  }
+  snprintf(tmp, sizeof(tmp), "%s/" EM_STOP_FILE ".tmp-%lld", dir, (long long)a->seq);
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-    EM_ERR("alert %lld: stop file: cannot create %s: %s", (long long)seq, dir, strerror(errno));
+    EM_ERR("alert %lld: stop file: cannot create %s: %s", (long long)a->seq, dir, strerror(errno));
+    free(payload);
     return;
   }
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -94,15 +107,16 @@ static void write_stop_file(const char *run_dir, const char *payload, int64_t se
   bool ok = fd >= 0 && fchmod(fd, 0644) == 0 && write(fd, payload, len) == (ssize_t)len && write(fd, "\n", 1) == 1 &&
             fsync(fd) == 0;
   int saved = errno;
+  free(payload);
   if (fd >= 0)
     close(fd);
   if (ok && rename(tmp, final) == 0) {
-    EM_NOTICE("alert %lld: stop file %s written", (long long)seq, final);
+    EM_NOTICE("alert %lld: stop file %s written", (long long)a->seq, final);
     return;
   }
   saved = ok ? errno : saved;
   unlink(tmp);
-  EM_ERR("alert %lld: stop file %s: %s", (long long)seq, final, strerror(saved));
+  EM_ERR("alert %lld: stop file %s: %s", (long long)a->seq, final, strerror(saved));
 }
 
 /* ---------------------------------------------------------------- command */
@@ -173,35 +187,36 @@ static char **hook_env(char *vars[], size_t nvars)
   return env;
 }
 
-static const char *text_of(const cJSON *o, const char *key, char *buf, size_t len)
+/* The alert as EMERGE_* variables; numbers as %.17g, a null value as "". */
+enum { NVARS = 9 };
+static bool alert_vars(const em_alert_t *a, char *vars[NVARS])
 {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  if (cJSON_IsString(v))
-    return v->valuestring;
-  if (cJSON_IsNumber(v))
-    snprintf(buf, len, "%.17g", v->valuedouble);
+  char step[32], value[40], seq[32];
+  snprintf(step, sizeof(step), "%lld", (long long)a->step);
+  snprintf(seq, sizeof(seq), "%lld", (long long)a->seq);
+  if (isnan(a->value))
+    value[0] = 0;
   else
-    buf[0] = 0;
-  return buf;
+    snprintf(value, sizeof(value), "%.17g", a->value);
+  const char *const kv[NVARS][2] = {{"EMERGE_RUN", a->run}, {"EMERGE_RULE", a->rule}, {"EMERGE_STEP", step},
+                                    {"EMERGE_VALUE", value}, {"EMERGE_REASON", a->reason},
+                                    {"EMERGE_CONDITION", em_condition_name(a->cond)}, {"EMERGE_SEQ", seq},
+                                    {"EMERGE_RUN_DIR", a->run_dir}, {"EMERGE_PATH", a->path}};
+  bool ok = true;
+  for (size_t i = 0; i < NVARS && ok; i++) {
+    const char *v = kv[i][1] ? kv[i][1] : "";
+    size_t n = strlen(kv[i][0]) + strlen(v) + 2;
+    if ((ok = (vars[i] = malloc(n)) != NULL))
+      snprintf(vars[i], n, "%s=%s", kv[i][0], v);
+  }
+  return ok;
 }
 
 /* Starts the command; false when it could not start (logged). */
-static bool run_command(em_deliver_t *d, const cJSON *alert, int64_t seq)
+static bool run_command(em_deliver_t *d, const em_alert_t *alert, int64_t seq)
 {
-  static const char *const keys[][2] = {{"EMERGE_RUN", "run"}, {"EMERGE_RULE", "rule"}, {"EMERGE_STEP", "step"},
-                                        {"EMERGE_VALUE", "value"}, {"EMERGE_REASON", "reason"},
-                                        {"EMERGE_CONDITION", "condition"}, {"EMERGE_SEQ", "seq"},
-                                        {"EMERGE_RUN_DIR", "run_dir"}, {"EMERGE_PATH", "path"}};
-  enum { NVARS = sizeof(keys) / sizeof(*keys) };
   char *vars[NVARS] = {0};
-  bool ok = true;
-  for (size_t i = 0; i < NVARS && ok; i++) {
-    char num[40];
-    const char *v = text_of(alert, keys[i][1], num, sizeof(num));
-    size_t n = strlen(keys[i][0]) + strlen(v) + 2;
-    if ((ok = (vars[i] = malloc(n)) != NULL))
-      snprintf(vars[i], n, "%s=%s", keys[i][0], v);
-  }
+  bool ok = alert_vars(alert, vars);
   char **env = ok ? hook_env(vars, NVARS) : NULL;
   hook_t *k = env ? calloc(1, sizeof(*k)) : NULL;
   int rc = -ENOMEM;
@@ -243,17 +258,10 @@ static bool run_command(em_deliver_t *d, const cJSON *alert, int64_t seq)
 
 /* ---------------------------------------------------------------- alerts */
 
-static cJSON *parse_alert(const char *payload, int64_t *seq)
+static void waiting_free(waiting_t *w)
 {
-  cJSON *a = cJSON_Parse(payload);
-  const cJSON *seqv = cJSON_GetObjectItemCaseSensitive(a, "seq");
-  if (!cJSON_IsNumber(seqv) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(a, "run_dir"))) {
-    EM_ERR("alert: malformed stored alert, not delivered: %.200s", payload);
-    cJSON_Delete(a);
-    return NULL;
-  }
-  *seq = (int64_t)seqv->valuedouble;
-  return a;
+  em_alert_free(&w->alert);
+  free(w);
 }
 
 /* Commands of waiting alerts, while fewer than MAX_COMMANDS run. */
@@ -263,38 +271,59 @@ static void start_waiting(em_deliver_t *d)
     waiting_t *w = d->waiting;
     if (!(d->waiting = w->next))
       d->waiting_tail = &d->waiting;
-    if (!d->on_alert.exec || !run_command(d, w->alert, w->seq)) /* exec removed by a reload, or failed */
-      d->delivered(d->ctx, w->seq);
-    cJSON_Delete(w->alert);
-    free(w);
+    if (!d->on_alert.exec || !run_command(d, &w->alert, w->alert.seq)) /* exec removed by a reload, or failed */
+      d->delivered(d->ctx, w->alert.seq);
+    waiting_free(w);
   }
 }
 
-void em_deliver_alert(em_deliver_t *d, const char *payload)
+/* After the stop file: the command, or the end of the deliveries. */
+static void after_stop_file(em_deliver_t *d, waiting_t *w)
 {
-  int64_t seq;
-  cJSON *a = parse_alert(payload, &seq);
-  if (!a)
-    return;
-  char buf[4][40];
-  EM_WARN("alert %lld: run %s rule %s step %s: %s", (long long)seq, text_of(a, "run", buf[0], 40),
-          text_of(a, "rule", buf[1], 40), text_of(a, "step", buf[2], 40), text_of(a, "reason", buf[3], 40));
-  const char *dir = cJSON_GetObjectItemCaseSensitive(a, "run_dir")->valuestring;
-  if (d->on_alert.stop_file && dir[0])
-    write_stop_file(dir, payload, seq);
-  waiting_t *w = d->on_alert.exec ? calloc(1, sizeof(*w)) : NULL;
-  if (!w) { /* no command (or no memory for one: logged as not run) */
-    if (d->on_alert.exec)
-      EM_ERR("alert %lld: out of memory: command not run", (long long)seq);
-    cJSON_Delete(a);
-    d->delivered(d->ctx, seq);
+  if (!d->on_alert.exec) {
+    d->delivered(d->ctx, w->alert.seq);
+    waiting_free(w);
     return;
   }
-  w->alert = a;
-  w->seq = seq;
+  w->next = NULL;
   *d->waiting_tail = w;
   d->waiting_tail = &w->next;
   start_waiting(d);
+}
+
+static void stop_file_written(uv_work_t *req, int status)
+{
+  (void)status;
+  waiting_t *w = req->data;
+  em_deliver_t *d = w->owner;
+  d->writing--;
+  if (d->stopped) { /* never delivered: redone at the next start */
+    waiting_free(w);
+    if (d->writing == 0)
+      free(d);
+    return;
+  }
+  after_stop_file(d, w);
+}
+
+void em_deliver_alert(em_deliver_t *d, const em_alert_t *alert)
+{
+  EM_WARN("alert %lld: run %s rule %s step %lld: %s", (long long)alert->seq, alert->run, alert->rule,
+          (long long)alert->step, alert->reason);
+  waiting_t *w = calloc(1, sizeof(*w));
+  if (!w || em_alert_copy(alert, &w->alert) != 0) {
+    free(w);
+    EM_ERR("alert %lld: out of memory: not delivered", (long long)alert->seq);
+    return;
+  }
+  w->owner = d;
+  w->write.data = w;
+  if (d->on_alert.stop_file && alert->run_dir && alert->run_dir[0] &&
+      uv_queue_work(d->loop, &w->write, write_stop_file, stop_file_written) == 0) {
+    d->writing++;
+    return;
+  }
+  after_stop_file(d, w);
 }
 
 void em_deliver_stop(em_deliver_t **self_p)
@@ -316,9 +345,10 @@ void em_deliver_stop(em_deliver_t **self_p)
   while (d->waiting) { /* never started: undelivered, redone at the next start */
     waiting_t *w = d->waiting;
     d->waiting = w->next;
-    cJSON_Delete(w->alert);
-    free(w);
+    waiting_free(w);
   }
   em_on_alert_free(&d->on_alert);
-  free(d);
+  d->stopped = true;
+  if (d->writing == 0) /* else the last stop file to finish frees it */
+    free(d);
 }

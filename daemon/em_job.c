@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "em_result_json.h"
 #include "em_scan.h"
 
 em_job_t *em_job_new(int64_t ckpt_id, const char *path, const char *run, bool is_dir, bool has_step, int64_t step,
@@ -31,11 +30,12 @@ void em_job_free(em_job_t *j)
   free(j->path);
   free(j->run);
   free(j->error);
-  free(j->json);
+  em_result_free(&j->result);
+  em_trainer_free(&j->trainer);
   free(j);
 }
 
-static void set_state(em_job_t *j, const char *state, const char *msg)
+static void set_state(em_job_t *j, em_state_t state, const char *msg)
 {
   j->outcome = EM_JOB_STATE;
   j->state = state;
@@ -52,24 +52,12 @@ static bool unchanged(const em_job_t *j)
 
 static bool gone(const em_job_t *j) { return access(j->path, F_OK) != 0 && errno == ENOENT; }
 
-static void encode(em_job_t *j, const em_result_t *r)
+/* A bad trainer_state.json only loses the metrics. */
+static void read_trainer(em_job_t *j)
 {
-  em_trainer_t trainer = {0};
   em_err_t err;
   if (j->is_dir && j->has_step)
-    em_trainer_read(j->path, j->step, &trainer, &err); /* a bad trainer_state.json only loses metrics */
-  em_result_meta_t m = {.run = j->run, .path = j->path, .has_step = true, .step = j->step, .trainer = &trainer};
-  cJSON *o = em_result_to_json(r, &m);
-  j->json = o ? cJSON_PrintUnformatted(o) : NULL;
-  cJSON_Delete(o);
-  em_trainer_free(&trainer);
-  if (!j->json) {
-    set_state(j, "failed", "out of memory encoding the result");
-    return;
-  }
-  j->outcome = EM_JOB_DONE;
-  j->alpha0 = r->alpha0;
-  j->width = r->width;
+    em_trainer_read(j->path, j->step, &j->trainer, &err);
 }
 
 void em_job_run(em_job_t *j)
@@ -79,7 +67,7 @@ void em_job_run(em_job_t *j)
   em_result_t r;
   if (!unchanged(j)) {
     if (gone(j))
-      set_state(j, "vanished", "deleted before it could be read");
+      set_state(j, EM_STATE_VANISHED, "deleted before it could be read");
     else
       j->outcome = EM_JOB_CHANGED;
     return;
@@ -98,21 +86,22 @@ void em_job_run(em_job_t *j)
     if (!rc)
       em_result_free(&r);
     if (gone(j))
-      set_state(j, "vanished", "deleted while it was being read");
+      set_state(j, EM_STATE_VANISHED, "deleted while it was being read");
     else
       j->outcome = EM_JOB_CHANGED;
     return;
   }
   if (rc == -ENOENT)
-    set_state(j, "vanished", err.msg);
+    set_state(j, EM_STATE_VANISHED, err.msg);
   else if (rc == EM_ENONFINITE)
-    set_state(j, "nonfinite", err.msg);
+    set_state(j, EM_STATE_NONFINITE, err.msg);
   else if (rc == EM_EUNSUPPORTED)
-    set_state(j, "unsupported", err.msg);
+    set_state(j, EM_STATE_UNSUPPORTED, err.msg);
   else if (rc)
-    set_state(j, "failed", err.msg);
+    set_state(j, EM_STATE_FAILED, err.msg);
   else {
-    encode(j, &r);
-    em_result_free(&r);
+    j->result = r;
+    j->outcome = EM_JOB_DONE;
+    read_trainer(j);
   }
 }

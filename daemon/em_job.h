@@ -8,10 +8,11 @@
 #include <stdint.h>
 
 #include "em_fifo.h"
+#include "em_wire.h"
 #include "emerge.h"
 
 typedef enum em_job_outcome {
-  EM_JOB_DONE,        /* json, alpha0, width are set */
+  EM_JOB_DONE,        /* result and trainer are set */
   EM_JOB_CHANGED,     /* the files changed during analysis (or it was cancelled): record nothing */
   EM_JOB_STATE        /* a final state for this version: state + error */
 } em_job_outcome_t;
@@ -30,10 +31,10 @@ typedef struct em_job {
   bool check_finite;      /* scan every weight for NaN/Inf first (a check_finite rule) */
   /* outputs */
   em_job_outcome_t outcome;
-  const char *state;      /* failed | vanished | nonfinite | unsupported */
+  em_state_t state;       /* failed | vanished | nonfinite | unsupported */
   char *error;
-  char *json;             /* the result object, emergence null */
-  double alpha0, width;
+  em_result_t result;     /* the spectrum; the store computes E and encodes it */
+  em_trainer_t trainer;   /* the trainer's metrics at this step */
 } em_job_t;
 
 /* Caller owns the job (em_job_free); NULL on OOM. */

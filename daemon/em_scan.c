@@ -10,28 +10,9 @@
 
 #include "emerge.h"
 
-static bool ends_with(const char *s, const char *suffix)
-{
-  size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 bool em_scan_skip_name(const char *name)
 {
-  return name[0] == '.' || strncmp(name, "tmp", 3) == 0 || ends_with(name, ".tmp") || ends_with(name, ".part");
-}
-
-bool em_scan_weight_name(const char *name)
-{
-  return ends_with(name, ".safetensors") || ends_with(name, ".safetensors.index.json") || ends_with(name, ".bin") ||
-         ends_with(name, ".pt") || ends_with(name, ".pth") || ends_with(name, ".ckpt");
-}
-
-/* model-00001-of-00003.safetensors: part of a sharded checkpoint, not one itself. */
-static bool is_shard_name(const char *name)
-{
-  const char *of = strstr(name, "-of-");
-  return of && ends_with(name, ".safetensors") && of > name && of[-1] >= '0' && of[-1] <= '9';
+  return name[0] == '.' || strncmp(name, "tmp", 3) == 0 || em_name_ends_with(name, ".tmp") || em_name_ends_with(name, ".part");
 }
 
 em_entry_t em_scan_classify(const char *name, bool is_dir)
@@ -41,7 +22,7 @@ em_entry_t em_scan_classify(const char *name, bool is_dir)
   int64_t step;
   if (is_dir)
     return em_name_step(name, &step) ? EM_ENTRY_CKPT_DIR : EM_ENTRY_RUN_DIR;
-  if (!em_scan_weight_name(name) || is_shard_name(name) || strcmp(name, "training_args.bin") == 0)
+  if (!em_name_is_weight_file(name) || em_name_is_shard(name))
     return EM_ENTRY_IGNORE;
   return EM_ENTRY_CKPT_FILE;
 }
@@ -60,7 +41,7 @@ static void add_file(em_fingerprint_t *fp, const char *name, const struct stat *
   int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
   int64_t size = (int64_t)st->st_size, ino = (int64_t)st->st_ino;
   fp->quiet = mix(mix(mix(fp->quiet, name, strlen(name) + 1), &size, 8), &mtime, 8);
-  if (em_scan_weight_name(name) && strcmp(name, "training_args.bin") != 0) {
+  if (em_name_is_weight_file(name)) {
     fp->version = mix(mix(mix(mix(fp->version, name, strlen(name) + 1), &size, 8), &mtime, 8), &ino, 8);
     fp->nweights++;
   }

@@ -18,8 +18,6 @@ typedef enum em_entry {
 
 /* Names never looked at: starting with '.' or "tmp", ending in ".tmp" or ".part". */
 bool em_scan_skip_name(const char *name);
-/* .safetensors, *.safetensors.index.json, and the torch formats (.bin .pt .pth .ckpt). */
-bool em_scan_weight_name(const char *name);
 em_entry_t em_scan_classify(const char *name, bool is_dir);
 
 typedef struct em_fingerprint {

@@ -7,118 +7,37 @@
  * fails for a passing reason (SQLITE_BUSY, SQLITE_FULL, I/O) is rolled back, logged and
  * retried with backoff: nothing is lost and the daemon stays up. Exactly once: a result
  * row is keyed by (checkpoint, version) and inserted only if absent, in the same
- * transaction that assigns its seq and marks the checkpoint done. */
+ * transaction that assigns its seq and marks the checkpoint done. A result is encoded
+ * once, with its E; a new baseline rewrites the stored rows with json_set. */
 #include "em_store.h"
 
-#include <cJSON.h>
 #include <errno.h>
-#include <pthread.h>
 #include <math.h>
-#include <sqlite3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "em_db.h"
 #include "em_judge.h"
 #include "em_log.h"
-#include "em_sql.h"
+#include "em_query.h"
+#include "em_result_json.h"
 
 struct em_store {
-  sqlite3 *db;
+  em_db_t *db;
   uv_thread_t thread;
   em_fifo_t fifo;               /* operations in, finished operations out */
   uv_sem_t ready;
   int start_rc;
   char *path;
-  char *start_err;
+  char start_err[512];
   em_rules_t rules;             /* the early-stop rules judged after each result */
 };
 
-static const char *const schema_v1 =
-  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
-  "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, dir TEXT NOT NULL,"
-  "  next_arrival INTEGER NOT NULL DEFAULT 0);"
-  "CREATE TABLE IF NOT EXISTS checkpoints(id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
-  "  path TEXT NOT NULL, step INTEGER NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL, error TEXT,"
-  "  updated REAL NOT NULL, UNIQUE(run_id, path));"
-  "CREATE TABLE IF NOT EXISTS results(id INTEGER PRIMARY KEY, checkpoint_id INTEGER NOT NULL"
-  "  REFERENCES checkpoints(id), version TEXT NOT NULL, seq INTEGER UNIQUE NOT NULL, alpha0 REAL NOT NULL,"
-  "  width REAL NOT NULL, emergence REAL, json TEXT NOT NULL, ts REAL NOT NULL, UNIQUE(checkpoint_id, version));"
-  "CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY, seq INTEGER UNIQUE NOT NULL, run_id INTEGER NOT NULL,"
-  "  rule TEXT NOT NULL, step INTEGER, json TEXT NOT NULL, ts REAL NOT NULL);"
-  "CREATE INDEX IF NOT EXISTS results_seq ON results(seq);"
-  "INSERT OR IGNORE INTO meta(key, value) VALUES('last_seq', 0);";
+/* ---------------------------------------------------------------- outputs */
 
-/* v2: early-stop rules. An alert knows its condition and whether its deliveries (stop
- * file, exec) finished; a rule remembers from which seq it judges. */
-static const char *const schema_v2 =
-  "ALTER TABLE alerts ADD COLUMN condition TEXT;"
-  "ALTER TABLE alerts ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;"
-  "UPDATE alerts SET delivered = 1;" /* rows from before deliveries existed are not redone */
-  "CREATE INDEX IF NOT EXISTS alerts_rule ON alerts(run_id, rule, condition);"
-  "CREATE TABLE IF NOT EXISTS rules(name TEXT PRIMARY KEY, spec TEXT NOT NULL, since_seq INTEGER NOT NULL,"
-  "  keep INTEGER NOT NULL DEFAULT 1);";
-
-/* ---------------------------------------------------------------- operations */
-
-static int64_t run_id(sqlite3 *db, const char *name, const char *dir, int *rc)
-{
-  *rc = em_sql_run(em_sql_prepare(db, "INSERT OR IGNORE INTO runs(name, dir) VALUES(?, ?)", "tt", name, dir));
-  if (*rc != SQLITE_DONE)
-    return -1;
-  *rc = SQLITE_OK;
-  return em_sql_int(em_sql_prepare(db, "SELECT id FROM runs WHERE name = ?", "t", name), -1, rc);
-}
-
-static int op_seen(sqlite3 *db, em_store_op_t *op)
-{
-  int rc = SQLITE_OK;
-  int64_t rid = run_id(db, op->run, op->run_dir, &rc);
-  EM_SQL_CHECK(rc);
-  int64_t id = em_sql_int(em_sql_prepare(db, "SELECT id FROM checkpoints WHERE run_id = ? AND path = ?", "it", rid,
-                                 op->path), -1, &rc);
-  EM_SQL_CHECK(rc);
-  if (id < 0) {
-    int64_t step = op->step;
-    if (!op->has_step) { /* a number assigned once, in arrival order, and stored */
-      step = em_sql_int(em_sql_prepare(db, "SELECT next_arrival FROM runs WHERE id = ?", "i", rid), 0, &rc);
-      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE runs SET next_arrival = next_arrival + 1 WHERE id = ?", "i", rid)));
-    }
-    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
-                               "VALUES(?, ?, ?, ?, 'queued', ?)", "ititd", rid, op->path, step, op->version,
-                           em_sql_now())));
-    id = (int64_t)sqlite3_last_insert_rowid(db);
-  } else {
-    if (op->has_step)
-      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ? WHERE id = ?", "ii", op->step, id)));
-    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, updated = ? "
-                               "WHERE id = ? AND version != ?", "tdit", op->version, em_sql_now(), id, op->version)));
-  }
-  op->ckpt_id = id;
-  op->step_out = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
-  op->has_result = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
-                                     "it", id, op->version), 0, &rc) > 0;
-  if (op->has_result)
-    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL WHERE id = ?", "i", id)));
-  return rc;
-}
-
-static int op_state(sqlite3 *db, const em_rules_t *rules, em_store_op_t *op)
-{
-  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? "
-                                             "WHERE id = ? AND version = ?", "ttdit", op->state, op->error,
-                                         em_sql_now(), op->ckpt_id, op->version)));
-  if (strcmp(op->state, "nonfinite") != 0 || sqlite3_changes(db) == 0)
-    return SQLITE_OK;
-  int rc = SQLITE_OK;
-  int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
-  int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
-  EM_SQL_CHECK(rc);
-  return em_judge_nonfinite(db, rules, op, rid, step);
-}
-
-int em_store_op_add_pub(em_store_op_t *op, const char *kind, const char *run, char *payload)
+static int add_pub(em_store_op_t *op, const char *kind, const char *run, char *payload)
 {
   em_pub_t *p = realloc(op->pubs, (op->npub + 1) * sizeof(*p));
   if (!p) {
@@ -126,166 +45,27 @@ int em_store_op_add_pub(em_store_op_t *op, const char *kind, const char *run, ch
     return SQLITE_NOMEM;
   }
   op->pubs = p;
-  size_t n = strlen(kind) + strlen(run) + 3;
-  p[op->npub].topic = malloc(n);
-  if (!p[op->npub].topic) {
+  char topic[4200];
+  if (!em_topic(topic, sizeof(topic), kind, run) || !(p[op->npub].topic = strdup(topic))) {
     free(payload);
     return SQLITE_NOMEM;
   }
-  snprintf(p[op->npub].topic, n, "%s/%s/", kind, run);
   p[op->npub++].payload = payload;
   return SQLITE_OK;
 }
 
-/* Sets emergence, baseline_step, seq, kind, ts in a result object; returns the new text. */
-static char *finish_payload(const char *json, bool has_e, double e, int64_t base_step, int64_t seq, double ts)
+/* Takes a. */
+static int add_alert(em_store_op_t *op, em_alert_t *a)
 {
-  cJSON *o = cJSON_Parse(json);
-  if (!o)
-    return NULL;
-  cJSON_ReplaceItemInObjectCaseSensitive(o, "emergence", has_e ? cJSON_CreateNumber(e) : cJSON_CreateNull());
-  cJSON_ReplaceItemInObjectCaseSensitive(o, "baseline_step", has_e ? cJSON_CreateNumber((double)base_step)
-                                                                   : cJSON_CreateNull());
-  cJSON_DeleteItemFromObjectCaseSensitive(o, "seq");
-  cJSON_DeleteItemFromObjectCaseSensitive(o, "kind");
-  cJSON_DeleteItemFromObjectCaseSensitive(o, "ts");
-  cJSON_AddNumberToObject(o, "seq", (double)seq);
-  cJSON_AddStringToObject(o, "kind", "result");
-  cJSON_AddNumberToObject(o, "ts", ts);
-  char *out = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  return out;
-}
-
-int64_t em_store_next_seq(sqlite3 *db, int *rc)
-{
-  int64_t seq = em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, rc) + 1;
-  if (*rc == SQLITE_OK &&
-      em_sql_run(em_sql_prepare(db, "UPDATE meta SET value = ? WHERE key = 'last_seq'", "i", seq)) != SQLITE_DONE)
-    *rc = SQLITE_ERROR;
-  return seq;
-}
-
-/* E of every other current result of the run, against a new baseline: new seq each. */
-static int rebaseline(sqlite3 *db, em_store_op_t *op, int64_t rid, int64_t self, double a0, double w, int64_t bstep)
-{
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
-                                 "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
-                                 "AND c.id != ? ORDER BY c.step", "ii", rid, self);
-  if (!st)
-    return SQLITE_ERROR;
-  int rc = SQLITE_OK;
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    int64_t id = sqlite3_column_int64(st, 0);
-    double e = (sqlite3_column_double(st, 2) / w) * log(a0 / sqlite3_column_double(st, 1));
-    int64_t seq = em_store_next_seq(db, &rc);
-    double ts = em_sql_now();
-    char *payload = finish_payload((const char *)sqlite3_column_text(st, 3), true, e, bstep, seq, ts);
-    if (!payload)
-      rc = SQLITE_NOMEM;
-    else if (em_sql_run(em_sql_prepare(db, "UPDATE results SET seq = ?, emergence = ?, json = ?, ts = ? WHERE id = ?",
-                              "idtdi", seq, e, payload, ts, id)) != SQLITE_DONE)
-      rc = SQLITE_ERROR;
-    if (payload && rc == SQLITE_OK)
-      rc = em_store_op_add_pub(op, "result", op->run, strdup(payload));
-    free(payload);
-  }
-  sqlite3_finalize(st);
-  return rc;
-}
-
-static int op_result(sqlite3 *db, const em_rules_t *rules, em_store_op_t *op)
-{
-  int rc = SQLITE_OK;
-  int64_t exists = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND version = ?",
-                                     "it", op->ckpt_id, op->version), 0, &rc);
-  int64_t current = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM checkpoints WHERE id = ? AND version = ?", "it",
-                                      op->ckpt_id, op->version), 0, &rc);
-  EM_SQL_CHECK(rc);
-  if (exists || !current) /* exactly once; a stale version is not recorded */
-    return SQLITE_OK;
-  int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
-  int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
-  /* The run's baseline: its lowest-step current result. */
-  sqlite3_stmt *b = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width FROM results r JOIN checkpoints c "
-                                "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
-                                "ORDER BY c.step, c.id LIMIT 1", "i", rid);
-  bool has_base = b && sqlite3_step(b) == SQLITE_ROW;
-  int64_t bstep = has_base ? sqlite3_column_int64(b, 0) : 0;
-  double ba0 = has_base ? sqlite3_column_double(b, 1) : 0, bw = has_base ? sqlite3_column_double(b, 2) : 0;
-  sqlite3_finalize(b);
-  bool new_base = !has_base || step < bstep;
-  double e = 0;
-  if (new_base) {
-    bstep = step;
-    ba0 = op->alpha0;
-    bw = op->width;
-  } else {
-    e = (op->width / bw) * log(ba0 / op->alpha0);
-  }
-  int64_t seq = em_store_next_seq(db, &rc);
-  EM_SQL_CHECK(rc);
-  double ts = em_sql_now();
-  char *payload = finish_payload(op->json, isfinite(e), e, bstep, seq, ts);
-  if (!payload)
+  em_alert_t *grown = realloc(op->alerts, (op->nalerts + 1) * sizeof(*grown));
+  if (!grown) {
+    em_alert_free(a);
     return SQLITE_NOMEM;
-  rc = em_sql_run(em_sql_prepare(db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts) "
-                            "VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "td", op->ckpt_id, op->version, seq,
-                        op->alpha0, op->width, e, payload, ts));
-  if (rc == SQLITE_DONE)
-    rc = em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL, updated = ? WHERE id = ?", "di",
-                          ts, op->ckpt_id));
-  if (rc != SQLITE_DONE) {
-    free(payload);
-    return rc;
   }
-  rc = em_store_op_add_pub(op, "result", op->run, payload);
-  if (rc == SQLITE_OK && new_base && has_base)
-    rc = rebaseline(db, op, rid, op->ckpt_id, ba0, bw, bstep);
-  if (rc == SQLITE_OK)
-    rc = em_judge_results(db, rules, op, rid);
-  return rc;
-}
-
-static int op_meta(sqlite3 *db, em_store_op_t *op)
-{
-  char pid[24];
-  snprintf(pid, sizeof(pid), "%ld", (long)uv_os_getpid());
-  const char *sql = "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, sql, "tt", "pub", op->pub_endpoint)));
-  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, sql, "tt", "api", op->api_endpoint)));
-  return em_sql_run(em_sql_prepare(db, sql, "tt", "pid", pid));
-}
-
-static int op_undelivered(sqlite3 *db, em_store_op_t *op)
-{
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.name, a.json FROM alerts a JOIN runs r ON r.id = a.run_id "
-                                        "WHERE a.delivered = 0 ORDER BY a.seq", NULL);
-  if (!st)
-    return SQLITE_ERROR;
-  int rc = SQLITE_OK;
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    char *payload = strdup((const char *)sqlite3_column_text(st, 1));
-    rc = payload ? em_store_op_add_pub(op, "alert", (const char *)sqlite3_column_text(st, 0), payload) : SQLITE_NOMEM;
-  }
-  sqlite3_finalize(st);
-  return rc;
-}
-
-static int run_op(em_store_t *s, em_store_op_t *op)
-{
-  sqlite3 *db = s->db;
-  switch (op->type) {
-  case EM_OP_SEEN: return op_seen(db, op);
-  case EM_OP_RESULT: return op_result(db, &s->rules, op);
-  case EM_OP_STATE: return op_state(db, &s->rules, op);
-  case EM_OP_META: return op_meta(db, op);
-  case EM_OP_RULES: return em_judge_set_rules(db, &op->rules);
-  case EM_OP_DELIVERED: return em_sql_run(em_sql_prepare(db, "UPDATE alerts SET delivered = 1 WHERE seq = ?", "i",
-                                                         op->seq));
-  case EM_OP_UNDELIVERED: return op_undelivered(db, op);
-  }
-  return SQLITE_MISUSE;
+  op->alerts = grown;
+  op->alerts[op->nalerts++] = *a;
+  memset(a, 0, sizeof(*a));
+  return SQLITE_OK;
 }
 
 static void clear_outputs(em_store_op_t *op)
@@ -295,8 +75,404 @@ static void clear_outputs(em_store_op_t *op)
     free(op->pubs[i].payload);
   }
   free(op->pubs);
+  for (size_t i = 0; i < op->nalerts; i++)
+    em_alert_free(&op->alerts[i]);
+  free(op->alerts);
   op->pubs = NULL;
-  op->npub = 0;
+  op->alerts = NULL;
+  op->npub = op->nalerts = 0;
+}
+
+/* The next daemon-wide seq, inside the caller's transaction. */
+static int64_t next_seq(em_db_t *db, int *rc)
+{
+  int64_t seq = em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, rc) + 1;
+  if (*rc == SQLITE_OK &&
+      em_sql_run(em_sql_prepare(db, "UPDATE meta SET value = ? WHERE key = 'last_seq'", "i", seq)) != SQLITE_DONE)
+    *rc = SQLITE_ERROR;
+  return seq;
+}
+
+/* ---------------------------------------------------------------- judging */
+
+static int load_recorded(em_db_t *db, int64_t rid, const em_rule_t *r, em_recorded_t *rec)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT condition, MAX(step) FROM alerts WHERE run_id = ? AND rule = ? "
+                                        "AND seq > ? GROUP BY condition", "iti", rid, r->name, r->since_seq);
+  if (!st)
+    return SQLITE_ERROR;
+  memset(rec, 0, sizeof(*rec));
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    em_condition_t c;
+    if (em_condition_parse((const char *)sqlite3_column_text(st, 0), &c) != 0)
+      continue;
+    rec->fired[c] = true;
+    if (c == EM_COND_PLATEAU) {
+      rec->has_plateau = sqlite3_column_type(st, 1) != SQLITE_NULL;
+      rec->plateau_step = sqlite3_column_int64(st, 1);
+    }
+  }
+  em_sql_done(st);
+  return SQLITE_OK;
+}
+
+/* A fired point's path: given (non-finite) or its result's, read only when it fires. */
+static char *point_path(em_db_t *db, const em_point_t *p)
+{
+  if (p->path)
+    return strdup(p->path);
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.path FROM results r JOIN checkpoints c ON c.id = r.checkpoint_id "
+                                        "WHERE r.seq = ?", "i", p->seq);
+  char *path = st && sqlite3_step(st) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(st, 0)) : NULL;
+  em_sql_done(st);
+  return path ? path : strdup("");
+}
+
+static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_rule_t *r, const em_firing_t *f,
+                        const em_point_t *p)
+{
+  int rc = SQLITE_OK;
+  em_alert_t a = {.seq = next_seq(s->db, &rc), .cond = f->cond, .has_cond = true, .step = p->step, .ts = em_sql_now(),
+                  .monitor = f->cond == EM_COND_FINITE ? EM_MON_NONE : r->monitor, .value = f->value,
+                  .run = strdup(op->run), .rule = strdup(r->name), .path = point_path(s->db, p),
+                  .run_dir = strdup(op->run_dir ? op->run_dir : ""), .reason = strdup(f->reason)};
+  char *payload = rc == SQLITE_OK && a.run && a.rule && a.path && a.run_dir && a.reason ? em_alert_print(&a) : NULL;
+  if (!payload) {
+    em_alert_free(&a);
+    return rc == SQLITE_OK ? SQLITE_NOMEM : rc;
+  }
+  rc = em_sql_run(em_sql_prepare(s->db, "INSERT INTO alerts(seq, run_id, rule, condition, step, json, ts, delivered) "
+                                        "VALUES(?, ?, ?, ?, ?, ?, ?, 0)", "iitti" "td", a.seq, rid, r->name,
+                                 em_condition_name(f->cond), p->step, payload, a.ts));
+  if (rc != SQLITE_DONE) {
+    free(payload);
+    em_alert_free(&a);
+    return rc;
+  }
+  rc = add_pub(op, "alert", op->run, payload);
+  return rc == SQLITE_OK ? add_alert(op, &a) : (em_alert_free(&a), rc);
+}
+
+/* Every rule over the points of run rid; new firings become alert rows. */
+static int judge_points(em_store_t *s, em_store_op_t *op, int64_t rid, const em_point_t *pts, size_t n)
+{
+  const em_rules_t *rules = &s->rules;
+  if (!rules->n)
+    return SQLITE_OK;
+  em_recorded_t *rec = calloc(rules->n, sizeof(*rec));
+  em_verdict_t *v = NULL;
+  size_t nv = 0;
+  int rc = rec ? SQLITE_OK : SQLITE_NOMEM;
+  for (size_t i = 0; i < rules->n && rc == SQLITE_OK; i++)
+    rc = load_recorded(s->db, rid, &rules->v[i], &rec[i]);
+  if (rc == SQLITE_OK && em_judge(rules, pts, n, rec, &v, &nv) != 0)
+    rc = SQLITE_NOMEM;
+  for (size_t i = 0; i < nv && rc == SQLITE_OK; i++)
+    rc = record_alert(s, op, rid, &rules->v[v[i].rule], &v[i].firing, &pts[v[i].firing.at]);
+  free(v);
+  free(rec);
+  return rc;
+}
+
+static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid)
+{
+  if (!s->rules.n)
+    return SQLITE_OK;
+  em_history_t h;
+  int rc = em_query_judged(s->db, rid, &h);
+  size_t n = 0;
+  em_point_t *pts = rc == SQLITE_OK ? em_history_points(&h, &n) : NULL;
+  if (rc == SQLITE_OK)
+    rc = pts ? judge_points(s, op, rid, pts, n) : SQLITE_NOMEM;
+  free(pts);
+  em_history_free(&h);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static int64_t run_id(em_db_t *db, const char *name, const char *dir, int *rc)
+{
+  *rc = em_sql_run(em_sql_prepare(db, "INSERT OR IGNORE INTO runs(name, dir) VALUES(?, ?)", "tt", name, dir));
+  if (*rc != SQLITE_DONE)
+    return -1;
+  *rc = SQLITE_OK;
+  return em_sql_int(em_sql_prepare(db, "SELECT id FROM runs WHERE name = ?", "t", name), -1, rc);
+}
+
+/* A checkpoint seen for the first time gets its step, or an arrival number. */
+static int64_t insert_checkpoint(em_db_t *db, em_store_op_t *op, int64_t rid, int *rc)
+{
+  int64_t step = op->step;
+  if (!op->has_step) { /* a number assigned once, in arrival order, and stored */
+    step = em_sql_int(em_sql_prepare(db, "SELECT next_arrival FROM runs WHERE id = ?", "i", rid), 0, rc);
+    if (em_sql_run(em_sql_prepare(db, "UPDATE runs SET next_arrival = next_arrival + 1 WHERE id = ?", "i", rid)) !=
+        SQLITE_DONE)
+      *rc = SQLITE_ERROR;
+  }
+  if (*rc == SQLITE_OK &&
+      em_sql_run(em_sql_prepare(db, "INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
+                                    "VALUES(?, ?, ?, ?, 'queued', ?)", "ititd", rid, op->path, step, op->version,
+                                em_sql_now())) != SQLITE_DONE)
+    *rc = SQLITE_ERROR;
+  return (int64_t)sqlite3_last_insert_rowid(db->h);
+}
+
+static int op_seen(em_db_t *db, em_store_op_t *op)
+{
+  int rc = SQLITE_OK;
+  int64_t rid = run_id(db, op->run, op->run_dir, &rc);
+  EM_SQL_CHECK(rc);
+  int64_t id = em_sql_int(em_sql_prepare(db, "SELECT id FROM checkpoints WHERE run_id = ? AND path = ?", "it", rid,
+                                         op->path), -1, &rc);
+  EM_SQL_CHECK(rc);
+  if (id < 0) {
+    id = insert_checkpoint(db, op, rid, &rc);
+    EM_SQL_CHECK(rc);
+  } else {
+    if (op->has_step)
+      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ? WHERE id = ?", "ii", op->step, id)));
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, "
+                                               "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
+                                           em_sql_now(), id, op->version)));
+  }
+  op->ckpt_id = id;
+  op->step_out = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
+  op->has_result = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND "
+                                                 "version = ?", "it", id, op->version), 0, &rc) > 0;
+  if (op->has_result)
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET state = 'done', error = NULL WHERE id = ?",
+                                           "i", id)));
+  return rc;
+}
+
+static int op_state(em_store_t *s, em_store_op_t *op)
+{
+  EM_SQL_CHECK(em_sql_run(em_sql_prepare(s->db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? "
+                                                "WHERE id = ? AND version = ?", "ttdit", em_state_name(op->state),
+                                         op->error, em_sql_now(), op->ckpt_id, op->version)));
+  if (op->state != EM_STATE_NONFINITE || sqlite3_changes(s->db->h) == 0)
+    return SQLITE_OK;
+  int rc = SQLITE_OK;
+  int64_t rid = em_sql_int(em_sql_prepare(s->db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1,
+                           &rc);
+  int64_t step = em_sql_int(em_sql_prepare(s->db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0,
+                            &rc);
+  EM_SQL_CHECK(rc);
+  /* judged now, while the rule is active: a one-entry history past every since filter */
+  em_history_t h = {0};
+  em_hist_entry_t e = {.step = step, .state = EM_STATE_NONFINITE, .path = op->path, .error = op->error};
+  size_t n = 0;
+  em_point_t *pts = em_history_add(&h, &e) == 0 ? em_history_points(&h, &n) : NULL;
+  rc = pts ? judge_points(s, op, rid, pts, n) : SQLITE_NOMEM;
+  free(pts);
+  em_history_free(&h);
+  return rc;
+}
+
+/* The run's baseline: its lowest-step current result. */
+typedef struct baseline {
+  bool found;
+  int64_t step;
+  double alpha0, width;
+} baseline_t;
+
+static baseline_t find_baseline(em_db_t *db, int64_t rid)
+{
+  baseline_t b = {0};
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width FROM results r JOIN checkpoints c "
+                                        "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
+                                        "ORDER BY c.step, c.id LIMIT 1", "i", rid);
+  if (st && sqlite3_step(st) == SQLITE_ROW)
+    b = (baseline_t){true, sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1), sqlite3_column_double(st, 2)};
+  em_sql_done(st);
+  return b;
+}
+
+/* E of every other current result of the run against a new baseline: new seq each. */
+static int rebaseline(em_db_t *db, em_store_op_t *op, int64_t rid, const baseline_t *b)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width FROM results r JOIN checkpoints c "
+                                        "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
+                                        "AND c.id != ? ORDER BY c.step", "ii", rid, op->ckpt_id);
+  if (!st)
+    return SQLITE_ERROR;
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    double e, ts = em_sql_now();
+    bool has_e = em_emergence(sqlite3_column_double(st, 1), sqlite3_column_double(st, 2), b->alpha0, b->width, &e,
+                              NULL) == 0;
+    int64_t seq = next_seq(db, &rc);
+    sqlite3_stmt *up = rc != SQLITE_OK ? NULL : em_sql_prepare(db,
+      "UPDATE results SET seq = ?1, emergence = ?2, ts = ?4, json = json_set(json, '$.emergence', ?2, "
+      "'$.baseline_step', ?3, '$.seq', ?1, '$.ts', ?4) WHERE id = ?5 RETURNING json",
+      "iiidi", seq, (int64_t)0, (int64_t)0, ts, sqlite3_column_int64(st, 0));
+    if (up && has_e) {
+      sqlite3_bind_double(up, 2, e);
+      sqlite3_bind_int64(up, 3, b->step);
+    } else if (up) {
+      sqlite3_bind_null(up, 2);
+      sqlite3_bind_null(up, 3);
+    }
+    char *payload = up && sqlite3_step(up) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(up, 0)) : NULL;
+    em_sql_done(up);
+    if (rc == SQLITE_OK)
+      rc = payload ? add_pub(op, "result", op->run, payload) : SQLITE_ERROR;
+  }
+  em_sql_done(st);
+  return rc;
+}
+
+/* The result object, encoded once, with its E and the daemon's fields. Caller frees. */
+static char *encode_result(const em_store_op_t *op, int64_t step, const baseline_t *b, bool is_base, int64_t seq,
+                           double ts)
+{
+  double e = 0;
+  bool has_e = is_base || em_emergence(op->result.alpha0, op->result.width, b->alpha0, b->width, &e, NULL) == 0;
+  em_result_meta_t m = {.run = op->run, .path = op->path, .has_step = true, .step = step, .has_emergence = has_e,
+                        .emergence = e, .has_baseline_step = has_e, .baseline_step = is_base ? step : b->step,
+                        .trainer = &op->trainer, .from_daemon = true, .seq = seq, .ts = ts};
+  cJSON *o = em_result_to_json(&op->result, &m);
+  char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  return text;
+}
+
+static int insert_result(em_store_t *s, em_store_op_t *op, int64_t step, const baseline_t *b, bool is_base)
+{
+  int rc = SQLITE_OK;
+  int64_t seq = next_seq(s->db, &rc);
+  EM_SQL_CHECK(rc);
+  double ts = em_sql_now(), e = 0;
+  char *payload = encode_result(op, step, b, is_base, seq, ts);
+  if (!payload)
+    return SQLITE_NOMEM;
+  bool has_e = is_base || em_emergence(op->result.alpha0, op->result.width, b->alpha0, b->width, &e, NULL) == 0;
+  sqlite3_stmt *st = em_sql_prepare(s->db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, "
+                                           "emergence, json, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "td",
+                                    op->ckpt_id, op->version, seq, op->result.alpha0, op->result.width, e, payload, ts);
+  if (st && !has_e)
+    sqlite3_bind_null(st, 6);
+  rc = em_sql_run(st);
+  if (rc == SQLITE_DONE)
+    rc = em_sql_run(em_sql_prepare(s->db, "UPDATE checkpoints SET state = 'done', error = NULL, updated = ? "
+                                          "WHERE id = ?", "di", ts, op->ckpt_id));
+  if (rc != SQLITE_DONE) {
+    free(payload);
+    return rc;
+  }
+  return add_pub(op, "result", op->run, payload);
+}
+
+static int op_result(em_store_t *s, em_store_op_t *op)
+{
+  em_db_t *db = s->db;
+  int rc = SQLITE_OK;
+  int64_t exists = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM results WHERE checkpoint_id = ? AND "
+                                                 "version = ?", "it", op->ckpt_id, op->version), 0, &rc);
+  int64_t current = em_sql_int(em_sql_prepare(db, "SELECT COUNT(*) FROM checkpoints WHERE id = ? AND version = ?",
+                                              "it", op->ckpt_id, op->version), 0, &rc);
+  EM_SQL_CHECK(rc);
+  if (exists || !current) /* exactly once; a stale version is not recorded */
+    return SQLITE_OK;
+  int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
+  int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
+  EM_SQL_CHECK(rc);
+  baseline_t b = find_baseline(db, rid);
+  bool is_base = !b.found || step < b.step;
+  EM_SQL_CHECK(insert_result(s, op, step, &b, is_base));
+  if (is_base && b.found) {
+    baseline_t nb = {true, step, op->result.alpha0, op->result.width};
+    EM_SQL_CHECK(rebaseline(db, op, rid, &nb));
+  }
+  return judge_results(s, op, rid);
+}
+
+static int op_meta(em_db_t *db, em_store_op_t *op)
+{
+  char pid[32];
+  snprintf(pid, sizeof(pid), "%ld", (long)uv_os_getpid());
+  const char *kv[][2] = {{"pub", op->pub_endpoint}, {"api", op->api_endpoint}, {"pid", pid}};
+  for (size_t i = 0; i < 3; i++)
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", "tt", kv[i][0],
+                                           kv[i][1])));
+  return SQLITE_OK;
+}
+
+/* Records the rules and sets each one's since_seq: kept for a rule whose definition is
+ * unchanged, the current last seq for a new or changed one (it judges only later
+ * results). Rules no longer configured are forgotten. */
+static int op_rules(em_db_t *db, em_rules_t *rules)
+{
+  int rc = SQLITE_OK;
+  int64_t last = em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &rc);
+  EM_SQL_CHECK(em_sql_exec(db, "UPDATE rules SET keep = 0"));
+  for (size_t i = 0; i < rules->n && rc == SQLITE_OK; i++) {
+    em_rule_t *r = &rules->v[i];
+    char *spec = em_rule_spec(r);
+    if (!spec)
+      return SQLITE_NOMEM;
+    int64_t since = em_sql_int(em_sql_prepare(db, "SELECT since_seq FROM rules WHERE name = ? AND spec = ?", "tt",
+                                              r->name, spec), -1, &rc);
+    if (since < 0) {
+      since = last;
+      EM_INFO("alerts: rule '%s' judges results after seq %lld", r->name, (long long)since);
+    }
+    r->since_seq = since;
+    if (rc == SQLITE_OK &&
+        em_sql_run(em_sql_prepare(db, "INSERT OR REPLACE INTO rules(name, spec, since_seq, keep) VALUES(?, ?, ?, 1)",
+                                  "tti", r->name, spec, since)) != SQLITE_DONE)
+      rc = SQLITE_ERROR;
+    free(spec);
+  }
+  EM_SQL_CHECK(rc);
+  return em_sql_exec(db, "DELETE FROM rules WHERE keep = 0");
+}
+
+/* Alerts whose deliveries a crash interrupted, decoded from their rows, to deliver again. */
+static int op_undelivered(em_db_t *db, em_store_op_t *op)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT a.json FROM alerts a WHERE a.delivered = 0 ORDER BY a.seq", NULL);
+  if (!st)
+    return SQLITE_ERROR;
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const char *text = (const char *)sqlite3_column_text(st, 0);
+    cJSON *o = cJSON_Parse(text);
+    em_alert_t a;
+    char err[200];
+    if (em_alert_from_json(o, &a, err, sizeof(err)) == 0)
+      rc = add_alert(op, &a);
+    else
+      EM_ERR("alert: malformed stored alert, not delivered: %s: %.200s", err, text ? text : "");
+    cJSON_Delete(o);
+  }
+  em_sql_done(st);
+  return rc;
+}
+
+static int run_op(em_store_t *s, em_store_op_t *op)
+{
+  em_db_t *db = s->db;
+  switch (op->type) {
+  case EM_OP_SEEN: return op_seen(db, op);
+  case EM_OP_RESULT: return op_result(s, op);
+  case EM_OP_STATE: return op_state(s, op);
+  case EM_OP_META: return op_meta(db, op);
+  case EM_OP_RULES: return op_rules(db, &op->rules);
+  case EM_OP_DELIVERED: return em_sql_run(em_sql_prepare(db, "UPDATE alerts SET delivered = 1 WHERE seq = ?", "i",
+                                                         op->seq));
+  case EM_OP_UNDELIVERED: return op_undelivered(db, op);
+  }
+  return SQLITE_MISUSE;
+}
+
+static bool stopping(em_store_t *s)
+{
+  uv_mutex_lock(&s->fifo.lock);
+  bool stop = s->fifo.stopping;
+  uv_mutex_unlock(&s->fifo.lock);
+  return stop;
 }
 
 /* One transaction, retried with backoff while the failure is a passing one. */
@@ -319,11 +495,8 @@ static void execute(em_store_t *s, em_store_op_t *op)
     em_sql_exec(s->db, "ROLLBACK");
     clear_outputs(op);
     bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
-    uv_mutex_lock(&s->fifo.lock);
-    bool stopping = s->fifo.stopping;
-    uv_mutex_unlock(&s->fifo.lock);
-    if (!passing || stopping) {
-      EM_ERR("store: %s: %s (%s)", s->path, sqlite3_errstr(rc), sqlite3_errmsg(s->db));
+    if (!passing || stopping(s)) {
+      EM_ERR("store: %s: %s (%s)", s->path, sqlite3_errstr(rc), sqlite3_errmsg(s->db->h));
       op->rc = -EIO;
       return;
     }
@@ -335,44 +508,11 @@ static void execute(em_store_t *s, em_store_op_t *op)
 
 /* ---------------------------------------------------------------- thread */
 
-static int open_db(em_store_t *s)
-{
-  int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_busy_timeout(s->db, 5000);
-  if (rc == SQLITE_OK)
-    rc = em_sql_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
-  int version = 0;
-  if (rc == SQLITE_OK) {
-    version = (int)em_sql_int(em_sql_prepare(s->db, "PRAGMA user_version", NULL), 0, &rc);
-    if (version > EM_SCHEMA_VERSION) {
-      s->start_err = strdup("database schema is newer than this emerged");
-      return SQLITE_ERROR;
-    }
-  }
-  const char *const migrations[] = {NULL, schema_v1, schema_v2}; /* keyed on schema_version */
-  for (int v = version + 1; rc == SQLITE_OK && v <= EM_SCHEMA_VERSION; v++) {
-    char bump[160];
-    snprintf(bump, sizeof(bump), "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', %d);"
-             "PRAGMA user_version=%d; COMMIT", v, v);
-    rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
-    if (rc == SQLITE_OK)
-      rc = em_sql_exec(s->db, migrations[v]);
-    if (rc == SQLITE_OK)
-      rc = em_sql_exec(s->db, bump);
-    if (rc != SQLITE_OK)
-      em_sql_exec(s->db, "ROLLBACK");
-  }
-  if (rc != SQLITE_OK && !s->start_err)
-    s->start_err = strdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-  return rc;
-}
-
 static void thread_main(void *arg)
 {
   em_store_t *s = arg;
   pthread_setname_np(pthread_self(), "em-store");
-  s->start_rc = open_db(s) == SQLITE_OK ? 0 : -EIO;
+  s->start_rc = em_db_open(s->path, true, &s->db, s->start_err, sizeof(s->start_err));
   uv_sem_post(&s->ready);
   if (s->start_rc)
     return;
@@ -412,7 +552,7 @@ int em_store_start(em_store_t **out, const char *path, uv_loop_t *loop, char *er
   uv_thread_create(&s->thread, thread_main, s);
   uv_sem_wait(&s->ready);
   if (s->start_rc) {
-    snprintf(err, errlen, "database %s: %s", path, s->start_err ? s->start_err : "cannot open");
+    snprintf(err, errlen, "%s", s->start_err);
     uv_thread_join(&s->thread);
     int rc = s->start_rc;
     em_store_stop(&s);
@@ -427,7 +567,6 @@ static void free_store(uv_handle_t *h)
   em_store_t *s = h->data;
   em_fifo_destroy(&s->fifo);
   uv_sem_destroy(&s->ready);
-  free(s->start_err);
   free(s->path);
   em_rules_free(&s->rules);
   free(s);
@@ -444,8 +583,7 @@ void em_store_stop(em_store_t **self_p)
     uv_thread_join(&s->thread);
     em_fifo_after_join(&s->fifo); /* ops finished before the stop still reach their owners */
   }
-  if (s->db)
-    sqlite3_close(s->db);
+  em_db_close(&s->db);
   s->fifo.async.data = s;
   em_fifo_close(&s->fifo, free_store);
 }
@@ -469,7 +607,8 @@ void em_store_op_free(em_store_op_t *op)
   free(op->run_dir);
   free(op->path);
   free(op->error);
-  free(op->json);
+  em_result_free(&op->result);
+  em_trainer_free(&op->trainer);
   free(op->pub_endpoint);
   free(op->api_endpoint);
   em_rules_free(&op->rules);

@@ -1,20 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* The store thread: owns the only SQLite write connection (WAL, synchronous=NORMAL,
- * busy_timeout, BEGIN IMMEDIATE) and runs operations in FIFO order. A result, its seq
- * and its checkpoint's state commit in one transaction; messages to publish come back to
- * the loop thread only after that commit. */
+/* The store thread: owns the only SQLite write connection (store/em_db: WAL,
+ * synchronous=NORMAL, busy_timeout) and runs operations in FIFO order, each in one
+ * BEGIN IMMEDIATE transaction. A result, its seq and its checkpoint's state commit
+ * together; what to publish and which alerts to deliver come back to the loop thread
+ * only after that commit. */
 #ifndef EM_STORE_H
 #define EM_STORE_H
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sqlite3.h>
 #include <uv.h>
 
+#include "em_alert.h"
 #include "em_fifo.h"
 #include "em_rules.h"
-
-#define EM_SCHEMA_VERSION 2
+#include "em_wire.h"
+#include "emerge.h"
 
 typedef enum em_store_op_type {
   EM_OP_SEEN,      /* a complete checkpoint version: record it queued unless it has a result */
@@ -23,7 +24,7 @@ typedef enum em_store_op_type {
   EM_OP_META,      /* the daemon's endpoints and pid, so clients can find it */
   EM_OP_RULES,     /* the early-stop rules to judge with from now on */
   EM_OP_DELIVERED, /* an alert's deliveries (stop file, exec) are done */
-  EM_OP_UNDELIVERED /* alerts whose deliveries a crash interrupted: as messages */
+  EM_OP_UNDELIVERED /* alerts whose deliveries a crash interrupted: to deliver again */
 } em_store_op_type_t;
 
 typedef struct em_pub {
@@ -42,20 +43,22 @@ struct em_store_op {
   bool has_step;               /* step from the name or trainer_state.json */
   int64_t step;
   char version[17];
-  const char *state;           /* EM_OP_STATE */
+  int64_t ckpt_id;
+  em_state_t state;            /* EM_OP_STATE */
   char *error;                 /* EM_OP_STATE */
-  char *json;                  /* EM_OP_RESULT: the result object (emergence null) */
-  double alpha0, width;        /* EM_OP_RESULT */
+  em_result_t result;          /* EM_OP_RESULT (the store takes it) */
+  em_trainer_t trainer;        /* EM_OP_RESULT: the trainer's metrics at that step */
   char *pub_endpoint, *api_endpoint; /* EM_OP_META */
   em_rules_t rules;            /* EM_OP_RULES (the store takes them) */
   int64_t seq;                 /* EM_OP_DELIVERED */
   /* outputs */
   int rc;                      /* 0 or a negative code; the store logged the reason */
-  int64_t ckpt_id;
   int64_t step_out;            /* the step stored (an arrival number when none was given) */
   bool has_result;             /* EM_OP_SEEN: this version already has a result */
   size_t npub;
   em_pub_t *pubs;              /* messages to publish, in seq order: results and alerts */
+  size_t nalerts;
+  em_alert_t *alerts;          /* committed alerts to deliver, in seq order */
   int64_t last_seq;
   /* plumbing */
   em_store_done_fn done;       /* called on the loop thread */
@@ -73,10 +76,6 @@ void em_store_stop(em_store_t **self_p);
 void em_store_submit(em_store_t *st, em_store_op_t *op);
 
 em_store_op_t *em_store_op_new(em_store_op_type_t type);
-/* Adds a message on topic "<kind>/<run>/" to op (takes payload). Store thread. */
-int em_store_op_add_pub(em_store_op_t *op, const char *kind, const char *run, char *payload);
-/* The next daemon-wide seq, inside the caller's transaction. Store thread. */
-int64_t em_store_next_seq(sqlite3 *db, int *rc);
 void em_store_op_free(em_store_op_t *op);
 
 #endif

@@ -2,6 +2,7 @@
 #include "em_watch.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -14,6 +15,7 @@
 
 struct em_watch {
   int fd;
+  uv_mutex_t lock;            /* the table: the walker thread adds, the loop reads */
   uv_poll_t poll;
   em_watch_fn fn;
   void *ctx;
@@ -43,11 +45,8 @@ static void forget(em_watch_t *w, int wd)
   }
 }
 
-int em_watch_add(em_watch_t *w, const char *dir)
+static int add_locked(em_watch_t *w, const char *dir, int wd)
 {
-  int wd = inotify_add_watch(w->fd, dir, MASK);
-  if (wd < 0)
-    return -errno;
   const char *known = path_of(w, wd);
   if (known && strcmp(known, dir) == 0)
     return 0;
@@ -68,6 +67,29 @@ int em_watch_add(em_watch_t *w, const char *dir)
   return 0;
 }
 
+int em_watch_add(em_watch_t *w, const char *dir)
+{
+  int wd = inotify_add_watch(w->fd, dir, MASK);
+  if (wd < 0)
+    return -errno;
+  uv_mutex_lock(&w->lock);
+  int rc = add_locked(w, dir, wd);
+  uv_mutex_unlock(&w->lock);
+  return rc;
+}
+
+/* A copy of the directory of wd (the table may change while the callback runs). */
+static char *dir_of(em_watch_t *w, int wd, bool ignored)
+{
+  uv_mutex_lock(&w->lock);
+  const char *dir = path_of(w, wd);
+  char *copy = dir && !ignored ? strdup(dir) : NULL;
+  if (dir && ignored)
+    forget(w, wd);
+  uv_mutex_unlock(&w->lock);
+  return copy;
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
   (void)status;
@@ -85,17 +107,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
         w->fn(w->ctx, NULL, NULL, IN_Q_OVERFLOW);
         continue;
       }
-      const char *dir = path_of(w, ev->wd);
-      if (!dir)
-        continue;
-      if (ev->mask & IN_IGNORED) {
-        forget(w, ev->wd);
-        continue;
-      }
-      char *copy = strdup(dir); /* the callback may add or forget watches */
-      if (copy)
-        w->fn(w->ctx, copy, ev->len ? ev->name : NULL, ev->mask);
-      free(copy);
+      char *dir = dir_of(w, ev->wd, (ev->mask & IN_IGNORED) != 0);
+      if (dir)
+        w->fn(w->ctx, dir, ev->len ? ev->name : NULL, ev->mask);
+      free(dir);
     }
   }
 }
@@ -115,6 +130,7 @@ int em_watch_start(em_watch_t **out, uv_loop_t *loop, em_watch_fn fn, void *ctx)
   }
   w->fn = fn;
   w->ctx = ctx;
+  uv_mutex_init(&w->lock);
   w->poll.data = w;
   uv_poll_start(&w->poll, UV_READABLE, on_readable);
   *out = w;
@@ -125,6 +141,7 @@ static void free_watch(uv_handle_t *h)
 {
   em_watch_t *w = h->data;
   close(w->fd);
+  uv_mutex_destroy(&w->lock);
   for (size_t i = 0; i < w->n; i++)
     free(w->wds[i].path);
   free(w->wds);

@@ -13,7 +13,8 @@ typedef struct em_watch em_watch_t;
 typedef void (*em_watch_fn)(void *ctx, const char *dir, const char *name, uint32_t mask);
 
 int em_watch_start(em_watch_t **out, uv_loop_t *loop, em_watch_fn fn, void *ctx);
-/* Watches dir (once; adding it again is a no-op). -errno, e.g. -ENOSPC past max_user_watches. */
+/* Watches dir (once; adding it again is a no-op). -errno, e.g. -ENOSPC past max_user_watches.
+ * Any thread: the walker adds watches before it reads a directory. */
 int em_watch_add(em_watch_t *w, const char *dir);
 void em_watch_stop(em_watch_t **self_p);
 

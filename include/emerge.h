@@ -135,6 +135,15 @@ int em_emergence(double alpha0, double width, double base_alpha0, double base_wi
  * Returns true and sets *step when there is one. */
 bool em_name_step(const char *name, int64_t *step);
 
+/* Weight-file names: one list for the reader and the watcher. A weight file is a
+ * .safetensors file, a *.safetensors.index.json, or a torch file (.bin .pt .pth .ckpt)
+ * other than the Trainer's training_args.bin. */
+bool em_name_ends_with(const char *s, const char *suffix);
+bool em_name_is_torch(const char *name);
+bool em_name_is_weight_file(const char *name);
+/* model-00001-of-00003.safetensors: part of a sharded checkpoint, not one itself. */
+bool em_name_is_shard(const char *name);
+
 /* Where a PATH given by a user puts its checkpoint: the checkpoint's own path (a file
  * inside a step-named directory belongs to that directory), its run directory (the one
  * holding it) and its step (name, else trainer_state.json, else none). */

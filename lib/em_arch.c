@@ -113,12 +113,12 @@ static int add_group(builder_t *bd, uint64_t width, double want)
 /* Logical [out, in] of a 2-D tensor. */
 static int dims(builder_t *bd, const em_tensor_t *t, bool transposed, uint64_t *out, uint64_t *in)
 {
-  if (t->st->rank != 2 || t->st->shape[0] == 0 || t->st->shape[1] == 0 || t->st->shape[0] > UINT32_MAX / 4 ||
-      t->st->shape[1] > UINT32_MAX / 4)
+  if (t->rank != 2 || t->shape[0] == 0 || t->shape[1] == 0 || t->shape[0] > UINT32_MAX / 4 ||
+      t->shape[1] > UINT32_MAX / 4)
     return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' is not a non-empty 2-D weight matrix", bd->ck->path,
-                      t->st->name);
-  *out = t->st->shape[transposed ? 1 : 0];
-  *in = t->st->shape[transposed ? 0 : 1];
+                      t->name);
+  *out = t->shape[transposed ? 1 : 0];
+  *in = t->shape[transposed ? 0 : 1];
   return 0;
 }
 
@@ -135,7 +135,7 @@ static const em_tensor_t *block_tensor(builder_t *bd, const char *prefix, int b,
 static int shape_error(builder_t *bd, const em_tensor_t *t, const char *want)
 {
   return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' has shape [%llu, %llu], expected %s", bd->ck->path,
-                    t->st->name, (unsigned long long)t->st->shape[0], (unsigned long long)t->st->shape[1], want);
+                    t->name, (unsigned long long)t->shape[0], (unsigned long long)t->shape[1], want);
 }
 
 /* Finds "<prefix><digits>.<suffix>" names; sets prefix and the block count. */
@@ -145,7 +145,7 @@ static int find_blocks(const em_ckpt_t *ck, const char *suffix, char *prefix, si
   int max = -1;
   prefix[0] = 0;
   for (size_t i = 0; i < ck->ntensors; i++) {
-    const char *n = ck->tensors[i].st->name;
+    const char *n = ck->tensors[i].name;
     size_t nl = strlen(n);
     if (nl < sl + 3 || strcmp(n + nl - sl, suffix) != 0 || n[nl - sl - 1] != '.')
       continue;
@@ -301,14 +301,14 @@ static int build_transformer(builder_t *bd, const family_t *f, const char *prefi
 
 static bool mlp_candidate(const em_tensor_t *t)
 {
-  const char *n = t->st->name;
-  return t->st->rank == 2 && !strstr(n, "embed") && !strstr(n, "norm") && !strstr(n, "lm_head") &&
+  const char *n = t->name;
+  return t->rank == 2 && !strstr(n, "embed") && !strstr(n, "norm") && !strstr(n, "lm_head") &&
          !strstr(n, "wte") && !strstr(n, "wpe");
 }
 
 static int cmp_natural_tensor(const void *a, const void *b)
 {
-  return em_natural_cmp((*(const em_tensor_t *const *)a)->st->name, (*(const em_tensor_t *const *)b)->st->name);
+  return em_natural_cmp((*(const em_tensor_t *const *)a)->name, (*(const em_tensor_t *const *)b)->name);
 }
 
 static int build_mlp(builder_t *bd)
@@ -335,7 +335,7 @@ static int build_mlp(builder_t *bd)
       break;
     if (i > 0 && in != prev_out) {
       rc = em_err_set(bd->err, -EINVAL, "%s: mlp chain breaks: '%s' takes %llu inputs but '%s' gives %llu outputs",
-                      ck->path, w[i]->st->name, (unsigned long long)in, w[i - 1]->st->name,
+                      ck->path, w[i]->name, (unsigned long long)in, w[i - 1]->name,
                       (unsigned long long)prev_out);
       break;
     }
@@ -356,7 +356,7 @@ static int unmappable(builder_t *bd)
   char list[400] = "";
   size_t used = 0;
   for (size_t i = 0; i < bd->ck->ntensors && i < 6 && used < sizeof(list); i++) {
-    const em_st_tensor_t *t = bd->ck->tensors[i].st;
+    const em_tensor_t *t = &bd->ck->tensors[i];
     used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s' (rank %u %s)", i ? ", " : "", t->name,
                              t->rank, em_dtype_name(t->dtype));
   }

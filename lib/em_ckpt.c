@@ -12,18 +12,6 @@
 #include "em_err.h"
 #include "em_jsonfile.h"
 
-static bool ends_with(const char *s, const char *suffix)
-{
-  size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-static bool is_torch_name(const char *name)
-{
-  return ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth") ||
-         ends_with(name, ".ckpt");
-}
-
 static char *path_join(const char *dir, const char *name)
 {
   size_t n = strlen(dir) + strlen(name) + 2;
@@ -35,11 +23,11 @@ static char *path_join(const char *dir, const char *name)
 
 static int add_file(em_ckpt_t *ck, const char *path, em_err_t *err)
 {
-  em_st_file_t **files = realloc(ck->files, (ck->nfiles + 1) * sizeof(*files));
+  em_file_t **files = realloc(ck->files, (ck->nfiles + 1) * sizeof(*files));
   if (!files)
     return em_err_set(err, -ENOMEM, "%s: out of memory", path);
   ck->files = files;
-  int rc = em_st_open(path, &files[ck->nfiles], err);
+  int rc = em_file_open(&em_format_safetensors, path, &files[ck->nfiles], err);
   if (rc == -ENOENT)
     em_err_set(err, rc, "%s: missing", path);
   if (rc == 0)
@@ -49,7 +37,7 @@ static int add_file(em_ckpt_t *ck, const char *path, em_err_t *err)
 
 static int cmp_tensor(const void *a, const void *b)
 {
-  return strcmp(((const em_tensor_t *)a)->st->name, ((const em_tensor_t *)b)->st->name);
+  return strcmp(((const em_tensor_t *)a)->name, ((const em_tensor_t *)b)->name);
 }
 
 /* Builds the sorted tensor table; a name held by two files is an error. */
@@ -57,18 +45,22 @@ static int build_table(em_ckpt_t *ck, em_err_t *err)
 {
   size_t n = 0;
   for (size_t i = 0; i < ck->nfiles; i++)
-    n += ck->files[i]->ntensors;
+    n += ck->files[i]->format->ntensors(ck->files[i]->impl);
   ck->tensors = calloc(n ? n : 1, sizeof(*ck->tensors));
   if (!ck->tensors)
     return em_err_set(err, -ENOMEM, "%s: out of memory", ck->path);
   for (size_t i = 0; i < ck->nfiles; i++) {
-    for (size_t j = 0; j < ck->files[i]->ntensors; j++)
-      ck->tensors[ck->ntensors++] = (em_tensor_t){&ck->files[i]->tensors[j], ck->files[i]};
+    const em_file_t *f = ck->files[i];
+    for (size_t j = 0, m = f->format->ntensors(f->impl); j < m; j++) {
+      em_tensor_t *t = &ck->tensors[ck->ntensors++];
+      f->format->tensor(f->impl, j, t);
+      t->file = f;
+    }
   }
   qsort(ck->tensors, ck->ntensors, sizeof(*ck->tensors), cmp_tensor);
   for (size_t i = 1; i < ck->ntensors; i++) {
-    if (strcmp(ck->tensors[i - 1].st->name, ck->tensors[i].st->name) == 0)
-      return em_err_set(err, -EINVAL, "%s: tensor '%s' is in both %s and %s", ck->path, ck->tensors[i].st->name,
+    if (strcmp(ck->tensors[i - 1].name, ck->tensors[i].name) == 0)
+      return em_err_set(err, -EINVAL, "%s: tensor '%s' is in both %s and %s", ck->path, ck->tensors[i].name,
                         ck->tensors[i - 1].file->path, ck->tensors[i].file->path);
   }
   return 0;
@@ -79,7 +71,7 @@ const em_tensor_t *em_ckpt_find(const em_ckpt_t *ck, const char *name)
   size_t lo = 0, hi = ck->ntensors;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(ck->tensors[mid].st->name, name);
+    int c = strcmp(ck->tensors[mid].name, name);
     if (c == 0)
       return &ck->tensors[mid];
     if (c < 0)
@@ -181,13 +173,13 @@ static int scan_dir(const char *dir, char **found, bool *is_index, em_err_t *err
     const char *n = e->d_name;
     if (n[0] == '.')
       continue;
-    if (ends_with(n, ".safetensors.index.json")) {
+    if (em_name_ends_with(n, ".safetensors.index.json")) {
       nidx++;
       if (!idx || strcmp(n, "model.safetensors.index.json") == 0) { free(idx); idx = strdup(n); }
-    } else if (ends_with(n, ".safetensors")) {
+    } else if (em_name_ends_with(n, ".safetensors")) {
       nst++;
       if (!st || strcmp(n, "model.safetensors") == 0) { free(st); st = strdup(n); }
-    } else if (is_torch_name(n) && !torch && strcmp(n, "training_args.bin") != 0) {
+    } else if (em_name_is_torch(n) && em_name_is_weight_file(n) && !torch) {
       torch = strdup(n);
     }
   }
@@ -230,12 +222,12 @@ static int open_path(em_ckpt_t *ck, const char *path, em_err_t *err)
     free(found);
     return rc;
   }
-  if (ends_with(path, ".index.json"))
+  if (em_name_ends_with(path, ".index.json"))
     return open_index(ck, path, err);
-  if (is_torch_name(path))
+  if (em_name_is_torch(path))
     return em_err_set(err, EM_EUNSUPPORTED, "%s: torch formats (.bin .pt .pth .ckpt) cannot be read yet; "
                       "save with safetensors", path);
-  if (!ends_with(path, ".safetensors"))
+  if (!em_name_ends_with(path, ".safetensors"))
     return em_err_set(err, -EINVAL, "%s: not a checkpoint (expected a directory, .safetensors or .index.json)", path);
   int rc = add_file(ck, path, err);
   return rc ? rc : build_table(ck, err);
@@ -264,19 +256,10 @@ void em_ckpt_destroy(em_ckpt_t **self_p)
   if (!ck)
     return;
   for (size_t i = 0; i < ck->nfiles; i++)
-    em_st_destroy(&ck->files[i]);
+    em_file_close(&ck->files[i]);
   free(ck->files);
   free(ck->tensors);
   free(ck->path);
   free(ck);
   *self_p = NULL;
-}
-
-int em_tensor_read(const em_tensor_t *t, uint64_t first, size_t nelem, void *buf, em_err_t *err)
-{
-  size_t es = em_dtype_bits(t->st->dtype) / 8;
-  if (first > t->st->numel || nelem > t->st->numel - first)
-    return em_err_set(err, -EINVAL, "%s: tensor '%s': read past its %llu elements", t->file->path, t->st->name,
-                      (unsigned long long)t->st->numel);
-  return em_st_read(t->file, t->st->begin + first * es, nelem * es, buf, err);
 }

@@ -64,12 +64,12 @@ static bool any_bad(em_dtype_t dt, const uint8_t *p, size_t n)
 
 static int scan_tensor(const em_tensor_t *t, uint8_t *buf, const _Atomic int *cancel, em_err_t *err)
 {
-  em_dtype_t dt = t->st->dtype;
+  em_dtype_t dt = t->dtype;
   size_t es = em_dtype_bits(dt) / 8, per = PIECE / es;
-  for (uint64_t first = 0; first < t->st->numel; first += per) {
+  for (uint64_t first = 0; first < t->numel; first += per) {
     if (cancel && *cancel)
       return em_err_set(err, EM_ECANCELED, "%s: finite check cancelled", t->file->path);
-    size_t n = t->st->numel - first < per ? (size_t)(t->st->numel - first) : per;
+    size_t n = t->numel - first < per ? (size_t)(t->numel - first) : per;
     int rc = em_tensor_read(t, first, n, buf, err);
     if (rc)
       return rc;
@@ -79,7 +79,7 @@ static int scan_tensor(const em_tensor_t *t, uint8_t *buf, const _Atomic int *ca
     while (!bad_at(dt, buf, i))
       i++;
     return em_err_set(err, EM_ENONFINITE, "%s: tensor '%s' holds NaN or Inf at element %llu", t->file->path,
-                      t->st->name, (unsigned long long)(first + i));
+                      t->name, (unsigned long long)(first + i));
   }
   return 0;
 }
@@ -91,7 +91,7 @@ int em_ckpt_check_finite(em_ckpt_t *ck, const _Atomic int *cancel, em_err_t *err
     return em_err_set(err, -ENOMEM, "%s: out of memory for the finite check", ck->path);
   int rc = 0;
   for (size_t i = 0; i < ck->ntensors && !rc; i++)
-    if (em_dtype_readable(ck->tensors[i].st->dtype))
+    if (em_dtype_readable(ck->tensors[i].dtype))
       rc = scan_tensor(&ck->tensors[i], buf, cancel, err);
   free(buf);
   return rc;

@@ -35,6 +35,32 @@ bool em_name_step(const char *name, int64_t *step)
   return found;
 }
 
+bool em_name_ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+bool em_name_is_torch(const char *name)
+{
+  return em_name_ends_with(name, ".bin") || em_name_ends_with(name, ".pt") || em_name_ends_with(name, ".pth") ||
+         em_name_ends_with(name, ".ckpt");
+}
+
+bool em_name_is_weight_file(const char *name)
+{
+  if (strcmp(name, "training_args.bin") == 0)
+    return false;
+  return em_name_ends_with(name, ".safetensors") || em_name_ends_with(name, ".safetensors.index.json") ||
+         em_name_is_torch(name);
+}
+
+bool em_name_is_shard(const char *name)
+{
+  const char *of = strstr(name, "-of-");
+  return of && em_name_ends_with(name, ".safetensors") && of > name && of[-1] >= '0' && of[-1] <= '9';
+}
+
 static char *dup_dirname(const char *path)
 {
   const char *slash = strrchr(path, '/');

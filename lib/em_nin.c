@@ -135,7 +135,7 @@ typedef int (*chunk_sink_fn)(void *ctx, const chunk_t *c);
 static int nonfinite(const em_tensor_t *t, uint64_t row, uint32_t col, em_err_t *err)
 {
   return em_err_set(err, EM_ENONFINITE, "%s: tensor '%s' holds NaN or Inf at [%llu, %u]", t->file->path,
-                    t->st->name, (unsigned long long)row, col);
+                    t->name, (unsigned long long)row, col);
 }
 
 /* Distance bin of column col of a row: 0 not kept, 1..thr, thr + 1 for NaN/Inf. Every
@@ -148,7 +148,7 @@ static inline int chunk_bin(const chunk_t *c, int thr, const uint8_t *row, uint3
     return c->tab[e[0] | e[1] << 8];
   if (c->tab)
     return c->tab[e[0]];
-  int b = em_bin_of(em_dtype_to_double(c->t->st->dtype, e), thr);
+  int b = em_bin_of(em_dtype_to_double(c->t->dtype, e), thr);
   return b < 0 ? thr + 1 : b;
 }
 
@@ -169,20 +169,20 @@ static int find_nonfinite(const chunk_t *c, int thr, const uint32_t *cols, uint3
 static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t nrows, const uint32_t *cols,
                      uint32_t nc, chunk_sink_fn sink, void *ctx, em_err_t *err)
 {
-  if (!em_dtype_readable(t->st->dtype))
+  if (!em_dtype_readable(t->dtype))
     return em_err_set(err, EM_EUNSUPPORTED, "%s: tensor '%s' has dtype %s, which the analysis cannot read",
-                      t->file->path, t->st->name, em_dtype_name(t->st->dtype));
+                      t->file->path, t->name, em_dtype_name(t->dtype));
   int rc = 0;
-  chunk_t c = {.t = t, .tab = bin_table(n, t->st->dtype, &rc), .data = n->buf};
+  chunk_t c = {.t = t, .tab = bin_table(n, t->dtype, &rc), .data = n->buf};
   if (rc)
     return em_err_set(err, -ENOMEM, "out of memory");
-  c.mag = c.tab ? mag_table(n, t->st->dtype, c.tab) : NULL;
-  uint64_t width = t->st->shape[1];
-  size_t es = em_dtype_bits(t->st->dtype) / 8;
+  c.mag = c.tab ? mag_table(n, t->dtype, c.tab) : NULL;
+  uint64_t width = t->shape[1];
+  size_t es = em_dtype_bits(t->dtype) / 8;
   uint64_t span = (uint64_t)cols[nc - 1] - cols[0] + 1;
   if (span * es > READ_BUF)
     return em_err_set(err, EM_EUNSUPPORTED, "%s: tensor '%s': rows of %llu bytes exceed the %u-byte read buffer",
-                      t->file->path, t->st->name, (unsigned long long)(span * es), READ_BUF);
+                      t->file->path, t->name, (unsigned long long)(span * es), READ_BUF);
   bool whole = span == width;
   uint64_t per_read = 1;
   if (whole) {

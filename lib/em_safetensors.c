@@ -438,3 +438,35 @@ int em_st_read(const em_st_file_t *f, uint64_t off, size_t len, void *buf, em_er
     return em_err_set(err, rc, "%s: read at byte %llu: %s", f->path, (ull)abs, strerror(-rc));
   return 0;
 }
+
+/* ---------------------------------------------------------------- as an em_format_t */
+
+static int fmt_open(const char *path, void **impl, em_err_t *err)
+{
+  em_st_file_t *f = NULL;
+  int rc = em_st_open(path, &f, err);
+  *impl = f;
+  return rc;
+}
+
+static size_t fmt_ntensors(const void *impl) { return ((const em_st_file_t *)impl)->ntensors; }
+
+static void fmt_tensor(const void *impl, size_t i, em_tensor_t *out)
+{
+  const em_st_tensor_t *t = &((const em_st_file_t *)impl)->tensors[i];
+  *out = (em_tensor_t){.name = t->name, .dtype = t->dtype, .rank = t->rank, .shape = t->shape, .numel = t->numel,
+                       .begin = t->begin};
+}
+
+static int fmt_read(const void *impl, uint64_t off, size_t len, void *buf, em_err_t *err)
+{
+  return em_st_read(impl, off, len, buf, err);
+}
+
+static void fmt_close(void *impl)
+{
+  em_st_file_t *f = impl;
+  em_st_destroy(&f);
+}
+
+const em_format_t em_format_safetensors = {"safetensors", fmt_open, fmt_ntensors, fmt_tensor, fmt_read, fmt_close};

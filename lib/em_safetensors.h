@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "em_dtype.h"
+#include "em_reader.h"
 #include "emerge.h"
 
 #define EM_ST_MAX_HEADER 100000000ULL  /* bytes, as the reference (decimal, not MiB) */

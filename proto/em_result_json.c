@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "em_result_json.h"
 
+#include "em_wire.h"
+
 static cJSON *number_array(const double *v, size_t n)
 {
   cJSON *a = cJSON_CreateArray();
@@ -11,15 +13,6 @@ static cJSON *number_array(const double *v, size_t n)
     }
   }
   return a;
-}
-
-/* Adds key: number, or null when has is false. */
-static void add_opt(cJSON *o, const char *key, bool has, double v)
-{
-  if (has)
-    cJSON_AddNumberToObject(o, key, v);
-  else
-    cJSON_AddNullToObject(o, key);
 }
 
 cJSON *em_params_to_json(const em_params_t *p)
@@ -76,13 +69,13 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   if (!o)
     return NULL;
   cJSON_AddStringToObject(o, "run", m->run ? m->run : "");
-  add_opt(o, "step", m->has_step, (double)m->step);
+  em_json_add_opt(o, "step", m->has_step, (double)m->step);
   cJSON_AddStringToObject(o, "path", m->path ? m->path : "");
   cJSON_AddStringToObject(o, "arch", em_arch_name(r->arch));
   cJSON_AddNumberToObject(o, "alpha0", r->alpha0);
   cJSON_AddNumberToObject(o, "width", r->width);
-  add_opt(o, "emergence", m->has_emergence, m->emergence);
-  add_opt(o, "baseline_step", m->has_baseline_step, (double)m->baseline_step);
+  em_json_add_opt(o, "emergence", m->has_emergence, m->emergence);
+  em_json_add_opt(o, "baseline_step", m->has_baseline_step, (double)m->baseline_step);
   cJSON_AddItemToObject(o, "q", number_array(r->q, r->nq));
   cJSON_AddItemToObject(o, "tau", number_array(r->tau, r->nq));
   cJSON_AddItemToObject(o, "alpha", number_array(r->alpha, r->nq - 1));
@@ -92,6 +85,11 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   cJSON_AddNumberToObject(o, "elapsed_ms", r->elapsed_ms);
   cJSON_AddItemToObject(o, "params", em_params_to_json(&r->params));
   cJSON_AddItemToObject(o, "trainer", trainer_json(m->trainer));
+  if (m->from_daemon) {
+    cJSON_AddNumberToObject(o, "seq", (double)m->seq);
+    cJSON_AddStringToObject(o, "kind", "result");
+    cJSON_AddNumberToObject(o, "ts", m->ts);
+  }
   /* Any failed allocation above leaves a key out; check the last ones exist. */
   if (!cJSON_GetObjectItemCaseSensitive(o, "trainer") || !cJSON_GetObjectItemCaseSensitive(o, "params") ||
       !cJSON_GetObjectItemCaseSensitive(o, "samples") || !cJSON_GetObjectItemCaseSensitive(o, "f")) {

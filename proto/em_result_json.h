@@ -20,6 +20,9 @@ typedef struct em_result_meta {
   bool has_baseline_step;
   int64_t baseline_step;
   const em_trainer_t *trainer;   /* NULL or no metrics: "trainer": null */
+  bool from_daemon;              /* adds seq, kind "result", ts */
+  int64_t seq;
+  double ts;
 } em_result_meta_t;
 
 /* Caller owns the returned object (cJSON_Delete); NULL when out of memory. */

@@ -67,6 +67,9 @@ bool em_on_alert_equal(const em_on_alert_t *a, const em_on_alert_t *b);
 
 const char *em_monitor_name(em_monitor_t m);
 const char *em_condition_name(em_condition_t c);
+/* -1 when the name is unknown. */
+int em_monitor_parse(const char *name, em_monitor_t *out);
+int em_condition_parse(const char *name, em_condition_t *out);
 
 /* One analysed (or non-finite) checkpoint of a run, in step order. */
 typedef struct em_point {
@@ -75,6 +78,7 @@ typedef struct em_point {
   bool nonfinite;           /* recorded nonfinite: no values */
   const char *path;
   const char *error;        /* nonfinite: what the check found */
+  size_t order;             /* position in the history it came from: ties keep it */
 } em_point_t;
 
 typedef struct em_firing {

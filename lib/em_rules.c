@@ -25,6 +25,30 @@ static const char *const conditions[] = {[EM_COND_PLATEAU] = "plateau", [EM_COND
 const char *em_monitor_name(em_monitor_t m) { return monitors[m]; }
 const char *em_condition_name(em_condition_t c) { return conditions[c]; }
 
+static int find_name(const char *const *names, int n, const char *name)
+{
+  for (int i = 0; name && i < n; i++)
+    if (strcmp(names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+int em_monitor_parse(const char *name, em_monitor_t *out)
+{
+  int i = find_name(monitors, (int)(sizeof(monitors) / sizeof(*monitors)), name);
+  if (i >= 0)
+    *out = (em_monitor_t)i;
+  return i >= 0 ? 0 : -1;
+}
+
+int em_condition_parse(const char *name, em_condition_t *out)
+{
+  int i = find_name(conditions, (int)(sizeof(conditions) / sizeof(*conditions)), name);
+  if (i >= 0)
+    *out = (em_condition_t)i;
+  return i >= 0 ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------- parsing */
 
 static int bad(char *err, size_t errlen, const char *who, const char *fmt, ...)

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+#include "em_walker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "em_fifo.h"
+#include "em_log.h"
+#include "em_watch.h"
+#include "emerge.h"
+
+#define MAX_DEPTH 8           /* run directories nest at most this deep below the root */
+
+typedef struct request {
+  em_fifo_item_t link;        /* first: the walker's queue */
+  em_walk_t why;
+  char *path;                 /* CONSIDER: the directory; CHANGED, QUIET: the checkpoint */
+  char *name;                 /* CONSIDER: the entry */
+  bool is_dir, renamed;
+  size_t n, cap;
+  em_found_t *found;
+} request_t;
+
+struct em_walker {
+  em_fifo_t fifo;
+  uv_thread_t thread;
+  bool started;
+  char *root;
+  em_watch_t *watch;
+  uv_timer_t rescan;
+  em_walker_cb_t cb;
+  void *ctx;
+};
+
+/* ---------------------------------------------------------------- walker thread */
+
+static void add_found(request_t *r, const char *path, bool is_dir, bool renamed)
+{
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? 2 * r->cap : 16;
+    em_found_t *grown = realloc(r->found, cap * sizeof(*grown));
+    if (!grown)
+      return;
+    r->found = grown;
+    r->cap = cap;
+  }
+  em_found_t *f = &r->found[r->n];
+  *f = (em_found_t){.is_dir = is_dir, .renamed = renamed, .path = strdup(path)};
+  if (!f->path)
+    return;
+  f->gone = em_scan_fingerprint(path, is_dir, &f->fp) != 0;
+  r->n++;
+}
+
+static void watch_dir(em_walker_t *w, const char *dir)
+{
+  int rc = w->watch ? em_watch_add(w->watch, dir) : 0;
+  if (rc)
+    EM_WARN("watch: cannot watch %s: %s (rescans still find its checkpoints)", dir, strerror(-rc));
+}
+
+static void walk_dir(em_walker_t *w, request_t *r, const char *dir, int depth);
+
+static void consider(em_walker_t *w, request_t *r, const char *dir, const char *name, int depth, bool renamed)
+{
+  char path[PATH_MAX];
+  struct stat st;
+  if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) || stat(path, &st) != 0)
+    return;
+  switch (em_scan_classify(name, S_ISDIR(st.st_mode))) {
+  case EM_ENTRY_RUN_DIR:
+    if (depth < MAX_DEPTH)
+      walk_dir(w, r, path, depth + 1);
+    break;
+  case EM_ENTRY_CKPT_DIR:
+    watch_dir(w, path);
+    add_found(r, path, true, renamed);
+    break;
+  case EM_ENTRY_CKPT_FILE:
+    if (S_ISREG(st.st_mode))
+      add_found(r, path, false, renamed);
+    break;
+  case EM_ENTRY_IGNORE:
+    break;
+  }
+}
+
+static void walk_dir(em_walker_t *w, request_t *r, const char *dir, int depth)
+{
+  watch_dir(w, dir); /* before reading it: what appears after the read raises an event */
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *ent;
+  while ((ent = readdir(d)) != NULL)
+    if (ent->d_name[0] != '.')
+      consider(w, r, dir, ent->d_name, depth, false);
+  closedir(d);
+}
+
+static int depth_of(const em_walker_t *w, const char *dir)
+{
+  int depth = 0;
+  for (const char *p = dir + strlen(w->root); *p; p++)
+    depth += *p == '/';
+  return depth;
+}
+
+/* A checkpoint looked at again; a directory without a step in its name takes the
+ * global_step of its trainer_state.json. */
+static void look(request_t *r)
+{
+  add_found(r, r->path, r->is_dir, false);
+  if (r->why != EM_WALK_QUIET || !r->n || !r->is_dir)
+    return;
+  em_found_t *f = &r->found[r->n - 1];
+  const char *base = strrchr(r->path, '/');
+  if (em_name_step(base ? base + 1 : r->path, &f->step))
+    return;
+  em_trainer_t t;
+  if (em_trainer_read(r->path, -1, &t, NULL) == 0 && t.has_global_step) {
+    f->has_step = true;
+    f->step = t.global_step;
+  }
+  em_trainer_free(&t);
+}
+
+static void serve(em_walker_t *w, request_t *r)
+{
+  switch (r->why) {
+  case EM_WALK_SCAN: walk_dir(w, r, w->root, 0); break;
+  case EM_WALK_CONSIDER: consider(w, r, r->path, r->name, depth_of(w, r->path), r->renamed); break;
+  case EM_WALK_CHANGED:
+  case EM_WALK_QUIET: look(r); break;
+  }
+}
+
+static void thread_main(void *arg)
+{
+  em_walker_t *w = arg;
+  pthread_setname_np(pthread_self(), "em-walker");
+  em_fifo_item_t *item;
+  while ((item = em_fifo_pop(&w->fifo, /* finish_queue = */ false)) != NULL) {
+    serve(w, (request_t *)item);
+    em_fifo_finish(&w->fifo, item);
+  }
+}
+
+/* ---------------------------------------------------------------- loop thread */
+
+static void request_free(request_t *r)
+{
+  for (size_t i = 0; i < r->n; i++)
+    free(r->found[i].path);
+  free(r->found);
+  free(r->path);
+  free(r->name);
+  free(r);
+}
+
+static void served(void *ctx, em_fifo_item_t *item)
+{
+  em_walker_t *w = ctx;
+  request_t *r = (request_t *)item;
+  if (w->cb.found) /* NULL once stopping */
+    w->cb.found(w->ctx, r->why, r->found, r->n);
+  request_free(r);
+}
+
+static void submit(em_walker_t *w, em_walk_t why, const char *path, const char *name, bool is_dir, bool renamed)
+{
+  request_t *r = calloc(1, sizeof(*r));
+  if (!r || (path && !(r->path = strdup(path))) || (name && !(r->name = strdup(name)))) {
+    EM_ERR("walker: out of memory");
+    if (r)
+      request_free(r);
+    return;
+  }
+  r->why = why;
+  r->is_dir = is_dir;
+  r->renamed = renamed;
+  em_fifo_push(&w->fifo, &r->link);
+}
+
+void em_walker_scan(em_walker_t *w) { submit(w, EM_WALK_SCAN, NULL, NULL, true, false); }
+
+void em_walker_consider(em_walker_t *w, const char *dir, const char *name, bool renamed)
+{
+  submit(w, EM_WALK_CONSIDER, dir, name, true, renamed);
+}
+
+void em_walker_look(em_walker_t *w, em_walk_t why, const char *path, bool is_dir)
+{
+  submit(w, why, path, NULL, is_dir, false);
+}
+
+bool em_walker_polling(const em_walker_t *w) { return w->watch == NULL; }
+
+static void on_rescan(uv_timer_t *t) { em_walker_scan(t->data); }
+
+static void on_event(void *ctx, const char *dir, const char *name, uint32_t mask)
+{
+  em_walker_t *w = ctx;
+  if (!dir)
+    em_walker_scan(w);
+  w->cb.event(w->ctx, dir, name, mask);
+}
+
+int em_walker_start(em_walker_t **out, uv_loop_t *loop, const char *root, bool polling, double period,
+                    const em_walker_cb_t *cb, void *ctx)
+{
+  em_walker_t *w = calloc(1, sizeof(*w));
+  if (!w || !(w->root = strdup(root))) {
+    free(w);
+    return -ENOMEM;
+  }
+  w->cb = *cb;
+  w->ctx = ctx;
+  em_fifo_init(&w->fifo, loop, served, w);
+  int rc = polling ? 0 : em_watch_start(&w->watch, loop, on_event, w);
+  if (rc)
+    EM_WARN("watch: inotify unavailable (%s); polling every %g s instead", strerror(-rc), period);
+  uv_timer_init(loop, &w->rescan);
+  w->rescan.data = w;
+  uint64_t ms = (uint64_t)(period * 1000);
+  uv_timer_start(&w->rescan, on_rescan, ms, ms);
+  w->started = uv_thread_create(&w->thread, thread_main, w) == 0;
+  *out = w;
+  return w->started ? 0 : -EAGAIN;
+}
+
+static void free_walker(uv_handle_t *h)
+{
+  em_walker_t *w = h->data;
+  em_fifo_destroy(&w->fifo);
+  free(w->root);
+  free(w);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+  em_walker_t *w = h->data;
+  w->fifo.async.data = w;
+  em_fifo_close(&w->fifo, free_walker);
+}
+
+void em_walker_stop(em_walker_t **self_p)
+{
+  em_walker_t *w = *self_p;
+  if (!w)
+    return;
+  *self_p = NULL;
+  em_fifo_stop(&w->fifo);
+  if (w->started)
+    uv_thread_join(&w->thread);
+  w->cb.found = NULL;
+  for (em_fifo_item_t *i = em_fifo_after_join(&w->fifo), *next; i; i = next) {
+    next = i->next;
+    request_free((request_t *)i);
+  }
+  em_watch_stop(&w->watch);
+  uv_close((uv_handle_t *)&w->rescan, timer_closed);
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+#include "em_history.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int em_history_add(em_history_t *h, const em_hist_entry_t *e)
+{
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? 2 * h->cap : 64;
+    em_hist_entry_t *grown = realloc(h->v, cap * sizeof(*grown));
+    if (!grown)
+      return -1;
+    h->v = grown;
+    h->cap = cap;
+  }
+  em_hist_entry_t *d = &h->v[h->n];
+  *d = *e;
+  d->path = e->path ? strdup(e->path) : NULL;
+  d->error = e->error ? strdup(e->error) : NULL;
+  if ((e->path && !d->path) || (e->error && !d->error)) {
+    free(d->path);
+    free(d->error);
+    return -1;
+  }
+  h->n++;
+  return 0;
+}
+
+void em_history_free(em_history_t *h)
+{
+  for (size_t i = 0; i < h->n; i++) {
+    free(h->v[i].path);
+    free(h->v[i].error);
+  }
+  free(h->v);
+  memset(h, 0, sizeof(*h));
+}
+
+static int decode_result(const cJSON *r, em_hist_entry_t *e)
+{
+  *e = (em_hist_entry_t){.state = EM_STATE_DONE, .emergence = em_json_num(r, "emergence"),
+                         .alpha0 = em_json_num(r, "alpha0"), .width = em_json_num(r, "width"),
+                         .path = (char *)em_json_str(r, "path")};
+  return em_json_int(r, "step", &e->step) && em_json_int(r, "seq", &e->seq) ? 0 : -1;
+}
+
+static int decode_checkpoint(const cJSON *c, em_hist_entry_t *e)
+{
+  *e = (em_hist_entry_t){.emergence = NAN, .alpha0 = NAN, .width = NAN, .path = (char *)em_json_str(c, "path"),
+                         .error = (char *)em_json_str(c, "error")};
+  return em_json_int(c, "step", &e->step) && em_state_parse(em_json_str(c, "state"), &e->state) == 0 ? 0 : -1;
+}
+
+int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t errlen)
+{
+  memset(out, 0, sizeof(*out));
+  const cJSON *item;
+  em_hist_entry_t e;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(reply, "results"))
+  {
+    if (decode_result(item, &e) != 0 || em_history_add(out, &e) != 0) {
+      snprintf(err, errlen, "history: a result without an integer step and seq");
+      em_history_free(out);
+      return -1;
+    }
+  }
+  cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"))
+  {
+    if (decode_checkpoint(item, &e) != 0 || em_history_add(out, &e) != 0) {
+      snprintf(err, errlen, "history: a checkpoint without an integer step and a state");
+      em_history_free(out);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int cmp_point(const void *a, const void *b)
+{
+  const em_point_t *x = a, *y = b;
+  if (x->step != y->step)
+    return (x->step > y->step) - (x->step < y->step);
+  return (x->order > y->order) - (x->order < y->order); /* stable: qsort is not */
+}
+
+em_point_t *em_history_points(const em_history_t *h, size_t *n)
+{
+  *n = 0;
+  em_point_t *pts = calloc(h->n ? h->n : 1, sizeof(*pts));
+  if (!pts)
+    return NULL;
+  for (size_t i = 0; i < h->n; i++) {
+    const em_hist_entry_t *e = &h->v[i];
+    if (e->state != EM_STATE_DONE && e->state != EM_STATE_NONFINITE)
+      continue;
+    em_point_t *p = &pts[(*n)++];
+    *p = (em_point_t){.step = e->step, .seq = e->seq, .path = e->path, .order = i,
+                      .value = {e->emergence, e->alpha0, e->width}};
+    if (e->state == EM_STATE_NONFINITE) {
+      p->seq = INT64_MAX;
+      p->nonfinite = true;
+      p->error = e->error;
+      p->value[0] = p->value[1] = p->value[2] = NAN;
+    }
+  }
+  qsort(pts, *n, sizeof(*pts), cmp_point);
+  return pts;
+}
+
+cJSON *em_checkpoint_to_json(int64_t step, const char *path, em_state_t state, const char *error)
+{
+  cJSON *c = cJSON_CreateObject();
+  if (!c)
+    return NULL;
+  cJSON_AddNumberToObject(c, "step", (double)step);
+  cJSON_AddStringToObject(c, "path", path ? path : "");
+  cJSON_AddStringToObject(c, "state", em_state_name(state));
+  if (error)
+    cJSON_AddStringToObject(c, "error", error);
+  else
+    cJSON_AddNullToObject(c, "error");
+  return c;
+}

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+#include "em_db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+static const char *const schema_v1 =
+  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+  "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, dir TEXT NOT NULL,"
+  "  next_arrival INTEGER NOT NULL DEFAULT 0);"
+  "CREATE TABLE IF NOT EXISTS checkpoints(id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
+  "  path TEXT NOT NULL, step INTEGER NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL, error TEXT,"
+  "  updated REAL NOT NULL, UNIQUE(run_id, path));"
+  "CREATE TABLE IF NOT EXISTS results(id INTEGER PRIMARY KEY, checkpoint_id INTEGER NOT NULL"
+  "  REFERENCES checkpoints(id), version TEXT NOT NULL, seq INTEGER UNIQUE NOT NULL, alpha0 REAL NOT NULL,"
+  "  width REAL NOT NULL, emergence REAL, json TEXT NOT NULL, ts REAL NOT NULL, UNIQUE(checkpoint_id, version));"
+  "CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY, seq INTEGER UNIQUE NOT NULL, run_id INTEGER NOT NULL,"
+  "  rule TEXT NOT NULL, step INTEGER, json TEXT NOT NULL, ts REAL NOT NULL);"
+  "CREATE INDEX IF NOT EXISTS results_seq ON results(seq);"
+  "INSERT OR IGNORE INTO meta(key, value) VALUES('last_seq', 0);";
+
+/* v2: early-stop rules. An alert knows its condition and whether its deliveries (stop
+ * file, exec) finished; a rule remembers from which seq it judges. */
+static const char *const schema_v2 =
+  "ALTER TABLE alerts ADD COLUMN condition TEXT;"
+  "ALTER TABLE alerts ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;"
+  "UPDATE alerts SET delivered = 1;" /* rows from before deliveries existed are not redone */
+  "CREATE INDEX IF NOT EXISTS alerts_rule ON alerts(run_id, rule, condition);"
+  "CREATE TABLE IF NOT EXISTS rules(name TEXT PRIMARY KEY, spec TEXT NOT NULL, since_seq INTEGER NOT NULL,"
+  "  keep INTEGER NOT NULL DEFAULT 1);";
+
+static const char *const migrations[] = {NULL, schema_v1, schema_v2}; /* keyed on schema_version */
+
+/* Each migration in its own transaction, with the version it reaches. */
+static int migrate(em_db_t *db, char *err, size_t errlen)
+{
+  int rc = SQLITE_OK;
+  int version = (int)em_sql_int(em_sql_prepare(db, "PRAGMA user_version", NULL), 0, &rc);
+  if (rc == SQLITE_OK && version > EM_SCHEMA_VERSION) {
+    snprintf(err, errlen, "database %s: schema version %d is newer than this emerge (%d)", db->path, version,
+             EM_SCHEMA_VERSION);
+    return SQLITE_ERROR;
+  }
+  for (int v = version + 1; rc == SQLITE_OK && v <= EM_SCHEMA_VERSION; v++) {
+    char bump[160];
+    snprintf(bump, sizeof(bump), "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', %d);"
+             "PRAGMA user_version=%d; COMMIT", v, v);
+    rc = em_sql_exec(db, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK)
+      rc = em_sql_exec(db, migrations[v]);
+    if (rc == SQLITE_OK)
+      rc = em_sql_exec(db, bump);
+    if (rc != SQLITE_OK)
+      em_sql_exec(db, "ROLLBACK");
+  }
+  return rc;
+}
+
+int em_db_open(const char *path, bool write, em_db_t **out, char *err, size_t errlen)
+{
+  *out = NULL;
+  em_db_t *db = calloc(1, sizeof(*db));
+  if (!db || !(db->path = strdup(path))) {
+    free(db);
+    snprintf(err, errlen, "database %s: out of memory", path);
+    return -ENOMEM;
+  }
+  int flags = write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+  int rc = sqlite3_open_v2(path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_busy_timeout(db->h, write ? 5000 : 2000);
+  if (rc == SQLITE_OK && write)
+    rc = em_sql_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  err[0] = 0;
+  if (rc == SQLITE_OK && write)
+    rc = migrate(db, err, errlen);
+  if (rc != SQLITE_OK) {
+    if (!err[0])
+      snprintf(err, errlen, "database %s: %s", path, db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+    em_db_close(&db);
+    return -EIO;
+  }
+  *out = db;
+  return 0;
+}
+
+void em_db_close(em_db_t **self_p)
+{
+  em_db_t *db = *self_p;
+  if (!db)
+    return;
+  em_sql_forget(db);
+  sqlite3_close(db->h);
+  free(db->path);
+  free(db);
+  *self_p = NULL;
+}
+
+void em_db_resolve(const char *file_or_root, char *out, size_t len)
+{
+  struct stat st;
+  if (stat(file_or_root, &st) == 0 && S_ISDIR(st.st_mode))
+    snprintf(out, len, "%s/" EM_DB_DIR "/" EM_DB_FILE, file_or_root);
+  else
+    snprintf(out, len, "%s", file_or_root);
+}
+
+bool em_db_network_fs(const char *path)
+{
+  struct statfs sf;
+  if (statfs(path, &sf) != 0)
+    return false;
+  switch ((unsigned long)sf.f_type) {
+  case 0x6969:     /* NFS */
+  case 0xFF534D42: /* CIFS */
+  case 0xFE534D42: /* SMB2 */
+  case 0x517B:     /* SMB */
+  case 0x65735546: /* FUSE */
+  case 0x0BD00BD0: /* Lustre */
+  case 0x47504653: /* GPFS */
+  case 0x00C36400: /* Ceph */
+  case 0x01021997: /* 9p */
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* mkdir -p dir. */
+static int make_dirs(const char *dir, char *err, size_t errlen)
+{
+  char tmp[4096];
+  snprintf(tmp, sizeof(tmp), "%s", dir);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p == '/') {
+      *p = 0;
+      mkdir(tmp, 0755);
+      *p = '/';
+    }
+  }
+  if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+    int e = errno;
+    snprintf(err, errlen, "database directory %s: %s", tmp, strerror(e));
+    return -e;
+  }
+  return 0;
+}
+
+int em_db_default_path(const char *watch, char *out, size_t len, bool *network, char *err, size_t errlen)
+{
+  char dir[4096];
+  *network = em_db_network_fs(watch);
+  if (*network) { /* WAL is unsafe on network filesystems: keep the database local */
+    const char *state = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    char *real = realpath(watch, NULL);
+    const char *base = real && strrchr(real, '/') ? strrchr(real, '/') + 1 : "root";
+    if (state && *state)
+      snprintf(dir, sizeof(dir), "%s/emerge", state);
+    else
+      snprintf(dir, sizeof(dir), "%s/.local/state/emerge", home ? home : "/tmp");
+    snprintf(out, len, "%s/%s.db", dir, base);
+    free(real);
+  } else {
+    snprintf(dir, sizeof(dir), "%s/" EM_DB_DIR, watch);
+    snprintf(out, len, "%s/" EM_DB_FILE, dir);
+  }
+  return make_dirs(dir, err, errlen);
+}
+
+char *em_db_meta(em_db_t *db, const char *key)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT value FROM meta WHERE key = ?", "t", key);
+  char *v = NULL;
+  if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    v = strdup((const char *)sqlite3_column_text(st, 0));
+  em_sql_done(st);
+  return v;
+}

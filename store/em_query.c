@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+#include "em_query.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cJSON *ok_reply(void)
+{
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddTrueToObject(o, "ok");
+  return o;
+}
+
+static char *finish(cJSON *o)
+{
+  char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  return s ? s : em_api_error("out of memory");
+}
+
+static char *db_error(em_db_t *db)
+{
+  char msg[300];
+  snprintf(msg, sizeof(msg), "database error: %s", sqlite3_errmsg(db->h));
+  return em_api_error(msg);
+}
+
+/* A stored JSON column, spliced as it is. */
+static cJSON *stored(sqlite3_stmt *st, int col)
+{
+  const char *text = (const char *)sqlite3_column_text(st, col);
+  return text ? cJSON_CreateRaw(text) : cJSON_CreateNull();
+}
+
+static void add_column_number(cJSON *o, const char *key, sqlite3_stmt *st, int col)
+{
+  em_json_add_opt(o, key, sqlite3_column_type(st, col) != SQLITE_NULL, sqlite3_column_double(st, col));
+}
+
+static const char sql_runs[] =
+  "SELECT r.name, r.dir, (SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.id), "
+  " (SELECT json_group_object(state, n) FROM (SELECT state, COUNT(*) n FROM checkpoints c "
+  "   WHERE c.run_id = r.id GROUP BY state)), "
+  " (SELECT MAX(c.step) FROM results x JOIN checkpoints c ON c.id = x.checkpoint_id "
+  "   AND c.version = x.version WHERE c.run_id = r.id), "
+  " (SELECT x.emergence FROM results x JOIN checkpoints c ON c.id = x.checkpoint_id "
+  "   AND c.version = x.version WHERE c.run_id = r.id ORDER BY c.step DESC LIMIT 1) "
+  "FROM runs r ORDER BY r.name";
+
+static char *reply_runs(em_db_t *db)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, sql_runs, NULL);
+  if (!st)
+    return db_error(db);
+  cJSON *o = ok_reply(), *runs = cJSON_AddArrayToObject(o, "runs");
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "run", (const char *)sqlite3_column_text(st, 0));
+    cJSON_AddStringToObject(r, "dir", (const char *)sqlite3_column_text(st, 1));
+    cJSON_AddNumberToObject(r, "checkpoints", sqlite3_column_double(st, 2));
+    cJSON_AddItemToObject(r, "states", stored(st, 3));
+    add_column_number(r, "last_step", st, 4);
+    add_column_number(r, "last_emergence", st, 5);
+    cJSON_AddItemToArray(runs, r);
+  }
+  em_sql_done(st);
+  return finish(o);
+}
+
+static char *unknown_run(const char *run)
+{
+  char msg[EM_API_MAX_RUN + 32];
+  snprintf(msg, sizeof(msg), "unknown run '%s'", run);
+  return em_api_error(msg);
+}
+
+static bool run_exists(em_db_t *db, const char *run)
+{
+  int rc = SQLITE_OK;
+  return em_sql_int(em_sql_prepare(db, "SELECT 1 FROM runs WHERE name = ?", "t", run), 0, &rc) == 1;
+}
+
+static const char sql_history[] =
+  "SELECT c.step, c.path, c.state, c.error, x.json FROM checkpoints c "
+  "JOIN runs r ON r.id = c.run_id LEFT JOIN results x ON x.checkpoint_id = c.id "
+  "AND x.version = c.version WHERE r.name = ? ORDER BY c.step, c.id";
+
+static char *reply_history(em_db_t *db, const char *run)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, sql_history, "t", run);
+  if (!st)
+    return db_error(db);
+  cJSON *o = ok_reply();
+  cJSON_AddStringToObject(o, "run", run);
+  cJSON *results = cJSON_AddArrayToObject(o, "results"), *others = cJSON_AddArrayToObject(o, "checkpoints");
+  int rows = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    rows++;
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+      cJSON_AddItemToArray(results, stored(st, 4));
+      continue;
+    }
+    em_state_t state = EM_STATE_FAILED; /* queued, failed, vanished, nonfinite, unsupported */
+    em_state_parse((const char *)sqlite3_column_text(st, 2), &state);
+    cJSON_AddItemToArray(others, em_checkpoint_to_json(sqlite3_column_int64(st, 0),
+                                                       (const char *)sqlite3_column_text(st, 1), state,
+                                                       (const char *)sqlite3_column_text(st, 3)));
+  }
+  em_sql_done(st);
+  if (rows == 0) {
+    cJSON_Delete(o);
+    return unknown_run(run);
+  }
+  return finish(o);
+}
+
+static const char sql_since[] =
+  "SELECT seq, topic, json FROM ("
+  " SELECT x.seq, 'result/' || r.name || '/' AS topic, x.json FROM results x "
+  "  JOIN checkpoints c ON c.id = x.checkpoint_id JOIN runs r ON r.id = c.run_id "
+  "  WHERE x.seq > ?1 "
+  " UNION ALL SELECT a.seq, 'alert/' || r.name || '/', a.json FROM alerts a "
+  "  JOIN runs r ON r.id = a.run_id WHERE a.seq > ?1) ORDER BY seq LIMIT ?2";
+
+static char *reply_since(em_db_t *db, int64_t seq)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, sql_since, "ii", seq, (int64_t)EM_SINCE_PAGE + 1);
+  if (!st)
+    return db_error(db);
+  cJSON *o = ok_reply(), *msgs = cJSON_AddArrayToObject(o, "messages");
+  int n = 0;
+  bool more = false;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    if (++n > EM_SINCE_PAGE) {
+      more = true;
+      break;
+    }
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "topic", (const char *)sqlite3_column_text(st, 1));
+    cJSON_AddItemToObject(m, "payload", stored(st, 2));
+    cJSON_AddItemToArray(msgs, m);
+  }
+  em_sql_done(st);
+  cJSON_AddBoolToObject(o, "more", more);
+  return finish(o);
+}
+
+static const char sql_alerts[] =
+  "SELECT a.json FROM alerts a JOIN runs r ON r.id = a.run_id WHERE ?1 IS NULL OR r.name = ?1 ORDER BY a.seq";
+
+static char *reply_alerts(em_db_t *db, const em_api_request_t *req)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, sql_alerts, "t", req->has_run ? req->run : NULL);
+  if (!st)
+    return db_error(db);
+  cJSON *o = ok_reply(), *alerts = cJSON_AddArrayToObject(o, "alerts");
+  while (sqlite3_step(st) == SQLITE_ROW)
+    cJSON_AddItemToArray(alerts, stored(st, 0));
+  em_sql_done(st);
+  if (req->has_run && cJSON_GetArraySize(alerts) == 0 && !run_exists(db, req->run)) {
+    cJSON_Delete(o);
+    return unknown_run(req->run);
+  }
+  return finish(o);
+}
+
+static char *reply_status(const em_status_t *status)
+{
+  cJSON *o = ok_reply();
+  cJSON_AddItemToObject(o, "status", em_status_to_json(status));
+  return finish(o);
+}
+
+char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t *status)
+{
+  switch (req->cmd) {
+  case EM_API_STATUS: return reply_status(status);
+  case EM_API_RUNS: return reply_runs(db);
+  case EM_API_HISTORY: return reply_history(db, req->run);
+  case EM_API_SINCE: return reply_since(db, req->seq);
+  case EM_API_ALERTS: return reply_alerts(db, req);
+  }
+  return em_api_error("unknown cmd");
+}
+
+static const char sql_judged[] =
+  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width FROM results r "
+  "JOIN checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version "
+  "WHERE c.run_id = ? ORDER BY c.step, c.id";
+
+static double column_or_nan(sqlite3_stmt *st, int col)
+{
+  return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
+}
+
+int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
+{
+  memset(out, 0, sizeof(*out));
+  sqlite3_stmt *st = em_sql_prepare(db, sql_judged, "i", rid);
+  if (!st)
+    return SQLITE_ERROR;
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    em_hist_entry_t e = {.step = sqlite3_column_int64(st, 0), .state = EM_STATE_DONE,
+                         .seq = sqlite3_column_int64(st, 1), .emergence = column_or_nan(st, 2),
+                         .alpha0 = column_or_nan(st, 3), .width = column_or_nan(st, 4)};
+    if (em_history_add(out, &e) != 0)
+      rc = SQLITE_NOMEM;
+  }
+  em_sql_done(st);
+  return rc;
+}
