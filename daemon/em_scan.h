@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* What the watcher sees in a directory (DESIGN.md "Checkpoints, runs, steps"): which
+/* What the watcher sees in a directory (docs/DESIGN.md "Checkpoints, runs, steps"): which
  * entries are checkpoints, which are run directories to descend into, and the
  * fingerprints that tell a new version and a file still being written. No libuv. */
 #ifndef EM_SCAN_H

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* libemerge: open a training checkpoint, compute its multifractal spectrum with
  * Neuron-based Multifractal Analysis (NeuroMFA, Xiao et al., ICLR 2025) and its degree
- * of emergence against a baseline. The method is spec/neuromfa.md of the design notes.
+ * of emergence against a baseline. The method is docs/METHOD.md.
  *
  * Conventions: functions return 0 or a negative errno-style code and, when given an
  * em_err_t, fill it with a message that names the file and the reason. Nothing here

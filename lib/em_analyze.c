@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* One checkpoint's analysis: S sampled networks (or the full one), their spectra, and
- * the sample means the degree of emergence is computed from (spec/neuromfa.md §7-§9). */
+ * the sample means the degree of emergence is computed from (docs/METHOD.md, steps 2 and 9-10). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

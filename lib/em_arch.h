@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Architecture mapping: which weight matrices form the neuron interaction network, in
- * forward order, and which neuron groups are sampled (spec/neuromfa.md §3, §13). */
+ * forward order, and which neuron groups are sampled (docs/METHOD.md step 1, docs/ARCHITECTURES.md). */
 #ifndef EM_ARCH_H
 #define EM_ARCH_H
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The multifractal core (spec/neuromfa.md §5-§6): node masses, partition function,
+/* The multifractal core (docs/METHOD.md, steps 4-8): node masses, partition function,
  * tau(q) by least squares, and the spectrum alpha, f(alpha), alpha0, width. */
 #ifndef EM_SPECTRUM_H
 #define EM_SPECTRUM_H

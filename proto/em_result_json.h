@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The result object of DESIGN.md as JSON: one encoder for `analyze --json`, the daemon's
+/* The result object (proto/PROTOCOL.md) as JSON: one encoder for `analyze --json`, the daemon's
  * PUB payloads, API replies and export. */
 #ifndef EM_RESULT_JSON_H
 #define EM_RESULT_JSON_H

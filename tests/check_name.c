@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Steps from checkpoint names (DESIGN.md "Checkpoints, runs, steps"), natural name
+/* Steps from checkpoint names (docs/DESIGN.md "Checkpoints, runs, steps"), natural name
  * order, where a PATH puts its checkpoint, and trainer_state.json metrics. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The test vectors of spec/neuromfa.md §12.1 (the authors' numpy/scipy code) to 1e-9,
+/* The test vectors of the authors' pipeline (docs/METHOD.md "Test vectors") (the authors' numpy/scipy code) to 1e-9,
  * and the degenerate cases that must be errors rather than NaN. */
 #include <math.h>
 #include <stdlib.h>

@@ -13,5 +13,7 @@ Suite *name_suite(void);
 Suite *params_suite(void);
 Suite *analyze_suite(void);
 Suite *rules_suite(void);
+Suite *tracker_suite(void);
+Suite *history_suite(void);
 
 #endif

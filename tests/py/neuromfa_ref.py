@@ -1,4 +1,4 @@
-"""An independent port of the authors' NeuroMFA pipeline (spec/neuromfa.md §3-§8), kept
+"""An independent port of the authors' NeuroMFA pipeline (docs/METHOD.md), kept
 deliberately close to their Python: explicit edge lists (virtual attention block
 included), grouping by source id, Counter histograms, numpy pow, linregress via np.cov.
 Used to check the C library number for number. GPT-NeoX names only."""
