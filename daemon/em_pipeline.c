@@ -275,9 +275,11 @@ static void sweep(void *ctx, em_tracked_t *e)
 static void looked_again(em_pipeline_t *s, const em_found_t *f)
 {
   em_tracked_t *e = em_tracker_find(s->tracker, f->path);
-  if (!e || e->st != EM_T_PENDING || !e->checking)
+  if (!e || !e->checking)
     return;
-  e->checking = false;
+  e->checking = false; /* whatever happened meanwhile: it can be due again */
+  if (e->st != EM_T_PENDING)
+    return;
   if (f->gone) {
     EM_INFO("watch: %s is gone before it was complete", e->path);
     em_tracker_drop(s->tracker, e);

@@ -237,8 +237,8 @@ static int serve(server_t *s)
 {
   char err[768] = "";
   bool network = false;
-  if (!s->root || em_pipeline_init(&s->pipe, &s->loop, s->cfg, s->root) != 0 ||
-      db_path(s, &network, err, sizeof(err)) != 0) {
+  if (!s->root || db_path(s, &network, err, sizeof(err)) != 0 ||
+      em_pipeline_init(&s->pipe, &s->loop, s->cfg, s->root) != 0) {
     EM_ERR("emerged: %s", err[0] ? err : "cannot resolve the watch root");
     return EM_EXIT_FAIL;
   }
