@@ -61,21 +61,57 @@ static int recv_message(void *sock, zmq_msg_t *frames, int *nframes)
   return n;
 }
 
+/* A request's envelope (identity frames and the empty delimiter), kept to route its
+ * reply by, now or later. */
+struct em_bus_req {
+  int n;
+  zmq_msg_t env[MAX_FRAMES];
+};
+
+void em_bus_req_free(em_bus_req_t *req)
+{
+  if (!req)
+    return;
+  for (int i = 0; i < req->n; i++)
+    zmq_msg_close(&req->env[i]);
+  free(req);
+}
+
+void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
+{
+  if (bus && reply && req->n == 0) /* no envelope to route a reply by */
+    EM_DEBUG("bus: dropped a request with no identity frame");
+  if (bus && reply && req->n > 0) {
+    for (int i = 0; i < req->n; i++)
+      zmq_send(bus->api, zmq_msg_data(&req->env[i]), zmq_msg_size(&req->env[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(bus->api, reply, strlen(reply), ZMQ_DONTWAIT);
+  }
+  free(reply);
+  em_bus_req_free(req);
+}
+
+static em_bus_req_t *envelope(zmq_msg_t *frames, int n)
+{
+  em_bus_req_t *req = calloc(1, sizeof(*req));
+  for (int i = 0; req && i < n - 1; i++) {
+    zmq_msg_init(&req->env[i]);
+    zmq_msg_copy(&req->env[i], &frames[i]);
+    req->n++;
+  }
+  return req;
+}
+
 static void answer(em_bus_t *bus, zmq_msg_t *frames, int n, int total)
 {
   /* frames[0..n-2] are the envelope (identity, empty delimiter), frames[n-1] the body. */
+  em_bus_req_t *req = n >= 1 ? envelope(frames, n) : NULL;
+  if (!req)
+    return;
   char *reply = total > MAX_FRAMES || n < 2
                     ? em_api_error("malformed request: too many frames")
-                    : bus->fn(bus->ctx, zmq_msg_data(&frames[n - 1]), zmq_msg_size(&frames[n - 1]));
-  if (n >= 1 && reply) {
-    for (int i = 0; i < n - 1; i++)
-      zmq_send(bus->api, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (n == 1) /* no envelope to route a reply by */
-      EM_DEBUG("bus: dropped a request with no identity frame");
-    else
-      zmq_send(bus->api, reply, strlen(reply), ZMQ_DONTWAIT);
-  }
-  free(reply);
+                    : bus->fn(bus->ctx, req, zmq_msg_data(&frames[n - 1]), zmq_msg_size(&frames[n - 1]));
+  if (reply) /* else the answer comes later, through em_bus_reply */
+    em_bus_reply(bus, req, reply);
 }
 
 static void on_api(uv_poll_t *h, int status, int events)

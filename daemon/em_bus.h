@@ -10,8 +10,10 @@
 #include <uv.h>
 
 typedef struct em_bus em_bus_t;
-/* Answers one request body; returns the reply text, which the bus frees. */
-typedef char *(*em_bus_request_fn)(void *ctx, const char *body, size_t len);
+typedef struct em_bus_req em_bus_req_t;   /* where a reply goes */
+/* Answers one request body: returns the reply text (the bus frees it), or NULL when the
+ * answer comes later through em_bus_reply(req). body lives only during the call. */
+typedef char *(*em_bus_request_fn)(void *ctx, em_bus_req_t *req, const char *body, size_t len);
 
 /* Binds both endpoints; -EADDRINUSE etc. with err naming the endpoint. Loop thread. */
 int em_bus_start(em_bus_t **out, uv_loop_t *loop, const char *pub, const char *api, em_bus_request_fn fn, void *ctx,
@@ -19,6 +21,10 @@ int em_bus_start(em_bus_t **out, uv_loop_t *loop, const char *pub, const char *a
 /* Two frames, topic then payload; never blocks (a slow subscriber loses messages, which
  * it recovers with "since"). Loop thread. */
 void em_bus_publish(em_bus_t *bus, const char *topic, const char *payload);
+/* Sends reply to where req came from; frees both (reply NULL, or bus NULL: the request
+ * goes unanswered). Loop thread. */
+void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply);
+void em_bus_req_free(em_bus_req_t *req);
 /* Closes the sockets once the poll handle is closed. Loop thread. */
 void em_bus_stop(em_bus_t **self_p);
 

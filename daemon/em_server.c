@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The daemon's wiring: starts the services (store thread, ZeroMQ bus, deliveries,
  * workers, walker) and hands them to the checkpoint pipeline (em_pipeline.c); owns the
- * signals, the status heartbeat, the systemd watchdog and the API's read connection.
+ * signals, the status heartbeat, the systemd watchdog, and routes API requests (status
+ * here, queries to the answer thread).
  * docs/DESIGN.md "Threads and ownership" says which thread owns what. Full rescans
  * (every `rescan` seconds, and at once when inotify overflows) catch whatever events
  * missed; with --poll or on a network filesystem they are the only source. */
@@ -17,6 +18,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "em_answer.h"
 #include "em_db.h"
 #include "em_log.h"
 #include "em_notify.h"
@@ -31,7 +33,7 @@ typedef struct server {
   char db_path[PATH_MAX];
   char *root;                 /* realpath of the watch root */
   em_pipeline_t pipe;         /* the services live in it */
-  em_db_t *reader;            /* the API's read-only connection */
+  em_answer_t *answer;        /* the API's queries, on a thread of their own */
   uv_timer_t heartbeat_timer, watchdog_timer;
   uv_signal_t sigterm, sigint, sighup;
   uint64_t started_ms;
@@ -66,19 +68,26 @@ static void on_heartbeat(uv_timer_t *t)
   cJSON_Delete(o);
 }
 
-static char *on_request(void *ctx, const char *body, size_t len)
+/* Status is the loop's to answer; every query goes to the answer thread. */
+static char *on_request(void *ctx, em_bus_req_t *token, const char *body, size_t len)
 {
   server_t *s = ctx;
   em_api_request_t req;
   char err[256];
   if (em_api_decode(body, len, &req, err, sizeof(err)) != 0)
     return em_api_error(err);
-  if (!s->reader && em_db_open(s->db_path, false, &s->reader, err, sizeof(err)) != 0) {
-    EM_ERR("query: %s", err);
-    return em_api_error("database unavailable");
+  if (req.cmd == EM_API_STATUS) {
+    em_status_t st = status_of(s);
+    return em_query_reply(NULL, &req, &st);
   }
-  em_status_t st = status_of(s);
-  return em_query_reply(s->reader, &req, &st);
+  em_answer_push(s->answer, &req, token);
+  return NULL;
+}
+
+static void on_answer(void *ctx, void *token, char *reply)
+{
+  server_t *s = ctx;
+  em_bus_reply(s->pipe.bus, token, reply);
 }
 
 /* ---------------------------------------------------------------- signals, reload */
@@ -91,6 +100,7 @@ static void stop_services(server_t *s)
   em_workq_stop(&s->pipe.workq);     /* running analyses are cancelled: still queued in the database */
   em_deliver_stop(&s->pipe.deliver); /* running commands are killed: their alerts are redone at start */
   em_store_stop(&s->pipe.store);     /* operations already queued commit first */
+  em_answer_stop(&s->answer);        /* answers already computed still go out */
   em_bus_stop(&s->pipe.bus);
 }
 
@@ -184,6 +194,8 @@ static int start_services(server_t *s, bool polling, char *err, size_t errlen)
   em_config_t *cfg = s->cfg;
   static const em_walker_cb_t walker_cb = {em_pipeline_found, em_pipeline_event};
   int rc = em_store_start(&s->pipe.store, s->db_path, &s->loop, err, errlen);
+  if (!rc && (rc = em_answer_start(&s->answer, &s->loop, s->db_path, on_answer, s)) != 0)
+    snprintf(err, errlen, "cannot start the answer thread");
   if (!rc)
     rc = em_bus_start(&s->pipe.bus, &s->loop, cfg->pub, cfg->api, on_request, s, err, errlen);
   if (!rc && (em_deliver_start(&s->pipe.deliver, &s->loop, em_pipeline_alert_delivered, &s->pipe) != 0 ||
@@ -274,7 +286,6 @@ int em_server_run(em_config_t *cfg)
   s->started_ms = now_ms(s);
   int code = serve(s);
   uv_run(&s->loop, UV_RUN_DEFAULT); /* close callbacks */
-  em_db_close(&s->reader);
   em_pipeline_free(&s->pipe);
   int lc = uv_loop_close(&s->loop);
   if (lc != 0)

@@ -326,3 +326,48 @@ def test_sigterm_cancels_a_long_analysis(tmp):
     with d.db() as db:
         assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
         assert db.execute("SELECT state FROM checkpoints").fetchone()[0] == "queued"  # redone on restart
+
+
+def _long_history(db_path, run_dir, n=2000, pad=10000):
+    """A run of n stored results of about pad bytes each, written straight into the database."""
+    import sqlite3
+    with sqlite3.connect(db_path) as c:
+        c.execute("INSERT INTO runs(name, dir) VALUES('big', ?)", (run_dir,))
+        rid = c.execute("SELECT id FROM runs WHERE name = 'big'").fetchone()[0]
+        blob = json.dumps({"run": "big", "pad": "x" * pad})
+        for i in range(n):
+            cur = c.execute("INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
+                            "VALUES(?, ?, ?, 'v', 'done', 0)", (rid, f"{run_dir}/checkpoint-{i}", i))
+            c.execute("INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts) "
+                      "VALUES(?, 'v', ?, 0.5, 0.3, 0, ?, 0)", (cur.lastrowid, 1000 + i, blob))
+
+
+def test_long_history_queries_do_not_hold_up_the_loop(tmp):
+    """API queries run on the answer thread: while one client keeps several history
+    requests of a 30,000-checkpoint run in flight, another's status (answered by the loop) still comes back at once,
+    and every history reply arrives whole."""
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "big"))
+    d = Daemon(tmp, root).start()
+    assert d.stop() == 0
+    _long_history(os.path.join(root, ".emerge", "emerge.db"), os.path.join(root, "big"), n=30000, pad=1000)
+    d.start()
+    dealer = d.ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(d.api)
+    t0 = time.monotonic()
+    for _ in range(3):
+        dealer.send_multipart([b"", json.dumps({"cmd": "history", "run": "big"}).encode()])
+    time.sleep(0.05)  # the requests are in
+    t_status = time.monotonic()
+    assert d.request({"cmd": "status"}, timeout=5)["ok"]
+    status_s = time.monotonic() - t_status
+    replies = []
+    while len(replies) < 3 and dealer.poll(60000):
+        replies.append(json.loads(dealer.recv_multipart()[-1]))
+    histories_s = time.monotonic() - t0
+    dealer.close()
+    assert len(replies) == 3 and all(len(r["results"]) == 30000 for r in replies)
+    # on the loop (before the answer thread) status waited for the query in progress: 0.23 s
+    assert status_s < 0.1 and status_s < histories_s / 10, (status_s, histories_s)
+    assert d.stop() == 0

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+#include "em_answer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_db.h"
+#include "em_fifo.h"
+#include "em_log.h"
+#include "em_query.h"
+
+typedef struct question {
+  em_fifo_item_t link;      /* first: the queue */
+  em_api_request_t req;
+  void *token;
+  char *reply;
+} question_t;
+
+struct em_answer {
+  em_fifo_t fifo;
+  uv_thread_t thread;
+  bool started;
+  char *db_path;
+  em_db_t *db;              /* the answer thread's own, opened on first use */
+  em_answer_fn done;
+  void *ctx;
+};
+
+static char *answer(em_answer_t *a, const em_api_request_t *req)
+{
+  char err[512];
+  if (!a->db && em_db_open(a->db_path, false, &a->db, err, sizeof(err)) != 0) {
+    EM_ERR("query: %s", err);
+    return em_api_error("database unavailable");
+  }
+  return em_query_reply(a->db, req, NULL);
+}
+
+static void thread_main(void *arg)
+{
+  em_answer_t *a = arg;
+  pthread_setname_np(pthread_self(), "em-answer");
+  em_fifo_item_t *item;
+  while ((item = em_fifo_pop(&a->fifo, /* finish_queue = */ false)) != NULL) {
+    question_t *q = (question_t *)item;
+    q->reply = answer(a, &q->req);
+    em_fifo_finish(&a->fifo, item);
+  }
+  em_db_close(&a->db);
+}
+
+static void answered(void *ctx, em_fifo_item_t *item)
+{
+  em_answer_t *a = ctx;
+  question_t *q = (question_t *)item;
+  a->done(a->ctx, q->token, q->reply);
+  free(q);
+}
+
+int em_answer_start(em_answer_t **out, uv_loop_t *loop, const char *db_path, em_answer_fn done, void *ctx)
+{
+  em_answer_t *a = calloc(1, sizeof(*a));
+  if (!a || !(a->db_path = strdup(db_path))) {
+    free(a);
+    return -ENOMEM;
+  }
+  a->done = done;
+  a->ctx = ctx;
+  em_fifo_init(&a->fifo, loop, answered, a);
+  a->started = uv_thread_create(&a->thread, thread_main, a) == 0;
+  *out = a;
+  return a->started ? 0 : -EAGAIN;
+}
+
+void em_answer_push(em_answer_t *a, const em_api_request_t *req, void *token)
+{
+  question_t *q = calloc(1, sizeof(*q));
+  if (!q) {
+    a->done(a->ctx, token, em_api_error("out of memory"));
+    return;
+  }
+  q->req = *req;
+  q->token = token;
+  em_fifo_push(&a->fifo, &q->link);
+}
+
+static void free_answer(uv_handle_t *h)
+{
+  em_answer_t *a = h->data;
+  em_fifo_destroy(&a->fifo);
+  free(a->db_path);
+  free(a);
+}
+
+void em_answer_stop(em_answer_t **self_p)
+{
+  em_answer_t *a = *self_p;
+  if (!a)
+    return;
+  *self_p = NULL;
+  em_fifo_stop(&a->fifo);
+  if (a->started)
+    uv_thread_join(&a->thread);
+  for (em_fifo_item_t *i = em_fifo_after_join(&a->fifo), *next; i; i = next) { /* never asked */
+    next = i->next;
+    a->done(a->ctx, ((question_t *)i)->token, NULL);
+    free(i);
+  }
+  a->fifo.async.data = a;
+  em_fifo_close(&a->fifo, free_answer);
+}
