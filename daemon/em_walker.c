@@ -131,11 +131,24 @@ static void look(request_t *r)
   em_trainer_free(&t);
 }
 
+/* An event names dir/name. When dir is itself a checkpoint directory (its watch was added
+ * here before the loop learnt of it), the event is about that checkpoint: its files are
+ * never checkpoints of their own. */
+static void consider_event(em_walker_t *w, request_t *r)
+{
+  const char *base = strrchr(r->path, '/');
+  if (base && em_scan_classify(base + 1, true) == EM_ENTRY_CKPT_DIR) {
+    add_found(r, r->path, true, false);
+    return;
+  }
+  consider(w, r, r->path, r->name, depth_of(w, r->path), r->renamed);
+}
+
 static void serve(em_walker_t *w, request_t *r)
 {
   switch (r->why) {
   case EM_WALK_SCAN: walk_dir(w, r, w->root, 0); break;
-  case EM_WALK_CONSIDER: consider(w, r, r->path, r->name, depth_of(w, r->path), r->renamed); break;
+  case EM_WALK_CONSIDER: consider_event(w, r); break;
   case EM_WALK_CHANGED:
   case EM_WALK_QUIET: look(r); break;
   }

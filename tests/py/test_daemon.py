@@ -368,6 +368,8 @@ def test_long_history_queries_do_not_hold_up_the_loop(tmp):
     histories_s = time.monotonic() - t0
     dealer.close()
     assert len(replies) == 3 and all(len(r["results"]) == 30000 for r in replies)
-    # on the loop (before the answer thread) status waited for the query in progress: 0.23 s
-    assert status_s < 0.1 and status_s < histories_s / 10, (status_s, histories_s)
+    # with the queries on the loop (before the answer thread) status waited for the query in
+    # progress: 0.2 s of 0.5 s; now 0.0014 s (0.26 s of 7.4 s under ThreadSanitizer, where the
+    # loop's own sends of the 30 MB replies are slow too)
+    assert status_s < histories_s / 10, (status_s, histories_s)
     assert d.stop() == 0
