@@ -94,7 +94,7 @@ $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(LOWER_LIBS)
 $(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
-FUZZ_TARGETS := safetensors sidefiles api rules
+FUZZ_TARGETS := safetensors sidefiles api rules replies
 $(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 

@@ -6,6 +6,7 @@
 #include <cJSON.h>
 #include <stdbool.h>
 
+#include "em_result_json.h"
 #include "em_source.h"
 
 typedef struct em_cmd_opts {
@@ -23,16 +24,13 @@ int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int w
 /* One request for o->run through the chosen source; failures are reported here. */
 int em_cmd_request(const char *cmd, em_cmd_opts_t *o, em_api_cmd_t what, cJSON **reply);
 void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err);
-/* Fields of untrusted replies: a string ("?" when absent), a number (NaN when absent). */
-const char *em_cmd_str(const cJSON *o, const char *key);
-double em_cmd_num(const cJSON *o, const char *key);
 /* v with fmt, or "-" for NaN. */
 void em_cmd_fmt_num(char *buf, size_t n, double v, const char *fmt);
 void em_cmd_print_json(const cJSON *o);
 /* The reply without its "ok" member: the document --json prints. */
 void em_cmd_print_document(cJSON *reply);
-/* "eval_accuracy=0.71 loss=0.21" from a trainer object (may be null). */
-void em_cmd_trainer_text(const cJSON *trainer, char *buf, size_t n);
+/* "eval_accuracy=0.71 loss=0.21" from a result's trainer metrics. */
+void em_cmd_trainer_text(const em_result_view_t *r, char *buf, size_t n);
 
 int em_cmd_runs(int argc, char **argv);
 int em_cmd_history(int argc, char **argv);

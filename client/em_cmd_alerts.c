@@ -16,6 +16,7 @@
 #include "em_cmd.h"
 #include "em_history.h"
 #include "em_rules.h"
+#include "em_runs.h"
 #include "em_wire.h"
 
 static const char usage_text[] =
@@ -77,15 +78,14 @@ static int run_dir(em_cmd_opts_t *o, char *out, size_t len)
   o->run = want;
   if (rc)
     return rc;
-  rc = EM_EXIT_FAIL;
-  const cJSON *r;
-  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "runs"))
-  {
-    if (strcmp(em_cmd_str(r, "run"), want) == 0 && strcmp(em_cmd_str(r, "dir"), "?") != 0) {
-      snprintf(out, len, "%s", em_cmd_str(r, "dir"));
-      rc = EM_EXIT_OK;
-    }
-  }
+  em_run_info_t *runs = NULL;
+  size_t n = 0;
+  char why[200];
+  if (em_runs_decode(reply, &runs, &n, why, sizeof(why)) != 0)
+    em_cli_error("alerts", "malformed reply: %s", why);
+  const em_run_info_t *r = em_runs_find(runs, n, want);
+  rc = r && r->dir ? (snprintf(out, len, "%s", r->dir), EM_EXIT_OK) : EM_EXIT_FAIL;
+  free(runs);
   cJSON_Delete(reply);
   if (rc) {
     char err[1200];
@@ -142,50 +142,70 @@ int em_cmd_alerts(int argc, char **argv)
 
 typedef struct backtest {
   const em_point_t *pts;
-  cJSON *fires;
+  size_t n, cap;
+  em_firing_t *fires;
+  bool oom;
 } backtest_t;
 
 static void on_fire(void *ctx, const em_rule_t *r, const em_firing_t *f)
 {
   (void)r;
   backtest_t *b = ctx;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 16;
+    em_firing_t *grown = realloc(b->fires, cap * sizeof(*grown));
+    if (!grown) {
+      b->oom = true;
+      return;
+    }
+    b->fires = grown;
+    b->cap = cap;
+  }
+  b->fires[b->n++] = *f;
+}
+
+static cJSON *firing_json(const backtest_t *b, const em_firing_t *f)
+{
   const em_point_t *p = &b->pts[f->at];
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "step", (double)p->step);
   cJSON_AddStringToObject(o, "condition", em_condition_name(f->cond));
-  if (isfinite(f->value))
-    cJSON_AddNumberToObject(o, "value", f->value);
-  else
-    cJSON_AddNullToObject(o, "value");
+  em_json_add_opt(o, "value", isfinite(f->value), f->value);
   cJSON_AddStringToObject(o, "path", p->path ? p->path : "");
   cJSON_AddStringToObject(o, "reason", f->reason);
-  cJSON_AddItemToArray(b->fires, o);
+  return o;
 }
 
-static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t npts, cJSON *fires)
+static void print_backtest_json(const em_cmd_opts_t *o, const char *spec, size_t npts, const backtest_t *b)
+{
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddStringToObject(doc, "run", o->run);
+  cJSON_AddItemToObject(doc, "rule", spec ? cJSON_Parse(spec) : cJSON_CreateNull());
+  cJSON_AddNumberToObject(doc, "checkpoints", (double)npts);
+  cJSON *fires = cJSON_AddArrayToObject(doc, "fires");
+  for (size_t i = 0; i < b->n; i++)
+    cJSON_AddItemToArray(fires, firing_json(b, &b->fires[i]));
+  em_cmd_print_json(doc);
+  cJSON_Delete(doc);
+}
+
+static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t npts, const backtest_t *b)
 {
   char *spec = em_rule_spec(rule);
   if (o->json) {
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "run", o->run);
-    cJSON_AddItemToObject(doc, "rule", spec ? cJSON_Parse(spec) : cJSON_CreateNull());
-    cJSON_AddNumberToObject(doc, "checkpoints", (double)npts);
-    cJSON_AddItemReferenceToObject(doc, "fires", fires);
-    em_cmd_print_json(doc);
-    cJSON_Delete(doc);
-  } else {
-    printf("rule %s over %zu checkpoints of %s: %s\n", spec ? spec : rule->name, npts, o->run,
-           cJSON_GetArraySize(fires) ? "would fire" : "would not fire");
-    if (cJSON_GetArraySize(fires))
-      printf("%10s %-20s %9s  %s\n", "STEP", "CONDITION", "VALUE", "REASON");
-    const cJSON *f;
-    cJSON_ArrayForEach(f, fires)
-    {
-      char value[24];
-      em_cmd_fmt_num(value, sizeof(value), em_cmd_num(f, "value"), "%+.4f");
-      printf("%10.0f %-20s %9s  %s\n", em_cmd_num(f, "step"), em_cmd_str(f, "condition"), value,
-             em_cmd_str(f, "reason"));
-    }
+    print_backtest_json(o, spec, npts, b);
+    free(spec);
+    return;
+  }
+  printf("rule %s over %zu checkpoints of %s: %s\n", spec ? spec : rule->name, npts, o->run,
+         b->n ? "would fire" : "would not fire");
+  if (b->n)
+    printf("%10s %-20s %9s  %s\n", "STEP", "CONDITION", "VALUE", "REASON");
+  for (size_t i = 0; i < b->n; i++) {
+    const em_firing_t *f = &b->fires[i];
+    char value[24];
+    em_cmd_fmt_num(value, sizeof(value), isfinite(f->value) ? f->value : NAN, "%+.4f");
+    printf("%10lld %-20s %9s  %s\n", (long long)b->pts[f->at].step, em_condition_name(f->cond), value, f->reason);
   }
   free(spec);
 }
@@ -246,11 +266,16 @@ int em_cmd_backtest(int argc, char **argv)
   } else if (rc == 0) {
     size_t n;
     em_point_t *pts = em_history_points(&h, &n);
-    backtest_t b = {.pts = pts, .fires = cJSON_CreateArray()};
+    backtest_t b = {.pts = pts};
     if (pts)
       em_rule_replay(&rule, pts, n, on_fire, &b);
-    print_backtest(&o, &rule, n, b.fires);
-    cJSON_Delete(b.fires);
+    if (b.oom || (!pts && h.n)) {
+      em_cli_error("backtest", "out of memory");
+      rc = EM_EXIT_FAIL;
+    } else {
+      print_backtest(&o, &rule, n, &b);
+    }
+    free(b.fires);
     free(pts);
   }
   em_history_free(&h);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_alert.h"
 #include "em_cli.h"
 #include "em_cmd.h"
 
@@ -89,97 +90,78 @@ static void legend(FILE *f, double x, double y, const char *color, const char *d
 }
 
 /* The trainer metric to show beside E: an accuracy if any result has one, else a loss. */
-static const char *pick_metric(const cJSON *results)
+static const char *pick_metric(const em_result_view_t *v, size_t n)
 {
   const char *best = NULL;
-  const cJSON *r, *m;
-  cJSON_ArrayForEach(r, results)
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(r, "trainer"))
-    {
-      if (cJSON_IsNumber(m) && strstr(m->string, "acc"))
-        return m->string;
-      if (cJSON_IsNumber(m) && strstr(m->string, "loss") && !best)
-        best = m->string;
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < v[i].nmetrics; k++) {
+      const char *name = v[i].metrics[k].name;
+      if (strstr(name, "acc"))
+        return name;
+      if (strstr(name, "loss") && !best)
+        best = name;
     }
   return best;
 }
 
-static double field(const cJSON *o, const char *k)
+/* The alerts of a reply, decoded; malformed ones are skipped with a word. */
+static em_alert_t *decode_alerts(const cJSON *reply, size_t *n)
 {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+  const cJSON *arr = cJSON_GetObjectItemCaseSensitive(reply, "alerts"), *a;
+  em_alert_t *v = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(*v));
+  *n = 0;
+  cJSON_ArrayForEach(a, arr)
+  {
+    char err[200];
+    if (v && em_alert_from_json(a, &v[*n], err, sizeof(err)) == 0)
+      (*n)++;
+    else if (v)
+      em_cli_error("plot", "skipping a malformed alert: %s", err);
+  }
+  return v;
 }
 
 /* A dashed vertical line at each alert's step, its rule above, its reason on hover. */
-static void alert_marks(FILE *f, const panel_t *p, const cJSON *alerts)
+static void alert_marks(FILE *f, const panel_t *p, const em_alert_t *alerts, size_t n)
 {
-  const cJSON *a;
-  cJSON_ArrayForEach(a, alerts)
-  {
-    double step = field(a, "step");
-    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(a, "rule");
-    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(a, "reason");
-    if (isnan(step) || step < p->xlo || step > p->xhi)
+  for (size_t i = 0; i < n; i++) {
+    double step = (double)alerts[i].step;
+    if (step < p->xlo || step > p->xhi)
       continue;
     double x = px(p, step);
     fprintf(f, "<g class=\"alert\"><line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ff7f0e\" "
                "stroke-width=\"1.5\" stroke-dasharray=\"3 3\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
                "fill=\"#ff7f0e\" text-anchor=\"middle\">", x, x, p->y0, p->y0 + p->h, x, p->y0 - 2);
-    xml_text(f, cJSON_IsString(rule) ? rule->valuestring : "alert");
+    xml_text(f, alerts[i].rule);
     fprintf(f, "</text><title>step %.0f: ", step);
-    xml_text(f, cJSON_IsString(reason) ? reason->valuestring : "");
+    xml_text(f, alerts[i].reason);
     fputs("</title></g>\n", f);
   }
 }
 
-static void emergence_panel(FILE *f, const cJSON *results, const cJSON *alerts, const char *run)
+/* Results that can be drawn against step: those with a step and an E. */
+static bool drawable(const em_result_view_t *r)
 {
-  panel_t p = {ML, MT, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
-  const char *metric = pick_metric(results);
-  double mlo = INFINITY, mhi = -INFINITY;
-  const cJSON *r;
-  cJSON_ArrayForEach(r, results)
-  {
-    double x = field(r, "step"), y = field(r, "emergence"), m = NAN;
-    if (metric)
-      m = field(cJSON_GetObjectItemCaseSensitive(r, "trainer"), metric);
-    p.xlo = fmin(p.xlo, x), p.xhi = fmax(p.xhi, x);
-    if (!isnan(y))
-      p.ylo = fmin(p.ylo, y), p.yhi = fmax(p.yhi, y);
-    if (!isnan(m))
-      mlo = fmin(mlo, m), mhi = fmax(mhi, m);
+  return r->has_step && !isnan(r->emergence);
+}
+
+static void metric_axis(FILE *f, const panel_t *p, const em_result_view_t *v, size_t n, const char *metric)
+{
+  panel_t m = *p;
+  m.ylo = INFINITY, m.yhi = -INFINITY;
+  for (size_t i = 0; i < n; i++) {
+    double y = em_result_metric(&v[i], metric);
+    if (v[i].has_step && !isnan(y))
+      m.ylo = fmin(m.ylo, y), m.yhi = fmax(m.yhi, y);
   }
-  settle(&p.xlo, &p.xhi);
-  settle(&p.ylo, &p.yhi);
-  char title[1200];
-  snprintf(title, sizeof(title), "Degree of emergence E: ");
-  axes(f, &p, "training step", "E", "");
-  fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">%s", ML, MT - 10, title);
-  xml_text(f, run);
-  fputs("</text>\n", f);
-  fputs("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"", f);
-  cJSON_ArrayForEach(r, results)
-    if (!isnan(field(r, "emergence")))
-      fprintf(f, "%.1f,%.1f ", px(&p, field(r, "step")), py(&p, field(r, "emergence")));
-  fputs("\"/>\n", f);
-  cJSON_ArrayForEach(r, results)
-    if (!isnan(field(r, "emergence")))
-      fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>step %.0f: "
-                 "E %.4f</title></circle>\n", px(&p, field(r, "step")), py(&p, field(r, "emergence")),
-              field(r, "step"), field(r, "emergence"));
-  alert_marks(f, &p, alerts);
-  legend(f, ML + 10, MT + 14, "#1f77b4", "", "E (left axis)");
-  if (!metric || !(mhi >= mlo))
+  if (!(m.yhi >= m.ylo))
     return;
-  panel_t m = p;
-  m.ylo = mlo, m.yhi = mhi;
   settle(&m.ylo, &m.yhi);
   fputs("<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"6 4\" points=\"", f);
-  cJSON_ArrayForEach(r, results)
-  {
-    double v = field(cJSON_GetObjectItemCaseSensitive(r, "trainer"), metric);
-    if (!isnan(v))
-      fprintf(f, "%.1f,%.1f ", px(&m, field(r, "step")), py(&m, v));
+  for (size_t i = 0; i < n; i++) {
+    double y = em_result_metric(&v[i], metric);
+    if (v[i].has_step && !isnan(y))
+      fprintf(f, "%.1f,%.1f ", px(&m, (double)v[i].step), py(&m, y));
   }
   fputs("\"/>\n", f);
   double ms = nice_step(m.ylo, m.yhi);
@@ -193,36 +175,88 @@ static void emergence_panel(FILE *f, const cJSON *results, const cJSON *alerts, 
   legend(f, ML + 10, MT + 32, "#d62728", " stroke-dasharray=\"6 4\"", metric);
 }
 
-static void spectrum_line(FILE *f, const panel_t *p, const cJSON *r, const char *color)
+static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const em_alert_t *alerts, size_t nalerts,
+                            const char *run)
 {
-  const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "alpha"), *fa = cJSON_GetObjectItemCaseSensitive(r, "f");
+  panel_t p = {ML, MT, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
+  for (size_t i = 0; i < n; i++) {
+    if (v[i].has_step)
+      p.xlo = fmin(p.xlo, (double)v[i].step), p.xhi = fmax(p.xhi, (double)v[i].step);
+    if (drawable(&v[i]))
+      p.ylo = fmin(p.ylo, v[i].emergence), p.yhi = fmax(p.yhi, v[i].emergence);
+  }
+  settle(&p.xlo, &p.xhi);
+  settle(&p.ylo, &p.yhi);
+  axes(f, &p, "training step", "E", "");
+  fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">Degree of emergence E: ", ML, MT - 10);
+  xml_text(f, run);
+  fputs("</text>\n", f);
+  fputs("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"", f);
+  for (size_t i = 0; i < n; i++)
+    if (drawable(&v[i]))
+      fprintf(f, "%.1f,%.1f ", px(&p, (double)v[i].step), py(&p, v[i].emergence));
+  fputs("\"/>\n", f);
+  for (size_t i = 0; i < n; i++)
+    if (drawable(&v[i]))
+      fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>step %lld: "
+                 "E %.4f</title></circle>\n", px(&p, (double)v[i].step), py(&p, v[i].emergence),
+              (long long)v[i].step, v[i].emergence);
+  alert_marks(f, &p, alerts, nalerts);
+  legend(f, ML + 10, MT + 14, "#1f77b4", "", "E (left axis)");
+  const char *metric = pick_metric(v, n);
+  if (metric)
+    metric_axis(f, &p, v, n, metric);
+}
+
+static void spectrum_line(FILE *f, const panel_t *p, const em_result_view_t *r, const char *color)
+{
   fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
-  for (int i = 0; i < cJSON_GetArraySize(a) && i < cJSON_GetArraySize(fa); i++)
-    fprintf(f, "%.1f,%.1f ", px(p, cJSON_GetArrayItem(a, i)->valuedouble),
-            py(p, cJSON_GetArrayItem(fa, i)->valuedouble));
+  for (size_t i = 0; i < r->nspec; i++)
+    fprintf(f, "%.1f,%.1f ", px(p, r->alpha[i]), py(p, r->f[i]));
   fputs("\"/>\n", f);
 }
 
-static void spectra_panel(FILE *f, const cJSON *base, const cJSON *last)
+static void spectra_panel(FILE *f, const em_result_view_t *base, const em_result_view_t *last)
 {
   panel_t p = {ML, MT + PH + 90, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
-  const cJSON *pair[2] = {base, last};
-  for (int k = 0; k < 2; k++) {
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(pair[k], "alpha"), *v;
-    cJSON_ArrayForEach(v, a) p.xlo = fmin(p.xlo, v->valuedouble), p.xhi = fmax(p.xhi, v->valuedouble);
-    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(pair[k], "f"))
-      p.ylo = fmin(p.ylo, v->valuedouble), p.yhi = fmax(p.yhi, v->valuedouble);
-  }
+  const em_result_view_t *pair[2] = {base, last};
+  for (int k = 0; k < 2; k++)
+    for (size_t i = 0; i < pair[k]->nspec; i++) {
+      p.xlo = fmin(p.xlo, pair[k]->alpha[i]), p.xhi = fmax(p.xhi, pair[k]->alpha[i]);
+      p.ylo = fmin(p.ylo, pair[k]->f[i]), p.yhi = fmax(p.yhi, pair[k]->f[i]);
+    }
   settle(&p.xlo, &p.xhi);
   settle(&p.ylo, &p.yhi);
   axes(f, &p, "alpha", "f(alpha)", "Multifractal spectrum f(alpha)");
   spectrum_line(f, &p, base, "#7f7f7f");
   spectrum_line(f, &p, last, "#2ca02c");
   char label[64];
-  snprintf(label, sizeof(label), "baseline, step %.0f", field(base, "step"));
+  snprintf(label, sizeof(label), "baseline, step %lld", (long long)base->step);
   legend(f, p.x0 + 10, p.y0 + 14, "#7f7f7f", "", label);
-  snprintf(label, sizeof(label), "latest, step %.0f", field(last, "step"));
+  snprintf(label, sizeof(label), "latest, step %lld", (long long)last->step);
   legend(f, p.x0 + 10, p.y0 + 32, "#2ca02c", "", label);
+}
+
+static int write_svg(const char *path, const em_result_view_t *v, size_t n, const em_alert_t *alerts, size_t nalerts,
+                     const char *run)
+{
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    em_cli_error("plot", "%s: cannot write", path);
+    return EM_EXIT_FAIL;
+  }
+  fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+             "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n<rect width=\"100%%\" "
+             "height=\"100%%\" fill=\"white\"/>\n", W, 2 * PH + 190, W, 2 * PH + 190);
+  emergence_panel(f, v, n, alerts, nalerts, run);
+  spectra_panel(f, &v[0], &v[n - 1]);
+  fputs("</svg>\n", f);
+  if (fclose(f) != 0) {
+    em_cli_error("plot", "%s: write failed", path);
+    return EM_EXIT_FAIL;
+  }
+  fprintf(stderr, "emergectl: plot: %zu results of %s written to %s\n", n, run, path);
+  return EM_EXIT_OK;
 }
 
 int em_cmd_plot(int argc, char **argv)
@@ -238,38 +272,31 @@ int em_cmd_plot(int argc, char **argv)
     em_cli_error("plot", "--svg FILE is required");
     return EM_EXIT_USAGE;
   }
-  cJSON *reply = NULL, *alerts = NULL;
+  cJSON *reply = NULL, *alerts_reply = NULL;
+  em_result_view_t *v = NULL;
+  em_alert_t *alerts = NULL;
+  size_t n = 0, nalerts = 0;
+  char err[200];
   if ((rc = em_cmd_request("plot", &o, EM_API_HISTORY, &reply)) != 0 ||
-      (rc = em_cmd_request("plot", &o, EM_API_ALERTS, &alerts)) != 0)
+      (rc = em_cmd_request("plot", &o, EM_API_ALERTS, &alerts_reply)) != 0)
     goto out;
-  const cJSON *results = cJSON_GetObjectItemCaseSensitive(reply, "results");
-  int n = cJSON_GetArraySize(results);
-  if (n == 0) {
+  if (em_results_decode(reply, &v, &n, err, sizeof(err)) != 0) {
+    em_cli_error("plot", "malformed reply: %s", err);
+    rc = EM_EXIT_FAIL;
+  } else if (n == 0) {
     em_cli_error("plot", "run '%s' has no results yet", o.run);
     rc = EM_EXIT_FAIL;
-    goto out;
-  }
-  FILE *f = fopen(o.svg, "w");
-  if (!f) {
-    em_cli_error("plot", "%s: cannot write", o.svg);
-    rc = EM_EXIT_FAIL;
-    goto out;
-  }
-  fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
-             "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n<rect width=\"100%%\" "
-             "height=\"100%%\" fill=\"white\"/>\n", W, 2 * PH + 190, W, 2 * PH + 190);
-  emergence_panel(f, results, cJSON_GetObjectItemCaseSensitive(alerts, "alerts"), o.run);
-  spectra_panel(f, cJSON_GetArrayItem(results, 0), cJSON_GetArrayItem(results, n - 1));
-  fputs("</svg>\n", f);
-  if (fclose(f) != 0) {
-    em_cli_error("plot", "%s: write failed", o.svg);
-    rc = EM_EXIT_FAIL;
   } else {
-    fprintf(stderr, "emergectl: plot: %d results of %s written to %s\n", n, o.run, o.svg);
+    alerts = decode_alerts(alerts_reply, &nalerts);
+    rc = write_svg(o.svg, v, n, alerts, nalerts, o.run);
   }
 out:
+  for (size_t i = 0; i < nalerts; i++)
+    em_alert_free(&alerts[i]);
+  free(alerts);
+  em_results_free(v, n);
   cJSON_Delete(reply);
-  cJSON_Delete(alerts);
+  cJSON_Delete(alerts_reply);
   em_source_close(&o.src);
   return rc;
 }

@@ -8,6 +8,10 @@
 
 #include "em_cli.h"
 #include "em_cmd.h"
+#include "em_history.h"
+#include "em_result_json.h"
+#include "em_runs.h"
+#include "em_wire.h"
 
 static const char usage_text[] =
   "usage: emergectl runs [--json] [SOURCE]\n"
@@ -16,13 +20,6 @@ static const char usage_text[] =
   "       emergectl export RUN --csv|--json [SOURCE]\n"
   "SOURCE: --api ENDPOINT (default " EM_DEFAULT_API ") [--timeout SECONDS] | --db FILE|ROOT\n"
   "exit: 0 ok, 1 failure (e.g. unknown run), 2 usage, 69 daemon unreachable\n";
-
-/* A string field of a reply, "?" when absent: replies are wire input too. */
-const char *em_cmd_str(const cJSON *o, const char *key)
-{
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  return cJSON_IsString(v) ? v->valuestring : "?";
-}
 
 int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run)
 {
@@ -122,18 +119,20 @@ void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err)
   cJSON *runs = NULL;
   em_api_request_t req = {.cmd = EM_API_RUNS};
   char e2[256], close_names[512] = "";
-  if (em_source_request(&o->src, o->db != NULL, &req, &runs, e2, sizeof(e2)) == 0) {
+  em_run_info_t *v = NULL;
+  size_t n = 0;
+  if (em_source_request(&o->src, o->db != NULL, &req, &runs, e2, sizeof(e2)) == 0 &&
+      em_runs_decode(runs, &v, &n, e2, sizeof(e2)) == 0) {
     size_t used = 0;
-    const cJSON *r;
-    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(runs, "runs"))
-    {
-      const char *name = em_cmd_str(r, "run");
+    for (size_t i = 0; i < n; i++) {
+      const char *name = v[i].run;
       if ((distance(name, o->run) <= 2 || strstr(name, o->run) || strstr(o->run, name)) &&
           used < sizeof(close_names) - 64)
         used += (size_t)snprintf(close_names + used, sizeof(close_names) - used, "%s%s", used ? ", " : "", name);
     }
-    cJSON_Delete(runs);
   }
+  free(v);
+  cJSON_Delete(runs);
   em_cli_error(cmd, "%s%s%s", err, close_names[0] ? "; did you mean: " : "", close_names);
 }
 
@@ -152,12 +151,6 @@ void em_cmd_print_document(cJSON *reply)
   em_cmd_print_json(reply);
 }
 
-double em_cmd_num(const cJSON *o, const char *key)
-{
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 void em_cmd_fmt_num(char *buf, size_t n, double v, const char *fmt)
 {
   if (isnan(v))
@@ -172,18 +165,22 @@ static void print_runs(cJSON *reply, const em_cmd_opts_t *o)
     em_cmd_print_document(reply);
     return;
   }
-  printf("%-24s %6s %6s %6s %10s %9s\n", "RUN", "CKPTS", "DONE", "OTHER", "LAST STEP", "LAST E");
-  const cJSON *r;
-  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "runs"))
-  {
-    double total = em_cmd_num(r, "checkpoints"), done = em_cmd_num(cJSON_GetObjectItemCaseSensitive(r, "states"), "done");
-    done = isnan(done) ? 0 : done;
-    char step[24], e[24];
-    em_cmd_fmt_num(step, sizeof(step), em_cmd_num(r, "last_step"), "%.0f");
-    em_cmd_fmt_num(e, sizeof(e), em_cmd_num(r, "last_emergence"), "%+.4f");
-    printf("%-24s %6.0f %6.0f %6.0f %10s %9s\n", em_cmd_str(r, "run"), total,
-           done, total - done, step, e);
+  em_run_info_t *v;
+  size_t n;
+  char err[200];
+  if (em_runs_decode(reply, &v, &n, err, sizeof(err)) != 0) {
+    em_cli_error("runs", "malformed reply: %s", err);
+    return;
   }
+  printf("%-24s %6s %6s %6s %10s %9s\n", "RUN", "CKPTS", "DONE", "OTHER", "LAST STEP", "LAST E");
+  for (size_t i = 0; i < n; i++) {
+    char step[24], e[24];
+    em_cmd_fmt_num(step, sizeof(step), v[i].has_last_step ? (double)v[i].last_step : NAN, "%.0f");
+    em_cmd_fmt_num(e, sizeof(e), v[i].last_emergence, "%+.4f");
+    printf("%-24s %6lld %6lld %6lld %10s %9s\n", v[i].run, (long long)v[i].checkpoints, (long long)v[i].done,
+           (long long)(v[i].checkpoints - v[i].done), step, e);
+  }
+  free(v);
 }
 
 /* The skeleton of every query command: options, one request, print, clean up. */
@@ -213,17 +210,42 @@ int em_cmd_runs(int argc, char **argv)
 }
 
 /* The two trainer metrics most worth showing: accuracy-like, then loss-like. */
-void em_cmd_trainer_text(const cJSON *trainer, char *buf, size_t n)
+void em_cmd_trainer_text(const em_result_view_t *r, char *buf, size_t n)
 {
   buf[0] = 0;
   size_t used = 0;
-  const cJSON *m;
-  if (!cJSON_IsObject(trainer)) /* payloads are untrusted: an array has no names */
-    return;
-  cJSON_ArrayForEach(m, trainer)
+  for (size_t i = 0; i < r->nmetrics; i++) {
+    const em_metric_t *m = &r->metrics[i];
+    if ((strstr(m->name, "acc") || strstr(m->name, "loss")) && used < n - 40)
+      used += (size_t)snprintf(buf + used, n - used, "%s%s=%.4g", used ? " " : "", m->name, m->value);
+  }
+}
+
+static void print_results(const em_result_view_t *v, size_t n)
+{
+  printf("%10s %9s %8s %8s %6s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "TRAINER");
+  for (size_t i = 0; i < n; i++) {
+    char step[24], e[24], metrics[256];
+    em_cmd_fmt_num(step, sizeof(step), v[i].has_step ? (double)v[i].step : NAN, "%.0f");
+    em_cmd_fmt_num(e, sizeof(e), v[i].emergence, "%+.4f");
+    em_cmd_trainer_text(&v[i], metrics, sizeof(metrics));
+    printf("%10s %9s %8.4f %8.4f %6.0f  %s\n", step, e, v[i].alpha0, v[i].width, v[i].nodes, metrics);
+  }
+}
+
+/* The checkpoints without a result: queued, failed, unsupported, ... */
+static void print_checkpoints(const cJSON *checkpoints)
+{
+  const cJSON *item;
+  cJSON_ArrayForEach(item, checkpoints)
   {
-    if (cJSON_IsNumber(m) && m->string && (strstr(m->string, "acc") || strstr(m->string, "loss")) && used < n - 40)
-      used += (size_t)snprintf(buf + used, n - used, "%s%s=%.4g", used ? " " : "", m->string, m->valuedouble);
+    em_hist_entry_t c;
+    if (em_checkpoint_from_json(item, &c) != 0) {
+      em_cli_error("history", "skipping a malformed checkpoint object");
+      continue;
+    }
+    printf("%10lld %9s  %s%s%s\n", (long long)c.step, em_state_name(c.state), c.path ? c.path : "?",
+           c.error ? ": " : "", c.error ? c.error : "");
   }
 }
 
@@ -233,22 +255,16 @@ static void print_history(cJSON *reply, const em_cmd_opts_t *o)
     em_cmd_print_document(reply);
     return;
   }
-  printf("%10s %9s %8s %8s %6s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "TRAINER");
-  const cJSON *r;
-  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "results"))
-  {
-    char e[24], metrics[256];
-    em_cmd_fmt_num(e, sizeof(e), em_cmd_num(r, "emergence"), "%+.4f");
-    em_cmd_trainer_text(cJSON_GetObjectItemCaseSensitive(r, "trainer"), metrics, sizeof(metrics));
-    printf("%10.0f %9s %8.4f %8.4f %6.0f  %s\n", em_cmd_num(r, "step"), e, em_cmd_num(r, "alpha0"), em_cmd_num(r, "width"),
-           em_cmd_num(r, "nodes"), metrics);
+  em_result_view_t *v;
+  size_t n;
+  char err[200];
+  if (em_results_decode(reply, &v, &n, err, sizeof(err)) != 0) {
+    em_cli_error("history", "malformed reply: %s", err);
+    return;
   }
-  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"))
-  {
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
-    printf("%10.0f %9s  %s%s%s\n", em_cmd_num(r, "step"), em_cmd_str(r, "state"), em_cmd_str(r, "path"), cJSON_IsString(err) ? ": " : "",
-           cJSON_IsString(err) ? err->valuestring : "");
-  }
+  print_results(v, n);
+  print_checkpoints(cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"));
+  em_results_free(v, n);
 }
 
 int em_cmd_history(int argc, char **argv)
@@ -280,81 +296,104 @@ int em_cmd_status(int argc, char **argv)
   return query_command("status", argc, argv, EM_RUN_NONE, EM_API_STATUS, print_status);
 }
 
-/* One CSV field: numbers as they are, text quoted. */
-static void csv_value(const cJSON *v)
+/* CSV fields: numbers as they are (empty when unknown), text quoted. */
+static void csv_num(double v)
 {
-  if (cJSON_IsNumber(v))
-    printf("%.17g", v->valuedouble);
-  else if (cJSON_IsString(v)) {
-    putchar('"');
-    for (const char *p = v->valuestring; *p; p++) {
-      if (*p == '"')
-        putchar('"');
-      putchar(*p);
-    }
-    putchar('"');
-  }
+  if (!isnan(v))
+    printf("%.17g", v);
 }
 
-static void csv_array_header(const char *name, const cJSON *q, size_t n)
+static void csv_text(const char *t)
 {
-  size_t i = 0;
-  const cJSON *v;
-  cJSON_ArrayForEach(v, q)
-  {
-    if (i++ < n)
-      printf(",%s[%g]", name, v->valuedouble);
-  }
-}
-
-static void export_csv(const cJSON *results)
-{
-  static const char *cols[] = {"step", "path", "seq", "ts", "emergence", "alpha0", "width", "nodes",
-                               "baseline_step", "elapsed_ms", "arch"};
-  const cJSON *first = cJSON_GetArrayItem(results, 0);
-  if (!first)
+  if (!t)
     return;
-  const cJSON *q = cJSON_GetObjectItemCaseSensitive(first, "q");
-  size_t nq = (size_t)cJSON_GetArraySize(q);
-  cJSON *keys = cJSON_CreateObject(); /* trainer metrics seen in any result */
-  const cJSON *r, *m;
-  cJSON_ArrayForEach(r, results)
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(r, "trainer"))
-      if (!cJSON_GetObjectItemCaseSensitive(keys, m->string))
-        cJSON_AddTrueToObject(keys, m->string);
-  for (size_t i = 0; i < sizeof(cols) / sizeof(*cols); i++)
-    printf("%s%s", i ? "," : "", cols[i]);
-  cJSON_ArrayForEach(m, keys)
-    printf(",trainer.%s", m->string);
-  csv_array_header("tau", q, nq);
-  csv_array_header("alpha", q, nq - 1);
-  csv_array_header("f", q, nq - 1);
-  putchar('\n');
-  cJSON_ArrayForEach(r, results)
-  {
-    for (size_t i = 0; i < sizeof(cols) / sizeof(*cols); i++) {
-      if (i)
-        putchar(',');
-      csv_value(cJSON_GetObjectItemCaseSensitive(r, cols[i]));
-    }
-    const cJSON *trainer = cJSON_GetObjectItemCaseSensitive(r, "trainer");
-    cJSON_ArrayForEach(m, keys)
-    {
-      putchar(',');
-      csv_value(cJSON_GetObjectItemCaseSensitive(trainer, m->string));
-    }
-    static const char *arrays[] = {"tau", "alpha", "f"};
-    for (size_t a = 0; a < 3; a++) {
-      const cJSON *v;
-      cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(r, arrays[a]))
-      {
-        putchar(',');
-        csv_value(v);
-      }
-    }
-    putchar('\n');
+  putchar('"');
+  for (const char *p = t; *p; p++) {
+    if (*p == '"')
+      putchar('"');
+    putchar(*p);
   }
-  cJSON_Delete(keys);
+  putchar('"');
+}
+
+static double opt_int(bool has, int64_t v)
+{
+  return has ? (double)v : NAN;
+}
+
+/* The trainer metric names seen in any result, in order of first appearance. */
+static const char **metric_names(const em_result_view_t *v, size_t n, size_t *count)
+{
+  size_t cap = 0;
+  for (size_t i = 0; i < n; i++)
+    cap += v[i].nmetrics;
+  const char **names = calloc(cap ? cap : 1, sizeof(*names));
+  *count = 0;
+  for (size_t i = 0; names && i < n; i++)
+    for (size_t k = 0; k < v[i].nmetrics; k++) {
+      size_t j = 0;
+      while (j < *count && strcmp(names[j], v[i].metrics[k].name) != 0)
+        j++;
+      if (j == *count)
+        names[(*count)++] = v[i].metrics[k].name;
+    }
+  return names;
+}
+
+static void csv_header(const em_result_view_t *first, const char **names, size_t nnames)
+{
+  fputs("step,path,seq,ts,emergence,alpha0,width,nodes,baseline_step,elapsed_ms,arch", stdout);
+  for (size_t j = 0; j < nnames; j++)
+    printf(",trainer.%s", names[j]);
+  for (size_t i = 0; i < first->nq; i++)
+    printf(",tau[%g]", first->q[i]);
+  for (const char *arr[] = {"alpha", "f"}, **a = arr; a < arr + 2; a++)
+    for (size_t i = 0; i + 1 < first->nq; i++)
+      printf(",%s[%g]", *a, first->q[i]);
+  putchar('\n');
+}
+
+static void csv_row(const em_result_view_t *r, const char **names, size_t nnames)
+{
+  csv_num(opt_int(r->has_step, r->step));
+  putchar(',');
+  csv_text(r->path);
+  printf(",%lld,", (long long)r->seq);
+  csv_num(r->ts);
+  const double nums[] = {r->emergence, r->alpha0, r->width, r->nodes, opt_int(r->has_baseline_step, r->baseline_step),
+                         r->elapsed_ms};
+  for (size_t i = 0; i < sizeof(nums) / sizeof(*nums); i++)
+    putchar(','), csv_num(nums[i]);
+  putchar(',');
+  csv_text(r->arch);
+  for (size_t j = 0; j < nnames; j++)
+    putchar(','), csv_num(em_result_metric(r, names[j]));
+  for (size_t i = 0; i < r->nq; i++)
+    putchar(','), csv_num(r->tau[i]);
+  for (size_t i = 0; i < r->nspec; i++)
+    putchar(','), csv_num(r->alpha[i]);
+  for (size_t i = 0; i < r->nspec; i++)
+    putchar(','), csv_num(r->f[i]);
+  putchar('\n');
+}
+
+static void export_csv(const cJSON *reply)
+{
+  em_result_view_t *v;
+  size_t n, nnames;
+  char err[200];
+  if (em_results_decode(reply, &v, &n, err, sizeof(err)) != 0) {
+    em_cli_error("export", "malformed reply: %s", err);
+    return;
+  }
+  const char **names = n ? metric_names(v, n, &nnames) : NULL;
+  if (names) {
+    csv_header(&v[0], names, nnames);
+    for (size_t i = 0; i < n; i++)
+      csv_row(&v[i], names, nnames);
+  }
+  free(names);
+  em_results_free(v, n);
 }
 
 static void print_export(cJSON *reply, const em_cmd_opts_t *o)
@@ -362,7 +401,7 @@ static void print_export(cJSON *reply, const em_cmd_opts_t *o)
   if (o->json)
     em_cmd_print_document(reply);
   else
-    export_csv(cJSON_GetObjectItemCaseSensitive(reply, "results"));
+    export_csv(reply);
 }
 
 int em_cmd_export(int argc, char **argv)

@@ -5,6 +5,7 @@
  * With --db and no daemon running it follows the database instead. */
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "em_alert.h"
 #include "em_cli.h"
 #include "em_cmd.h"
+#include "em_wire.h"
 
 #define SPARK 32 /* E values in a run's sparkline */
 
@@ -23,7 +26,7 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 typedef struct watch {
   em_cmd_opts_t o;
   char prefix_result[1100], prefix_alert[1100];
-  long long last_seq;
+  int64_t last_seq;
   bool tty;
   double spark[SPARK];
   int nspark;
@@ -53,42 +56,49 @@ static void sparkline(watch_t *w, double e, char *out, size_t n)
   }
 }
 
-/* A number field of an untrusted payload, NAN when absent. */
-static double num_or_nan(const cJSON *p, const char *key)
+static void show_alert(const cJSON *p)
 {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, key);
-  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+  em_alert_t al;
+  char err[200];
+  if (em_alert_from_json(p, &al, err, sizeof(err)) != 0) {
+    em_cli_error("watch", "skipping a malformed alert: %s", err);
+    return;
+  }
+  printf("ALERT %s step %lld rule %s: %s\n", al.run, (long long)al.step, al.rule, al.reason);
+  em_alert_free(&al);
+}
+
+static void show_result(watch_t *w, const cJSON *p)
+{
+  em_result_view_t r;
+  char err[200], step[24], metrics[256], spark[SPARK * 4 + 1] = "";
+  if (em_result_decode(p, &r, err, sizeof(err)) != 0) {
+    em_cli_error("watch", "skipping a malformed result: %s", err);
+    return;
+  }
+  em_cmd_trainer_text(&r, metrics, sizeof(metrics));
+  if (w->tty && !isnan(r.emergence))
+    sparkline(w, r.emergence, spark, sizeof(spark));
+  em_cmd_fmt_num(step, sizeof(step), r.has_step ? (double)r.step : NAN, "%.0f");
+  printf("%-16s step %8s  E %+.4f  alpha0 %.4f  width %.4f  %s %s\n", r.run, step, r.emergence, r.alpha0, r.width,
+         metrics, spark);
+  em_result_view_free(&r);
 }
 
 static void show(watch_t *w, const char *topic, const cJSON *p)
 {
-  const cJSON *seq = cJSON_GetObjectItemCaseSensitive(p, "seq");
-  if (!cJSON_IsNumber(seq) || (long long)seq->valuedouble <= w->last_seq)
+  int64_t seq;
+  if (!em_json_int(p, "seq", &seq) || seq <= w->last_seq)
     return; /* seen already (since and live overlap) */
-  w->last_seq = (long long)seq->valuedouble;
+  w->last_seq = seq;
   if (w->o.json) {
     char *s = cJSON_PrintUnformatted(p);
     printf("%s\n", s ? s : "{}");
     free(s);
-    fflush(stdout);
-    return;
-  }
-  const cJSON *run = cJSON_GetObjectItemCaseSensitive(p, "run"), *step = cJSON_GetObjectItemCaseSensitive(p, "step");
-  const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "emergence");
-  char metrics[256] = "", spark[SPARK * 4 + 1] = "";
-  if (strncmp(topic, "alert/", 6) == 0) {
-    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(p, "reason"), *rule = cJSON_GetObjectItemCaseSensitive(p, "rule");
-    printf("ALERT %s step %.0f rule %s: %s\n", cJSON_IsString(run) ? run->valuestring : "?",
-           cJSON_IsNumber(step) ? step->valuedouble : -1, cJSON_IsString(rule) ? rule->valuestring : "?",
-           cJSON_IsString(reason) ? reason->valuestring : "");
+  } else if (strncmp(topic, "alert/", 6) == 0) {
+    show_alert(p);
   } else {
-    em_cmd_trainer_text(cJSON_GetObjectItemCaseSensitive(p, "trainer"), metrics, sizeof(metrics));
-    if (w->tty && cJSON_IsNumber(e))
-      sparkline(w, e->valuedouble, spark, sizeof(spark));
-    printf("%-16s step %8.0f  E %+.4f  alpha0 %.4f  width %.4f  %s %s\n",
-           cJSON_IsString(run) ? run->valuestring : "?", cJSON_IsNumber(step) ? step->valuedouble : -1,
-           cJSON_IsNumber(e) ? e->valuedouble : NAN,
-           num_or_nan(p, "alpha0"), num_or_nan(p, "width"), metrics, spark);
+    show_result(w, p);
   }
   fflush(stdout);
 }
@@ -106,7 +116,8 @@ static int catch_up(watch_t *w, bool use_db)
       return rc;
     }
     const cJSON *m;
-    long long before = w->last_seq;
+    int64_t seq;
+    int64_t before = w->last_seq;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(reply, "messages"))
     {
       const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "topic");
@@ -114,8 +125,8 @@ static int catch_up(watch_t *w, bool use_db)
       const char *topic = cJSON_IsString(t) ? t->valuestring : "";
       if (wanted(w, topic))
         show(w, topic, payload);
-      else if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(payload, "seq")))
-        w->last_seq = (long long)cJSON_GetObjectItemCaseSensitive(payload, "seq")->valuedouble;
+      else if (em_json_int(payload, "seq", &seq))
+        w->last_seq = seq;
     }
     bool more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "more"));
     cJSON_Delete(reply);

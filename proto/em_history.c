@@ -47,7 +47,7 @@ static int decode_result(const cJSON *r, em_hist_entry_t *e)
   return em_json_int(r, "step", &e->step) && em_json_int(r, "seq", &e->seq) ? 0 : -1;
 }
 
-static int decode_checkpoint(const cJSON *c, em_hist_entry_t *e)
+int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e)
 {
   *e = (em_hist_entry_t){.emergence = NAN, .alpha0 = NAN, .width = NAN, .path = (char *)em_json_str(c, "path"),
                          .error = (char *)em_json_str(c, "error")};
@@ -69,7 +69,7 @@ int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t e
   }
   cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"))
   {
-    if (decode_checkpoint(item, &e) != 0 || em_history_add(out, &e) != 0) {
+    if (em_checkpoint_from_json(item, &e) != 0 || em_history_add(out, &e) != 0) {
       snprintf(err, errlen, "history: a checkpoint without an integer step and a state");
       em_history_free(out);
       return -1;

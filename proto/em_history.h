@@ -42,6 +42,8 @@ int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t e
 em_point_t *em_history_points(const em_history_t *h, size_t *n);
 
 /* A checkpoint without a result, as history replies list it. */
+/* Decodes one such object; e borrows its strings. -1 without an integer step and a state. */
+int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e);
 cJSON *em_checkpoint_to_json(int64_t step, const char *path, em_state_t state, const char *error);
 
 #endif

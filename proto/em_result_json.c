@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "em_result_json.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "em_wire.h"
 
 static cJSON *number_array(const double *v, size_t n)
@@ -97,4 +102,144 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
     return NULL;
   }
   return o;
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+/* A numeric array of untrusted JSON into a new double array; -1 when it is not one. */
+static int decode_numbers(const cJSON *a, double **out, size_t *n)
+{
+  *out = NULL;
+  *n = 0;
+  if (!cJSON_IsArray(a))
+    return -1;
+  size_t len = (size_t)cJSON_GetArraySize(a), i = 0;
+  if (len == 0)
+    return 0;
+  if (!(*out = malloc(len * sizeof(**out))))
+    return -1;
+  const cJSON *v;
+  cJSON_ArrayForEach(v, a)
+  {
+    if (!cJSON_IsNumber(v)) {
+      free(*out);
+      *out = NULL;
+      return -1;
+    }
+    (*out)[i++] = v->valuedouble;
+  }
+  *n = len;
+  return 0;
+}
+
+static int decode_trainer(const cJSON *t, em_result_view_t *v)
+{
+  if (!t || cJSON_IsNull(t))
+    return 0;
+  if (!cJSON_IsObject(t))
+    return -1;
+  size_t len = (size_t)cJSON_GetArraySize(t);
+  if (len == 0)
+    return 0;
+  if (!(v->metrics = calloc(len, sizeof(*v->metrics))))
+    return -1;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, t)
+    if (cJSON_IsNumber(m) && m->string)
+      v->metrics[v->nmetrics++] = (em_metric_t){.name = m->string, .value = m->valuedouble};
+  return 0;
+}
+
+static int decode_fail(em_result_view_t *v, char *err, size_t errlen, const char *key)
+{
+  snprintf(err, errlen, "result object: \"%s\" missing or malformed", key);
+  em_result_view_free(v);
+  return -1;
+}
+
+int em_result_decode(const cJSON *o, em_result_view_t *v, char *err, size_t errlen)
+{
+  *v = (em_result_view_t){.run = em_json_str(o, "run"), .path = em_json_str(o, "path"),
+                          .arch = em_json_str(o, "arch"), .emergence = em_json_num(o, "emergence"),
+                          .alpha0 = em_json_num(o, "alpha0"), .width = em_json_num(o, "width"),
+                          .nodes = em_json_num(o, "nodes"), .elapsed_ms = em_json_num(o, "elapsed_ms"),
+                          .ts = em_json_num(o, "ts")};
+  if (!cJSON_IsObject(o) || !v->run)
+    return decode_fail(v, err, errlen, "run");
+  if (isnan(v->alpha0) || isnan(v->width))
+    return decode_fail(v, err, errlen, isnan(v->alpha0) ? "alpha0" : "width");
+  v->has_step = em_json_int(o, "step", &v->step);
+  if (!em_json_int(o, "seq", &v->seq))
+    v->seq = 0;
+  v->has_baseline_step = em_json_int(o, "baseline_step", &v->baseline_step);
+  size_t na, nf, nt;
+  if (decode_numbers(cJSON_GetObjectItemCaseSensitive(o, "q"), &v->q, &v->nq) != 0)
+    return decode_fail(v, err, errlen, "q");
+  if (decode_numbers(cJSON_GetObjectItemCaseSensitive(o, "tau"), &v->tau, &nt) != 0 || nt != v->nq)
+    return decode_fail(v, err, errlen, "tau");
+  if (decode_numbers(cJSON_GetObjectItemCaseSensitive(o, "alpha"), &v->alpha, &na) != 0)
+    return decode_fail(v, err, errlen, "alpha");
+  if (decode_numbers(cJSON_GetObjectItemCaseSensitive(o, "f"), &v->f, &nf) != 0 || nf != na)
+    return decode_fail(v, err, errlen, "f");
+  v->nspec = na;
+  if (decode_trainer(cJSON_GetObjectItemCaseSensitive(o, "trainer"), v) != 0)
+    return decode_fail(v, err, errlen, "trainer");
+  return 0;
+}
+
+void em_result_view_free(em_result_view_t *v)
+{
+  free(v->q);
+  free(v->tau);
+  free(v->alpha);
+  free(v->f);
+  free(v->metrics);
+  v->q = v->tau = v->alpha = v->f = NULL;
+  v->metrics = NULL;
+  v->nq = v->nspec = v->nmetrics = 0;
+}
+
+double em_result_metric(const em_result_view_t *v, const char *name)
+{
+  for (size_t i = 0; name && i < v->nmetrics; i++)
+    if (strcmp(v->metrics[i].name, name) == 0)
+      return v->metrics[i].value;
+  return NAN;
+}
+
+int em_results_decode(const cJSON *reply, em_result_view_t **out, size_t *n, char *err, size_t errlen)
+{
+  *out = NULL;
+  *n = 0;
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(reply, "results");
+  if (!cJSON_IsArray(a)) {
+    snprintf(err, errlen, "reply: \"results\" missing or not an array");
+    return -1;
+  }
+  size_t len = (size_t)cJSON_GetArraySize(a);
+  if (len && !(*out = calloc(len, sizeof(**out)))) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  const cJSON *r;
+  cJSON_ArrayForEach(r, a)
+  {
+    char why[160];
+    if (em_result_decode(r, &(*out)[*n], why, sizeof(why)) != 0) {
+      snprintf(err, errlen, "result %zu: %s", *n, why);
+      em_results_free(*out, *n);
+      *out = NULL;
+      *n = 0;
+      return -1;
+    }
+    (*n)++;
+  }
+  return 0;
+}
+
+void em_results_free(em_result_view_t *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    em_result_view_free(&v[i]);
+  free(v);
 }

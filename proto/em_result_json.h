@@ -28,6 +28,37 @@ typedef struct em_result_meta {
 /* Caller owns the returned object (cJSON_Delete); NULL when out of memory. */
 cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m);
 
+/* A result object decoded from untrusted JSON, for the client's commands: strings and
+ * trainer names borrow from the object it came from, which must outlive the view; the
+ * arrays are the view's own. Numbers missing or null are NaN (has_step false). */
+typedef struct em_result_view {
+  const char *run, *path, *arch;
+  bool has_step;
+  int64_t step;
+  int64_t seq;                   /* 0 when not from the daemon */
+  double emergence, alpha0, width, nodes, elapsed_ms, ts;
+  bool has_baseline_step;
+  int64_t baseline_step;
+  size_t nq;                     /* the moment orders and their mass exponents */
+  double *q, *tau;
+  size_t nspec;                  /* points of the spectrum */
+  double *alpha, *f;
+  size_t nmetrics;               /* the trainer's numeric metrics, in the object's order */
+  em_metric_t *metrics;
+} em_result_view_t;
+
+/* -1 with err naming the bad key when o is no result object (run, alpha0, width and
+ * q/tau and alpha/f arrays of matching lengths are required). */
+int em_result_decode(const cJSON *o, em_result_view_t *out, char *err, size_t errlen);
+void em_result_view_free(em_result_view_t *v);
+/* The metric's value, NaN when the result has none of that name. */
+double em_result_metric(const em_result_view_t *v, const char *name);
+
+/* Decodes every result of a reply's "results" array in order; -1 with err (naming the
+ * index) at the first bad one. Caller frees with em_results_free. */
+int em_results_decode(const cJSON *reply, em_result_view_t **out, size_t *n, char *err, size_t errlen);
+void em_results_free(em_result_view_t *v, size_t n);
+
 /* The analysis parameters as the "params" object. Caller owns it; NULL on OOM. */
 cJSON *em_params_to_json(const em_params_t *p);
 

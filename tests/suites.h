@@ -15,5 +15,6 @@ Suite *analyze_suite(void);
 Suite *rules_suite(void);
 Suite *tracker_suite(void);
 Suite *history_suite(void);
+Suite *replies_suite(void);
 
 #endif
