@@ -149,6 +149,8 @@ static void print_row(const opts_t *o, item_t *it, const item_t *base, bool *hea
     em_err_t err;
     if (em_emergence(it->res.alpha0, it->res.width, base->res.alpha0, base->res.width, &m.emergence, &err) == 0)
       m.has_emergence = true;
+    m.has_emergence_se = m.has_emergence && em_emergence_se(it->res.samples, it->res.nsamples, base->res.samples,
+                                                            base->res.nsamples, &m.emergence_se, &err) == 0;
   }
   if (o->json) {
     cJSON *j = em_result_to_json(&it->res, &m);
@@ -162,16 +164,18 @@ static void print_row(const opts_t *o, item_t *it, const item_t *base, bool *hea
     return;
   }
   if (!*header) {
-    printf("%10s  %9s  %8s  %8s  %6s  %8s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "MS", "PATH");
+    printf("%10s  %9s  %7s  %8s  %8s  %6s  %8s  %s\n", "STEP", "E", "±SE", "ALPHA0", "WIDTH", "NODES", "MS", "PATH");
     *header = true;
   }
-  char step[24] = "-", e[24] = "-";
+  char step[24] = "-", e[24] = "-", se[24] = "-";
   if (m.has_step)
     snprintf(step, sizeof(step), "%lld", (long long)m.step);
   if (m.has_emergence)
     snprintf(e, sizeof(e), "%+.4f", m.emergence);
-  printf("%10s  %9s  %8.4f  %8.4f  %6zu  %8.0f  %s\n", step, e, it->res.alpha0, it->res.width, it->res.nodes,
-         it->res.elapsed_ms, m.path);
+  if (m.has_emergence_se)
+    snprintf(se, sizeof(se), "%.4f", m.emergence_se);
+  printf("%10s  %9s  %7s  %8.4f  %8.4f  %6zu  %8.0f  %s\n", step, e, se, it->res.alpha0, it->res.width,
+         it->res.nodes, it->res.elapsed_ms, m.path);
 }
 
 int em_cmd_analyze(int argc, char **argv)

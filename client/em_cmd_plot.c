@@ -145,6 +145,25 @@ static bool drawable(const em_result_view_t *r)
   return r->has_step && !isnan(r->emergence);
 }
 
+/* Half the band drawn around E: two standard errors, 0 when unknown. */
+static double band(const em_result_view_t *r)
+{
+  return isnan(r->emergence_se) ? 0 : 2 * r->emergence_se;
+}
+
+/* E +- 2 SE as one filled polygon: the upper edge forward, the lower edge back. */
+static void band_polygon(FILE *f, const panel_t *p, const em_result_view_t *v, size_t n)
+{
+  fputs("<polygon class=\"band\" fill=\"#1f77b4\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", f);
+  for (size_t i = 0; i < n; i++)
+    if (drawable(&v[i]))
+      fprintf(f, "%.1f,%.1f ", px(p, (double)v[i].step), py(p, v[i].emergence + band(&v[i])));
+  for (size_t i = n; i-- > 0;)
+    if (drawable(&v[i]))
+      fprintf(f, "%.1f,%.1f ", px(p, (double)v[i].step), py(p, v[i].emergence - band(&v[i])));
+  fputs("\"/>\n", f);
+}
+
 static void metric_axis(FILE *f, const panel_t *p, const em_result_view_t *v, size_t n, const char *metric)
 {
   panel_t m = *p;
@@ -183,7 +202,7 @@ static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const 
     if (v[i].has_step)
       p.xlo = fmin(p.xlo, (double)v[i].step), p.xhi = fmax(p.xhi, (double)v[i].step);
     if (drawable(&v[i]))
-      p.ylo = fmin(p.ylo, v[i].emergence), p.yhi = fmax(p.yhi, v[i].emergence);
+      p.ylo = fmin(p.ylo, v[i].emergence - band(&v[i])), p.yhi = fmax(p.yhi, v[i].emergence + band(&v[i]));
   }
   settle(&p.xlo, &p.xhi);
   settle(&p.ylo, &p.yhi);
@@ -191,6 +210,7 @@ static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const 
   fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">Degree of emergence E: ", ML, MT - 10);
   xml_text(f, run);
   fputs("</text>\n", f);
+  band_polygon(f, &p, v, n);
   fputs("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"", f);
   for (size_t i = 0; i < n; i++)
     if (drawable(&v[i]))
@@ -199,10 +219,10 @@ static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const 
   for (size_t i = 0; i < n; i++)
     if (drawable(&v[i]))
       fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>step %lld: "
-                 "E %.4f</title></circle>\n", px(&p, (double)v[i].step), py(&p, v[i].emergence),
-              (long long)v[i].step, v[i].emergence);
+                 "E %.4f ± %.4f (SE)</title></circle>\n", px(&p, (double)v[i].step), py(&p, v[i].emergence),
+              (long long)v[i].step, v[i].emergence, band(&v[i]) / 2);
   alert_marks(f, &p, alerts, nalerts);
-  legend(f, ML + 10, MT + 14, "#1f77b4", "", "E (left axis)");
+  legend(f, ML + 10, MT + 14, "#1f77b4", "", "E ± 2 SE (left axis)");
   const char *metric = pick_metric(v, n);
   if (metric)
     metric_axis(f, &p, v, n, metric);

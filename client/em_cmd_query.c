@@ -223,13 +223,14 @@ void em_cmd_trainer_text(const em_result_view_t *r, char *buf, size_t n)
 
 static void print_results(const em_result_view_t *v, size_t n)
 {
-  printf("%10s %9s %8s %8s %6s  %s\n", "STEP", "E", "ALPHA0", "WIDTH", "NODES", "TRAINER");
+  printf("%10s %9s %7s %8s %8s %6s  %s\n", "STEP", "E", "±SE", "ALPHA0", "WIDTH", "NODES", "TRAINER");
   for (size_t i = 0; i < n; i++) {
-    char step[24], e[24], metrics[256];
+    char step[24], e[24], se[24], metrics[256];
     em_cmd_fmt_num(step, sizeof(step), v[i].has_step ? (double)v[i].step : NAN, "%.0f");
     em_cmd_fmt_num(e, sizeof(e), v[i].emergence, "%+.4f");
+    em_cmd_fmt_num(se, sizeof(se), v[i].emergence_se, "%.4f");
     em_cmd_trainer_text(&v[i], metrics, sizeof(metrics));
-    printf("%10s %9s %8.4f %8.4f %6.0f  %s\n", step, e, v[i].alpha0, v[i].width, v[i].nodes, metrics);
+    printf("%10s %9s %7s %8.4f %8.4f %6.0f  %s\n", step, e, se, v[i].alpha0, v[i].width, v[i].nodes, metrics);
   }
 }
 
@@ -342,7 +343,8 @@ static const char **metric_names(const em_result_view_t *v, size_t n, size_t *co
 
 static void csv_header(const em_result_view_t *first, const char **names, size_t nnames)
 {
-  fputs("step,path,seq,ts,emergence,alpha0,width,nodes,baseline_step,elapsed_ms,arch", stdout);
+  fputs("step,path,seq,ts,emergence,emergence_se,alpha0,alpha0_se,width,width_se,nodes,baseline_step,elapsed_ms,"
+        "arch,mode", stdout);
   for (size_t j = 0; j < nnames; j++)
     printf(",trainer.%s", names[j]);
   for (size_t i = 0; i < first->nq; i++)
@@ -360,12 +362,14 @@ static void csv_row(const em_result_view_t *r, const char **names, size_t nnames
   csv_text(r->path);
   printf(",%lld,", (long long)r->seq);
   csv_num(r->ts);
-  const double nums[] = {r->emergence, r->alpha0, r->width, r->nodes, opt_int(r->has_baseline_step, r->baseline_step),
-                         r->elapsed_ms};
+  const double nums[] = {r->emergence, r->emergence_se, r->alpha0, r->alpha0_se, r->width, r->width_se, r->nodes,
+                         opt_int(r->has_baseline_step, r->baseline_step), r->elapsed_ms};
   for (size_t i = 0; i < sizeof(nums) / sizeof(*nums); i++)
     putchar(','), csv_num(nums[i]);
   putchar(',');
   csv_text(r->arch);
+  putchar(',');
+  csv_text(r->mode);
   for (size_t j = 0; j < nnames; j++)
     putchar(','), csv_num(em_result_metric(r, names[j]));
   for (size_t i = 0; i < r->nq; i++)

@@ -79,9 +79,11 @@ static void show_result(watch_t *w, const cJSON *p)
   em_cmd_trainer_text(&r, metrics, sizeof(metrics));
   if (w->tty && !isnan(r.emergence))
     sparkline(w, r.emergence, spark, sizeof(spark));
+  char se[24];
   em_cmd_fmt_num(step, sizeof(step), r.has_step ? (double)r.step : NAN, "%.0f");
-  printf("%-16s step %8s  E %+.4f  alpha0 %.4f  width %.4f  %s %s\n", r.run, step, r.emergence, r.alpha0, r.width,
-         metrics, spark);
+  em_cmd_fmt_num(se, sizeof(se), r.emergence_se, "%.4f");
+  printf("%-16s step %8s  E %+.4f ±%s  alpha0 %.4f  width %.4f  %s %s\n", r.run, step, r.emergence, se, r.alpha0,
+         r.width, metrics, spark);
   em_result_view_free(&r);
 }
 

@@ -270,69 +270,126 @@ static int op_state(em_store_t *s, em_store_op_t *op)
   return rc;
 }
 
-/* The run's baseline: its lowest-step current result. */
+/* The run's baseline: its lowest-step current result, with its per-sample values. */
 typedef struct baseline {
   bool found;
   int64_t step;
   double alpha0, width;
+  size_t nsamples;
+  const em_sample_t *samples;
+  em_sample_t *owned;       /* samples when decoded from the database */
 } baseline_t;
+
+/* E and its standard error against a baseline (docs/METHOD.md "Uncertainty"). */
+typedef struct measured {
+  bool has_e, has_se;
+  double e, se;
+} measured_t;
+
+static measured_t measure(double alpha0, double width, const em_sample_t *s, size_t n, const baseline_t *b)
+{
+  measured_t m = {0};
+  m.has_e = em_emergence(alpha0, width, b->alpha0, b->width, &m.e, NULL) == 0;
+  m.has_se = m.has_e && em_emergence_se(s, n, b->samples, b->nsamples, &m.se, NULL) == 0;
+  return m;
+}
+
+/* The per-sample values of a stored result object; NULL (*n 0) when it has none. */
+static em_sample_t *stored_samples(const unsigned char *json, size_t *n)
+{
+  *n = 0;
+  cJSON *o = json ? cJSON_Parse((const char *)json) : NULL;
+  em_result_view_t v;
+  char err[160];
+  em_sample_t *samples = NULL;
+  if (o && em_result_decode(o, &v, err, sizeof(err)) == 0) {
+    samples = v.samples, *n = v.nsamples;
+    v.samples = NULL, v.nsamples = 0;
+    em_result_view_free(&v);
+  }
+  cJSON_Delete(o);
+  return samples;
+}
 
 static baseline_t find_baseline(em_db_t *db, int64_t rid)
 {
   baseline_t b = {0};
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width FROM results r JOIN checkpoints c "
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
                                         "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
                                         "ORDER BY c.step, c.id LIMIT 1", "i", rid);
-  if (st && sqlite3_step(st) == SQLITE_ROW)
-    b = (baseline_t){true, sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1), sqlite3_column_double(st, 2)};
+  if (st && sqlite3_step(st) == SQLITE_ROW) {
+    b = (baseline_t){.found = true, .step = sqlite3_column_int64(st, 0), .alpha0 = sqlite3_column_double(st, 1),
+                     .width = sqlite3_column_double(st, 2)};
+    b.samples = b.owned = stored_samples(sqlite3_column_text(st, 3), &b.nsamples);
+  }
   em_sql_done(st);
   return b;
+}
+
+/* Binds v at i, or NULL when has is false. */
+static void bind_opt(sqlite3_stmt *st, int i, bool has, double v)
+{
+  if (st && has)
+    sqlite3_bind_double(st, i, v);
+  else if (st)
+    sqlite3_bind_null(st, i);
+}
+
+/* One stored result's E against a new baseline, with a new seq; its payload is published. */
+static int rebaseline_row(em_db_t *db, em_store_op_t *op, sqlite3_stmt *row, const baseline_t *b)
+{
+  size_t n;
+  em_sample_t *samples = stored_samples(sqlite3_column_text(row, 3), &n);
+  measured_t m = measure(sqlite3_column_double(row, 1), sqlite3_column_double(row, 2), samples, n, b);
+  free(samples);
+  int rc = SQLITE_OK;
+  double ts = em_sql_now();
+  int64_t seq = next_seq(db, &rc);
+  sqlite3_stmt *up = rc != SQLITE_OK ? NULL : em_sql_prepare(db,
+    "UPDATE results SET seq = ?1, emergence = ?2, emergence_se = ?6, ts = ?4, json = json_set(json, "
+    "'$.emergence', ?2, '$.emergence_se', ?6, '$.baseline_step', ?3, '$.seq', ?1, '$.ts', ?4) WHERE id = ?5 "
+    "RETURNING json", "iiidid", seq, (int64_t)0, b->step, ts, sqlite3_column_int64(row, 0), 0.0);
+  bind_opt(up, 2, m.has_e, m.e);
+  bind_opt(up, 6, m.has_se, m.se);
+  if (up && !m.has_e)
+    sqlite3_bind_null(up, 3);
+  char *payload = up && sqlite3_step(up) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(up, 0)) : NULL;
+  em_sql_done(up);
+  if (rc == SQLITE_OK)
+    rc = payload ? add_pub(op, "result", op->run, payload) : SQLITE_ERROR;
+  return rc;
 }
 
 /* E of every other current result of the run against a new baseline: new seq each. */
 static int rebaseline(em_db_t *db, em_store_op_t *op, int64_t rid, const baseline_t *b)
 {
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width FROM results r JOIN checkpoints c "
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
                                         "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
                                         "AND c.id != ? ORDER BY c.step", "ii", rid, op->ckpt_id);
   if (!st)
     return SQLITE_ERROR;
   int rc = SQLITE_OK;
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    double e, ts = em_sql_now();
-    bool has_e = em_emergence(sqlite3_column_double(st, 1), sqlite3_column_double(st, 2), b->alpha0, b->width, &e,
-                              NULL) == 0;
-    int64_t seq = next_seq(db, &rc);
-    sqlite3_stmt *up = rc != SQLITE_OK ? NULL : em_sql_prepare(db,
-      "UPDATE results SET seq = ?1, emergence = ?2, ts = ?4, json = json_set(json, '$.emergence', ?2, "
-      "'$.baseline_step', ?3, '$.seq', ?1, '$.ts', ?4) WHERE id = ?5 RETURNING json",
-      "iiidi", seq, (int64_t)0, (int64_t)0, ts, sqlite3_column_int64(st, 0));
-    if (up && has_e) {
-      sqlite3_bind_double(up, 2, e);
-      sqlite3_bind_int64(up, 3, b->step);
-    } else if (up) {
-      sqlite3_bind_null(up, 2);
-      sqlite3_bind_null(up, 3);
-    }
-    char *payload = up && sqlite3_step(up) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(up, 0)) : NULL;
-    em_sql_done(up);
-    if (rc == SQLITE_OK)
-      rc = payload ? add_pub(op, "result", op->run, payload) : SQLITE_ERROR;
-  }
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    rc = rebaseline_row(db, op, st, b);
   em_sql_done(st);
   return rc;
 }
 
-/* The result object, encoded once, with its E and the daemon's fields. Caller frees. */
-static char *encode_result(const em_store_op_t *op, int64_t step, const baseline_t *b, bool is_base, int64_t seq,
-                           double ts)
+static const char *mode_name(const em_result_t *r)
 {
-  double e = 0;
-  bool has_e = is_base || em_emergence(op->result.alpha0, op->result.width, b->alpha0, b->width, &e, NULL) == 0;
-  em_result_meta_t m = {.run = op->run, .path = op->path, .has_step = true, .step = step, .has_emergence = has_e,
-                        .emergence = e, .has_baseline_step = has_e, .baseline_step = is_base ? step : b->step,
-                        .trainer = &op->trainer, .from_daemon = true, .seq = seq, .ts = ts};
-  cJSON *o = em_result_to_json(&op->result, &m);
+  return r->params.full ? "full" : "sampled";
+}
+
+/* The result object, encoded once, with its E and the daemon's fields. Caller frees. */
+static char *encode_result(const em_store_op_t *op, int64_t step, const baseline_t *b, bool is_base,
+                           const measured_t *m, int64_t seq, double ts)
+{
+  em_result_meta_t meta = {.run = op->run, .path = op->path, .has_step = true, .step = step,
+                           .has_emergence = m->has_e, .emergence = m->e, .has_emergence_se = m->has_se,
+                           .emergence_se = m->se, .has_baseline_step = m->has_e,
+                           .baseline_step = is_base ? step : b->step, .trainer = &op->trainer, .from_daemon = true,
+                           .seq = seq, .ts = ts};
+  cJSON *o = em_result_to_json(&op->result, &meta);
   char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   return text;
@@ -343,16 +400,18 @@ static int insert_result(em_store_t *s, em_store_op_t *op, int64_t step, const b
   int rc = SQLITE_OK;
   int64_t seq = next_seq(s->db, &rc);
   EM_SQL_CHECK(rc);
-  double ts = em_sql_now(), e = 0;
-  char *payload = encode_result(op, step, b, is_base, seq, ts);
+  const em_result_t *r = &op->result;
+  measured_t m = is_base ? (measured_t){true, true, 0, 0} : measure(r->alpha0, r->width, r->samples, r->nsamples, b);
+  double ts = em_sql_now();
+  char *payload = encode_result(op, step, b, is_base, &m, seq, ts);
   if (!payload)
     return SQLITE_NOMEM;
-  bool has_e = is_base || em_emergence(op->result.alpha0, op->result.width, b->alpha0, b->width, &e, NULL) == 0;
   sqlite3_stmt *st = em_sql_prepare(s->db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, "
-                                           "emergence, json, ts) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "td",
-                                    op->ckpt_id, op->version, seq, op->result.alpha0, op->result.width, e, payload, ts);
-  if (st && !has_e)
-    sqlite3_bind_null(st, 6);
+                                           "emergence, json, ts, emergence_se, mode) VALUES(?, ?, ?, ?, ?, ?, ?, ?, "
+                                           "?, ?)", "itiddd" "tddt", op->ckpt_id, op->version, seq, r->alpha0,
+                                    r->width, 0.0, payload, ts, 0.0, mode_name(r));
+  bind_opt(st, 6, m.has_e, m.e);
+  bind_opt(st, 9, m.has_se, m.se);
   rc = em_sql_run(st);
   if (rc == SQLITE_DONE)
     rc = em_sql_run(em_sql_prepare(s->db, "UPDATE checkpoints SET state = 'done', error = NULL, updated = ? "
@@ -380,11 +439,13 @@ static int op_result(em_store_t *s, em_store_op_t *op)
   EM_SQL_CHECK(rc);
   baseline_t b = find_baseline(db, rid);
   bool is_base = !b.found || step < b.step;
-  EM_SQL_CHECK(insert_result(s, op, step, &b, is_base));
-  if (is_base && b.found) {
-    baseline_t nb = {true, step, op->result.alpha0, op->result.width};
-    EM_SQL_CHECK(rebaseline(db, op, rid, &nb));
+  rc = insert_result(s, op, step, &b, is_base);
+  if (rc == SQLITE_OK && is_base && b.found) {
+    baseline_t nb = {true, step, op->result.alpha0, op->result.width, op->result.nsamples, op->result.samples, NULL};
+    rc = rebaseline(db, op, rid, &nb);
   }
+  free(b.owned);
+  EM_SQL_CHECK(rc);
   return judge_results(s, op, rid);
 }
 

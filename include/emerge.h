@@ -106,6 +106,8 @@ typedef struct em_result {
   double *f;               /* nq - 1: q * alpha - tau */
   double alpha0;           /* mean over samples of each sample's alpha0 */
   double width;            /* mean over samples of each sample's width */
+  double alpha0_se;        /* standard errors of those means over the samples; 0 for the */
+  double width_se;         /*   full network (one network, nothing sampled) */
   size_t nsamples;
   em_sample_t *samples;
   size_t nodes;            /* nodes kept, summed over samples */
@@ -127,6 +129,15 @@ void em_result_free(em_result_t *r);
  * or the base width is not positive. */
 int em_emergence(double alpha0, double width, double base_alpha0, double base_width,
                  double *out, em_err_t *err);
+
+/* The standard error of E against a baseline from the per-sample values: a delete-one
+ * jackknife over the pairs of samples with the same seed (the method draws the same
+ * neurons for a seed at every checkpoint, so the pairs share their sampling error;
+ * docs/METHOD.md "Uncertainty"). 0 when both are single full networks. EM_EDEGENERATE
+ * when the seeds do not pair up, fewer than two pairs exist, or a leave-one-out E is
+ * undefined. */
+int em_emergence_se(const em_sample_t *s, size_t n, const em_sample_t *base, size_t nbase, double *out,
+                    em_err_t *err);
 
 /* ---------------------------------------------------------------- names, trainer state */
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* One checkpoint's analysis: S sampled networks (or the full one), their spectra, and
  * the sample means the degree of emergence is computed from (docs/METHOD.md, steps 2 and 9-10). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,49 @@ int em_emergence(double alpha0, double width, double base_alpha0, double base_wi
   if (!(base_width > 0))
     return em_err_set(err, EM_EDEGENERATE, "emergence needs a positive baseline width (got %g)", base_width);
   *out = (width / base_width) * log(base_alpha0 / alpha0);
+  return 0;
+}
+
+/* E of the pairs other than `skip` (SIZE_MAX: all of them), from their means. */
+static int pairs_emergence(const em_sample_t *s, const em_sample_t *b, size_t n, size_t skip, double *out)
+{
+  double a0 = 0, w = 0, ba0 = 0, bw = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i == skip)
+      continue;
+    a0 += s[i].alpha0, w += s[i].width, ba0 += b[i].alpha0, bw += b[i].width;
+  }
+  return em_emergence(a0, w, ba0, bw, out, NULL); /* the common 1/(n-1) cancels in both ratios */
+}
+
+int em_emergence_se(const em_sample_t *s, size_t n, const em_sample_t *base, size_t nbase, double *out,
+                    em_err_t *err)
+{
+  if (n == 1 && nbase == 1) { /* full mode: the one network is measured, not sampled */
+    *out = 0;
+    return 0;
+  }
+  if (n != nbase || n < 2)
+    return em_err_set(err, EM_EDEGENERATE, "standard error needs the same number (>= 2) of samples as the "
+                                           "baseline (have %zu and %zu)", n, nbase);
+  for (size_t i = 0; i < n; i++)
+    if (s[i].seed != base[i].seed)
+      return em_err_set(err, EM_EDEGENERATE, "sample %zu has seed %u, the baseline's %u: not paired", i, s[i].seed,
+                        base[i].seed);
+  double *loo = malloc(n * sizeof(*loo)), mean = 0, ss = 0;
+  if (!loo)
+    return em_err_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    if (pairs_emergence(s, base, n, i, &loo[i]) != 0) {
+      free(loo);
+      return em_err_set(err, EM_EDEGENERATE, "E without sample %zu is undefined", i);
+    }
+    mean += loo[i] / (double)n;
+  }
+  for (size_t i = 0; i < n; i++)
+    ss += (loo[i] - mean) * (loo[i] - mean);
+  free(loo);
+  *out = sqrt((double)(n - 1) / (double)n * ss);
   return 0;
 }
 
@@ -173,6 +217,13 @@ static int summarize(em_result_t *out, em_err_t *err)
     for (size_t i = 0; i < nq; i++)
       out->tau[i] += out->samples[k].tau[i] / (double)ns;
   }
+  for (size_t k = 0; ns > 1 && k < ns; k++) { /* SE of a mean: sd / sqrt(n), the jackknife's value too */
+    double da = out->samples[k].alpha0 - out->alpha0, dw = out->samples[k].width - out->width;
+    out->alpha0_se += da * da / (double)(ns - 1) / (double)ns;
+    out->width_se += dw * dw / (double)(ns - 1) / (double)ns;
+  }
+  out->alpha0_se = sqrt(out->alpha0_se);
+  out->width_se = sqrt(out->width_se);
   double a0, w;
   int rc = em_spectrum(out->q, out->tau, nq, out->params.alpha0, out->alpha, out->f, &a0, &w, err);
   if (rc == 0 && !(out->alpha0 > 0))

@@ -77,9 +77,13 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   em_json_add_opt(o, "step", m->has_step, (double)m->step);
   cJSON_AddStringToObject(o, "path", m->path ? m->path : "");
   cJSON_AddStringToObject(o, "arch", em_arch_name(r->arch));
+  cJSON_AddStringToObject(o, "mode", r->params.full ? "full" : "sampled");
   cJSON_AddNumberToObject(o, "alpha0", r->alpha0);
+  cJSON_AddNumberToObject(o, "alpha0_se", r->alpha0_se);
   cJSON_AddNumberToObject(o, "width", r->width);
+  cJSON_AddNumberToObject(o, "width_se", r->width_se);
   em_json_add_opt(o, "emergence", m->has_emergence, m->emergence);
+  em_json_add_opt(o, "emergence_se", m->has_emergence && m->has_emergence_se, m->emergence_se);
   em_json_add_opt(o, "baseline_step", m->has_baseline_step, (double)m->baseline_step);
   cJSON_AddItemToObject(o, "q", number_array(r->q, r->nq));
   cJSON_AddItemToObject(o, "tau", number_array(r->tau, r->nq));
@@ -150,6 +154,30 @@ static int decode_trainer(const cJSON *t, em_result_view_t *v)
   return 0;
 }
 
+/* "samples": [{seed, alpha0, width, nodes}...]; absent means none. */
+static int decode_samples(const cJSON *a, em_result_view_t *v)
+{
+  if (!a)
+    return 0;
+  size_t len = (size_t)cJSON_GetArraySize(a);
+  if (!cJSON_IsArray(a) || (len && !(v->samples = calloc(len, sizeof(*v->samples)))))
+    return -1;
+  const cJSON *o;
+  cJSON_ArrayForEach(o, a)
+  {
+    int64_t seed, nodes;
+    em_sample_t *s = &v->samples[v->nsamples++];
+    s->alpha0 = em_json_num(o, "alpha0");
+    s->width = em_json_num(o, "width");
+    if (!em_json_int(o, "seed", &seed) || seed < 0 || seed > UINT32_MAX || !em_json_int(o, "nodes", &nodes) ||
+        nodes < 0 || isnan(s->alpha0) || isnan(s->width))
+      return -1;
+    s->seed = (uint32_t)seed;
+    s->nodes = (size_t)nodes;
+  }
+  return 0;
+}
+
 static int decode_fail(em_result_view_t *v, char *err, size_t errlen, const char *key)
 {
   snprintf(err, errlen, "result object: \"%s\" missing or malformed", key);
@@ -163,7 +191,9 @@ int em_result_decode(const cJSON *o, em_result_view_t *v, char *err, size_t errl
                           .arch = em_json_str(o, "arch"), .emergence = em_json_num(o, "emergence"),
                           .alpha0 = em_json_num(o, "alpha0"), .width = em_json_num(o, "width"),
                           .nodes = em_json_num(o, "nodes"), .elapsed_ms = em_json_num(o, "elapsed_ms"),
-                          .ts = em_json_num(o, "ts")};
+                          .ts = em_json_num(o, "ts"), .emergence_se = em_json_num(o, "emergence_se"),
+                          .alpha0_se = em_json_num(o, "alpha0_se"), .width_se = em_json_num(o, "width_se"),
+                          .mode = em_json_str(o, "mode")};
   if (!cJSON_IsObject(o) || !v->run)
     return decode_fail(v, err, errlen, "run");
   if (isnan(v->alpha0) || isnan(v->width))
@@ -184,6 +214,8 @@ int em_result_decode(const cJSON *o, em_result_view_t *v, char *err, size_t errl
   v->nspec = na;
   if (decode_trainer(cJSON_GetObjectItemCaseSensitive(o, "trainer"), v) != 0)
     return decode_fail(v, err, errlen, "trainer");
+  if (decode_samples(cJSON_GetObjectItemCaseSensitive(o, "samples"), v) != 0)
+    return decode_fail(v, err, errlen, "samples");
   return 0;
 }
 
@@ -194,9 +226,11 @@ void em_result_view_free(em_result_view_t *v)
   free(v->alpha);
   free(v->f);
   free(v->metrics);
+  free(v->samples);
   v->q = v->tau = v->alpha = v->f = NULL;
   v->metrics = NULL;
-  v->nq = v->nspec = v->nmetrics = 0;
+  v->samples = NULL;
+  v->nq = v->nspec = v->nmetrics = v->nsamples = 0;
 }
 
 double em_result_metric(const em_result_view_t *v, const char *name)

@@ -17,6 +17,8 @@ typedef struct em_result_meta {
   int64_t step;
   bool has_emergence;            /* false: "emergence": null (baseline not analysed) */
   double emergence;
+  bool has_emergence_se;         /* false: "emergence_se": null (unknown) */
+  double emergence_se;
   bool has_baseline_step;
   int64_t baseline_step;
   const em_trainer_t *trainer;   /* NULL or no metrics: "trainer": null */
@@ -37,12 +39,16 @@ typedef struct em_result_view {
   int64_t step;
   int64_t seq;                   /* 0 when not from the daemon */
   double emergence, alpha0, width, nodes, elapsed_ms, ts;
+  double emergence_se, alpha0_se, width_se; /* NaN when unknown */
+  const char *mode;              /* "sampled" or "full" */
   bool has_baseline_step;
   int64_t baseline_step;
   size_t nq;                     /* the moment orders and their mass exponents */
   double *q, *tau;
   size_t nspec;                  /* points of the spectrum */
   double *alpha, *f;
+  size_t nsamples;               /* per sampled network: seed, alpha0, width, nodes (tau NULL) */
+  em_sample_t *samples;
   size_t nmetrics;               /* the trainer's numeric metrics, in the object's order */
   em_metric_t *metrics;
 } em_result_view_t;

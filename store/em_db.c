@@ -33,7 +33,14 @@ static const char *const schema_v2 =
   "CREATE TABLE IF NOT EXISTS rules(name TEXT PRIMARY KEY, spec TEXT NOT NULL, since_seq INTEGER NOT NULL,"
   "  keep INTEGER NOT NULL DEFAULT 1);";
 
-static const char *const migrations[] = {NULL, schema_v1, schema_v2}; /* keyed on schema_version */
+/* v3: uncertainty. E's standard error and the mode each result was measured in;
+ * results from before know their mode from their params, not their SE (left NULL). */
+static const char *const schema_v3 =
+  "ALTER TABLE results ADD COLUMN emergence_se REAL;"
+  "ALTER TABLE results ADD COLUMN mode TEXT;"
+  "UPDATE results SET mode = CASE WHEN json_extract(json, '$.params.full') THEN 'full' ELSE 'sampled' END;";
+
+static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3}; /* keyed on schema_version */
 
 /* Each migration in its own transaction, with the version it reaches. */
 static int migrate(em_db_t *db, char *err, size_t errlen)

@@ -3,6 +3,7 @@
  * with a named error instead of a number. (Transformer families and the comparison with
  * the authors' pipeline are in tests/py.) */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,8 +94,53 @@ START_TEST(test_analyze_mlp)
   ck_assert_uint_eq(again.nsamples, 1);
   ck_assert_uint_eq(again.nodes, 64 + 128 + 128); /* every source neuron */
   ck_assert_double_ne(again.alpha0, r.alpha0);
+  ck_assert(again.alpha0_se == 0 && again.width_se == 0); /* one network: nothing sampled */
   em_result_free(&again);
+  double ss = 0; /* the standard error of the mean alpha0, the textbook way */
+  for (size_t k = 0; k < r.nsamples; k++)
+    ss += (r.samples[k].alpha0 - r.alpha0) * (r.samples[k].alpha0 - r.alpha0);
+  ck_assert_double_eq_tol(r.alpha0_se, sqrt(ss / 9) / sqrt(10), 1e-15);
+  ck_assert(r.width_se > 0);
   em_result_free(&r);
+}
+END_TEST
+
+/* E of the means, straight from the definition (an independent route to the jackknife). */
+static double e_of(const em_sample_t *s, const em_sample_t *b, size_t n, size_t skip)
+{
+  double a = 0, w = 0, ba = 0, bw = 0, m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (i != skip)
+      a += s[i].alpha0, w += s[i].width, ba += b[i].alpha0, bw += b[i].width, m++;
+  return (w / m) / (bw / m) * log((ba / m) / (a / m));
+}
+
+START_TEST(test_emergence_se_is_the_paired_jackknife)
+{
+  em_sample_t s[5], b[5];
+  const double a0[] = {0.61, 0.58, 0.66, 0.60, 0.55}, wd[] = {1.10, 1.25, 0.98, 1.05, 1.31};
+  for (uint32_t i = 0; i < 5; i++) {
+    b[i] = (em_sample_t){.seed = 7 + i, .alpha0 = a0[i], .width = wd[i]};
+    s[i] = (em_sample_t){.seed = 7 + i, .alpha0 = a0[i] * (0.9 + 0.01 * i), .width = wd[i] * (1.2 - 0.02 * i)};
+  }
+  /* pseudovalues n*E - (n-1)*E_-i; their standard error of the mean */
+  double all = e_of(s, b, 5, SIZE_MAX), pv[5], mean = 0, ss = 0, se;
+  for (size_t i = 0; i < 5; i++)
+    mean += (pv[i] = 5 * all - 4 * e_of(s, b, 5, i)) / 5;
+  for (size_t i = 0; i < 5; i++)
+    ss += (pv[i] - mean) * (pv[i] - mean);
+  em_err_t err = {0};
+  ck_assert_int_eq(em_emergence_se(s, 5, b, 5, &se, &err), 0);
+  ck_assert_double_eq_tol(se, sqrt(ss / 4 / 5), 1e-12);
+  ck_assert(se > 0.001);
+  ck_assert_int_eq(em_emergence_se(b, 5, b, 5, &se, &err), 0); /* the baseline against itself */
+  ck_assert_double_eq(se, 0);
+  ck_assert_int_eq(em_emergence_se(s, 1, b, 1, &se, &err), 0); /* full mode */
+  ck_assert_double_eq(se, 0);
+  s[2].seed = 99; /* not the same neurons: no pairing */
+  ck_assert_int_eq(em_emergence_se(s, 5, b, 5, &se, &err), EM_EDEGENERATE);
+  ck_assert_ptr_nonnull(strstr(err.msg, "not paired"));
+  ck_assert_int_eq(em_emergence_se(s, 5, b, 4, &se, &err), EM_EDEGENERATE);
 }
 END_TEST
 
@@ -277,6 +323,7 @@ Suite *analyze_suite(void)
   tcase_add_test(tc, test_analyze_cancelled);
   tcase_add_test(tc, test_analyze_unmappable_and_torch);
   tcase_add_test(tc, test_check_finite_every_dtype);
+  tcase_add_test(tc, test_emergence_se_is_the_paired_jackknife);
   suite_add_tcase(s, tc);
   return s;
 }

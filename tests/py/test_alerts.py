@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from daemon import Daemon, collect, history, wait_for
-from helpers import EXAMPLES, ROOT, emergectl, hf_checkpoint
+from helpers import analyze_json, EXAMPLES, ROOT, emergectl, hf_checkpoint
 
 TRAIN = os.path.join(ROOT, "examples", "train_mlp.py")
 PLATEAU = {"name": "plateau", "monitor": "emergence", "min_delta": 0.01, "patience": 2}
@@ -367,12 +367,51 @@ def test_version_1_database_is_migrated(tmp):
     _feed(d, stage, os.path.join(root, "mlp"), [0])
     wait_for(lambda: len(_alert_rows(d)) == 2, what="the new alert")
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 2
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3  # through every migration
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 3
         assert c.execute("SELECT name FROM rules").fetchall() == [("first",)]
     rows = _alert_rows(d)
     assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 3  # after the result (2): seq goes on
     assert not os.path.exists(os.path.join(old_dir, ".emerge"))  # the old alert was not delivered again
     out = emergectl("alerts", "--api", d.api, check=0)[1]
     assert "legacy" in out and "first" in out
+    assert d.stop() == 0
+
+
+V2_MIGRATION = """
+ALTER TABLE alerts ADD COLUMN condition TEXT;
+ALTER TABLE alerts ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX alerts_rule ON alerts(run_id, rule, condition);
+CREATE TABLE rules(name TEXT PRIMARY KEY, spec TEXT NOT NULL, since_seq INTEGER NOT NULL,
+  keep INTEGER NOT NULL DEFAULT 1);
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
+PRAGMA user_version=2;
+"""
+
+
+def test_version_2_database_gains_uncertainty_columns(tmp):
+    """A database of the previous emerged (schema 2) gains emergence_se and mode: its old
+    results keep their rows, get their mode from their params and an unknown (NULL) SE;
+    new results carry both."""
+    import sqlite3
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, ".emerge"))
+    stage = _stage(tmp, steps=100)
+    old = analyze_json(os.path.join(stage, "checkpoint-0"))[0]
+    old.pop("emergence_se"), old.pop("mode")  # what schema 2 stored
+    db = sqlite3.connect(os.path.join(root, ".emerge", "emerge.db"))
+    db.executescript(V1_SCHEMA + V2_MIGRATION)
+    db.execute("INSERT INTO runs(id, name, dir) VALUES(1, 'old', ?)", (os.path.join(root, "old"),))
+    db.execute("INSERT INTO checkpoints VALUES(1, 1, ?, 0, 'v', 'done', NULL, 0)", (os.path.join(root, "old", "c0"),))
+    db.execute("INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts) "
+               "VALUES(1, 'v', 1, ?, ?, 0, ?, 0)", (old["alpha0"], old["width"], json.dumps({**old, "seq": 1})))
+    db.commit()
+    db.close()
+    d = Daemon(tmp, root).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
+    with d.db() as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        rows = c.execute("SELECT seq, mode, emergence_se FROM results ORDER BY seq").fetchall()
+    assert rows[0] == (1, "sampled", None), rows
+    assert [r[1] for r in rows[1:]] == ["sampled", "sampled"] and rows[1][2] == 0 and rows[2][2] > 0, rows
     assert d.stop() == 0

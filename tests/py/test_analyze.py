@@ -1,7 +1,10 @@
 """emergectl analyze on real checkpoint files, compared number for number with the port
 of the authors' pipeline (neuromfa_ref.py)."""
+import glob
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -9,6 +12,8 @@ import make_ckpt
 import neuromfa_ref as ref
 import stio
 from helpers import analyze_json, close, emergectl, hf_checkpoint, shard
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 H, B, S = 128, 2, 3
 
@@ -165,7 +170,7 @@ def test_table_output_and_order(tmp):
     paths = [os.path.join(run, f"checkpoint-{s}") for s in (30, 10, 20)]
     _, out, _ = emergectl("analyze", "--samples", 2, *paths, check=0)
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["STEP", "E", "ALPHA0", "WIDTH"]
+    assert lines[0].split()[:5] == ["STEP", "E", "±SE", "ALPHA0", "WIDTH"]
     assert [ln.split()[0] for ln in lines[1:]] == ["30", "10", "20"]   # the order given
     assert lines[2].split()[1] == "+0.0000"                            # step 10 is the baseline
 
@@ -240,3 +245,28 @@ def test_bad_index_is_named(tmp):
             f.write(body if isinstance(body, str) else json.dumps(body))
         code, out, err = emergectl("analyze", d)
         assert code == 1 and out == "" and msg in err and "model.safetensors.index.json" in err, (msg, err)
+
+
+def test_emergence_se_agrees_with_a_paired_bootstrap_on_a_real_run(tmp):
+    """emergence_se (the paired jackknife) against an independent paired bootstrap over
+    the same per-sample values, on checkpoints of a real training job: within 1.5x."""
+    out = os.path.join(tmp, "mlp")
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), out, "--steps", "300",
+                    "--save-every", "100"], check=True, capture_output=True)
+    results = analyze_json(*sorted(glob.glob(os.path.join(out, "checkpoint-*"))))
+    base = next(r for r in results if r["step"] == 0)
+    assert base["emergence_se"] == 0 and base["mode"] == "sampled"
+    rng = np.random.default_rng(0)
+    ba0 = np.array([s["alpha0"] for s in base["samples"]])
+    bw = np.array([s["width"] for s in base["samples"]])
+    for r in (r for r in results if r["step"] != 0):
+        assert [s["seed"] for s in r["samples"]] == [s["seed"] for s in base["samples"]]  # paired by seed
+        a0 = np.array([s["alpha0"] for s in r["samples"]])
+        w = np.array([s["width"] for s in r["samples"]])
+        idx = rng.integers(0, len(a0), size=(4000, len(a0)))
+        boot = (w[idx].mean(1) / bw[idx].mean(1)) * np.log(ba0[idx].mean(1) / a0[idx].mean(1))
+        ratio = r["emergence_se"] / boot.std()
+        assert 1 / 1.5 < ratio < 1.5, (r["step"], r["emergence_se"], boot.std())
+        assert r["alpha0_se"] > 0 and r["width_se"] > 0
+    full = analyze_json("--full", *sorted(glob.glob(os.path.join(out, "checkpoint-*"))))
+    assert all(r["emergence_se"] == 0 and r["alpha0_se"] == 0 and r["mode"] == "full" for r in full)

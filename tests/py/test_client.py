@@ -2,6 +2,7 @@
 compared with what is stored, a late watch, an unreachable daemon, the SVG."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,8 +43,12 @@ def test_every_command_in_both_modes(tmp):
         rows = [line.split(",") for line in csv.splitlines()]
         assert len(rows) == 5 and rows[0][:3] == ["step", "path", "seq"] and "tau[-3]" in rows[0]
         assert [float(r[0]) for r in rows[1:]] == [0, 100, 200, 300]
+        se = rows[0].index("emergence_se")
+        assert [float(r[se]) for r in rows[1:]] == [stored[s]["emergence_se"] for s in (0, 100, 200, 300)]
+        assert rows[1][rows[0].index("mode")] == '"sampled"'
         table = emergectl("history", "mlp", *mode, check=0)[1].splitlines()
-        assert table[0].split()[:3] == ["STEP", "E", "ALPHA0"] and len(table) == 5
+        assert table[0].split()[:4] == ["STEP", "E", "±SE", "ALPHA0"] and len(table) == 5
+        assert float(table[2].split()[2]) == round(stored[100]["emergence_se"], 4) > 0
         assert "mlp" in emergectl("runs", *mode, check=0)[1]
         status = json.loads(emergectl("status", "--json", *mode, check=0)[1])
         assert status["kind"] == "status" and status["last_seq"] == 4  # --db ROOT finds the live daemon
@@ -103,6 +108,12 @@ def test_plot_is_well_formed_svg_with_a_point_per_result(tmp):
     assert len(points) == 6
     texts = " ".join(t.text or "" for t in tree.iter(ns + "text"))
     assert "training step" in texts and "eval_accuracy" in texts and "baseline, step 0" in texts
+    # the band of E +- 2 SE: a vertex above and below each point, wider than nothing after the baseline
+    band = [p for p in tree.iter(ns + "polygon") if p.get("class") == "band"]
+    assert len(band) == 1, band
+    ys = [float(xy.split(",")[1]) for xy in band[0].get("points").split()]
+    assert len(ys) == 12 and ys[0] == ys[-1] and any(abs(a - b) > 1 for a, b in zip(ys[1:6], reversed(ys[6:11])))
+    assert "(SE)" in " ".join(t.text or "" for t in tree.iter(ns + "title"))
     assert d.stop() == 0
     emergectl("plot", "mlp", "--svg", svg, "--db", root, check=0)  # from the database too
     assert len([c for c in ET.parse(svg).iter(ns + "circle") if c.get("class") == "point"]) == 6
@@ -116,6 +127,7 @@ def test_watch_on_a_terminal_shows_compact_lines_and_a_sparkline(tmp):
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("mlp")]
     assert len(lines) == 4, p.stdout
     assert "step      300" in lines[-1] and "eval_accuracy=" in lines[-1] and "alpha0" in lines[-1]
+    assert "±0.0000" in lines[0] and re.search(r"E [+-]\d\.\d{4} ±0\.\d{4}", lines[-1]), lines  # E with its SE
     assert any(ch in lines[-1] for ch in "▁▂▃▄▅▆▇█")  # the sparkline of E
 
 

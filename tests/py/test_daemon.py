@@ -196,6 +196,12 @@ def test_lower_step_later_becomes_the_baseline(tmp):
     want = analyze_json("--samples", 2, os.path.join(root, "run", "model-step200.safetensors"),
                         os.path.join(root, "run", "model-step0.safetensors"))[0]
     assert close(by_step[200]["emergence"], want["emergence"])
+    # its uncertainty too is re-measured against the new baseline, paired as offline
+    assert first[0]["emergence_se"] == 0 and by_step[0]["emergence_se"] == 0
+    assert by_step[200]["emergence_se"] > 0 and close(by_step[200]["emergence_se"], want["emergence_se"])
+    with d.db() as c:
+        rows = c.execute("SELECT emergence_se, mode FROM results ORDER BY emergence_se").fetchall()
+    assert rows[0] == (0, "sampled") and close(rows[1][0], want["emergence_se"]), rows
     assert d.stop() == 0
 
 
