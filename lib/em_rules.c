@@ -360,8 +360,18 @@ static void fire_at(em_condition_t cond, size_t at, double value, em_firing_t *f
   f->value = value;
 }
 
+/* The run's baseline among the points: its first analysed checkpoint (SIZE_MAX: none). */
+static size_t baseline_index(const em_point_t *pts, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!pts[i].nonfinite)
+      return i;
+  return SIZE_MAX;
+}
+
 void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx)
 {
+  size_t base = baseline_index(pts, n);
   bool stopped = false, diverged = false, nonfinite = false, have_best = false, armed = true;
   double best = 0;
   int64_t best_step = 0;
@@ -385,7 +395,7 @@ void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire
       continue;
     }
     double v = r->monitor == EM_MON_NONE ? NAN : p->value[r->monitor - 1];
-    if (isnan(v))
+    if (isnan(v) || i == base) /* the baseline is the reference (its E is 0 by definition): never a best */
       continue;
     if (r->has_stopping && !stopped && (r->mode_max ? v >= r->stopping : v <= r->stopping)) {
       stopped = true;

@@ -93,7 +93,8 @@ typedef struct em_firing {
 typedef void (*em_fire_fn)(void *ctx, const em_rule_t *r, const em_firing_t *f);
 
 /* Replays rule r over pts (step order; points with seq <= r->since_seq are skipped) and
- * calls fire for every firing: a threshold or check_finite condition at the first point
+ * calls fire for every firing. The first analysed point is the run's baseline: it is
+ * never judged and never a best value (its E is 0 by definition). Then: a threshold or check_finite condition at the first point
  * that meets it, a plateau each time patience runs out after an improvement. */
 void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx);
 

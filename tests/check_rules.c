@@ -204,7 +204,8 @@ START_TEST(test_replay_thresholds_inclusive_once)
   em_rule_t d = rule_of("{\"name\": \"c\", \"monitor\": \"alpha0\", \"divergence_threshold\": 2.8}");
   double a[] = {0, 0.1, 0.2, 0.3};   /* alpha0 3, 2.9, 2.8, 2.7: min mode diverges upward... */
   f = replay(&d, a, 4);
-  ck_assert(f.n == 1 && f.cond[0] == EM_COND_DIVERGENCE && f.at[0] == 0); /* ...so 3 >= 2.8 at once */
+  ck_assert(f.n == 1 && f.cond[0] == EM_COND_DIVERGENCE && f.at[0] == 1); /* ...so 2.9 >= 2.8 at once: the */
+  /* baseline's 3 is not judged */
   em_rule_t both = rule_of("{\"name\": \"b\", \"monitor\": \"width\", \"stopping_threshold\": 1.5, "
                            "\"divergence_threshold\": 0.9, \"patience\": 2}");
   double w[] = {0, 0.5, 0.2, 0.3, -0.1};  /* width 1, 1.5, 1.2, 1.3, 0.9 */
@@ -213,6 +214,24 @@ START_TEST(test_replay_thresholds_inclusive_once)
   ck_assert(f.cond[0] == EM_COND_STOPPING && f.at[0] == 1);
   ck_assert(f.cond[1] == EM_COND_PLATEAU && f.at[1] == 3);
   ck_assert(f.cond[2] == EM_COND_DIVERGENCE && f.at[2] == 4);
+}
+END_TEST
+
+START_TEST(test_replay_baseline_is_never_a_best_value)
+{
+  /* A PyTorch MLP whose sampled E starts below its baseline's 0 (measured in issue 9):
+   * with the baseline as best, nothing ever beats 0 and the plateau fired at index 2. */
+  em_rule_t r = rule_of("{\"name\": \"p\", \"monitor\": \"emergence\", \"patience\": 2}");
+  double v[] = {0, -0.044, -0.054, -0.034, -0.034};
+  fired_t f = replay(&r, v, 5);
+  ck_assert_uint_eq(f.n, 0);
+  double w[] = {0, -0.044, -0.054, -0.05}; /* now it has not beaten -0.044 for 2 checkpoints */
+  f = replay(&r, w, 4);
+  ck_assert(f.n == 1 && f.at[0] == 3);
+  ck_assert_msg(strstr(f.reason[0], "(best -0.0440 at step 100)"), "%s", f.reason[0]);
+  em_rule_t t = rule_of("{\"name\": \"t\", \"monitor\": \"emergence\", \"divergence_threshold\": 0}");
+  f = replay(&t, v, 1); /* the baseline's E = 0 alone judges nothing */
+  ck_assert_uint_eq(f.n, 0);
 }
 END_TEST
 
@@ -239,6 +258,7 @@ Suite *rules_suite(void)
   tcase_add_test(tc, test_replay_plateau_min_delta_and_rearm);
   tcase_add_test(tc, test_replay_thresholds_inclusive_once);
   tcase_add_test(tc, test_replay_check_finite_once);
+  tcase_add_test(tc, test_replay_baseline_is_never_a_best_value);
   suite_add_tcase(s, tc);
   return s;
 }

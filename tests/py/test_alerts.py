@@ -19,7 +19,7 @@ TRAIN = os.path.join(ROOT, "examples", "train_mlp.py")
 PLATEAU = {"name": "plateau", "monitor": "emergence", "min_delta": 0.01, "patience": 2}
 NEVER = [{"name": "target", "monitor": "emergence", "stopping_threshold": 5.0},
          {"name": "collapse", "monitor": "alpha0", "divergence_threshold": 10.0}]
-AT_ONCE = {"name": "first", "monitor": "alpha0", "stopping_threshold": 10.0}  # alpha0 <= 10: every checkpoint
+AT_ONCE = {"name": "first", "monitor": "alpha0", "stopping_threshold": 10.0}  # alpha0 <= 10: the first checkpoint after the baseline
 
 
 def _config(tmp, alerts, on_alert=None, name="c.json"):
@@ -48,9 +48,12 @@ def _feed(d, stage, run_dir, steps):
 
 
 def _plateau_oracle(values, min_delta, patience):
-    """Lightning's EarlyStopping (mode max), re-armed by an improvement: firing indices."""
+    """Lightning's EarlyStopping (mode max), re-armed by an improvement: firing indices.
+    values[0] is the baseline's E (0 by definition): the reference, never a best value."""
     fired, best, wait, armed = [], None, 0, True
     for i, v in enumerate(values):
+        if i == 0:
+            continue
         if best is None or v - best > min_delta:
             best, wait, armed = v, 0, True
         else:
@@ -167,7 +170,7 @@ def test_kill_9_and_restart_repeats_no_row_and_redoes_deliveries(tmp):
     hook = f'echo $$ >> {runs}; [ -e {marker} ] || {{ touch {marker}; exec sleep 60; }}'
     cfg = _config(tmp, [AT_ONCE], {"exec": ["/bin/sh", "-c", hook], "exec_timeout": 120})
     d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
-    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100])  # the baseline is not judged; 100 fires
     wait_for(lambda: os.path.exists(runs), what="the command started")
     stop_file = os.path.join(root, "mlp", ".emerge", "STOP")
     assert os.path.exists(stop_file) and [r[3] for r in _alert_rows(d)] == [0]  # committed, not yet delivered
@@ -179,7 +182,7 @@ def test_kill_9_and_restart_repeats_no_row_and_redoes_deliveries(tmp):
     wait_for(lambda: os.path.exists(stop_file), what="stop file written again")
     wait_for(lambda: len(open(runs).read().split()) == 2, what="command run again")
     wait_for(lambda: [r[3] for r in _alert_rows(d2)] == [1], what="delivered after the redo")
-    _feed(d2, stage, os.path.join(root, "mlp"), [100, 200])
+    _feed(d2, stage, os.path.join(root, "mlp"), [200])
     time.sleep(0.5)
     assert len(_alert_rows(d2)) == 1  # no repeated row: once per run, across the crash
     assert d2.stop() == 0
@@ -197,7 +200,7 @@ def test_exec_gets_the_alert_and_is_killed_at_its_timeout(tmp):
     hook = f"env > {env_out}; sleep 100 & echo $$ $! > {pids}; wait"
     cfg = _config(tmp, [AT_ONCE], {"stop_file": False, "exec": ["/bin/sh", "-c", hook], "exec_timeout": 1})
     d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
-    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     wait_for(lambda: os.path.exists(pids) and open(pids).read().endswith("\n"), what="the command running")
     t0 = time.time()
     assert d.request({"cmd": "status"}, timeout=1.0)["ok"]  # the loop never waits for the command
@@ -207,8 +210,10 @@ def test_exec_gets_the_alert_and_is_killed_at_its_timeout(tmp):
     wait_for(lambda: not _pid_alive(shell) and not _pid_alive(child), timeout=5, what="its process group gone")
     env = dict(line.split("=", 1) for line in open(env_out).read().splitlines() if line.startswith("EMERGE_"))
     alert = json.loads(_alert_rows(d)[0][2])
-    assert env["EMERGE_RUN"] == "mlp" and env["EMERGE_RULE"] == "first" and env["EMERGE_STEP"] == "0"
-    assert float(env["EMERGE_VALUE"]) == alert["value"] and env["EMERGE_REASON"] == alert["reason"]
+    assert env["EMERGE_RUN"] == "mlp" and env["EMERGE_RULE"] == "first" and env["EMERGE_STEP"] == "100"
+    # cJSON prints 15 digits when they compare equal within its epsilon: not always the exact double
+    assert abs(float(env["EMERGE_VALUE"]) - alert["value"]) <= 1e-14 * abs(alert["value"]), (env, alert)
+    assert env["EMERGE_REASON"] == alert["reason"], (env, alert)
     assert env["EMERGE_CONDITION"] == "stopping_threshold" and int(env["EMERGE_SEQ"]) == alert["seq"]
     assert not os.path.exists(os.path.join(root, "mlp", ".emerge", "STOP"))  # stop_file: false
     wait_for(lambda: [r[3] for r in _alert_rows(d)] == [1], what="delivered")
@@ -241,7 +246,7 @@ def test_python_core_follows_pub_alerts(tmp):
     stop = EmergeStop(os.path.join(root, "mlp"), pub=d.pub, run="mlp")
     time.sleep(0.3)
     assert stop.check() is None
-    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     alert = wait_for(stop.check, what="the alert over PUB")
     assert alert["rule"] == "first" and alert["run"] == "mlp"
     assert stop.should_stop(0, log=None) and stop.check() is None  # acknowledged
@@ -283,8 +288,9 @@ def test_bad_rules_are_named_at_start_and_reload_and_new_rules_judge_later_resul
 def test_commands_run_at_most_four_at_once_and_none_is_lost(tmp):
     root = os.path.join(tmp, "root")
     rng = np.random.default_rng(2)
-    for i in range(7):  # a sweep: seven runs whose first checkpoint each fires the rule
+    for i in range(7):  # a sweep: seven runs whose first checkpoint after the baseline each fires the rule
         hf_checkpoint(os.path.join(root, f"sweep/lr{i}"), 0, _mlp_tensors(rng))
+        hf_checkpoint(os.path.join(root, f"sweep/lr{i}"), 100, _mlp_tensors(rng))
     spans = os.path.join(tmp, "spans")
     hook = f'echo "$EMERGE_RUN $(date +%s.%N)" >> {spans}.start; sleep 0.5; echo "$(date +%s.%N)" >> {spans}.end'
     cfg = _config(tmp, [AT_ONCE], {"stop_file": False, "exec": ["/bin/sh", "-c", hook]})
@@ -364,14 +370,14 @@ def test_version_1_database_is_migrated(tmp):
     db.close()
     stage = _stage(tmp, steps=100)
     d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE])).start(quiet="0.2")
-    _feed(d, stage, os.path.join(root, "mlp"), [0])
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     wait_for(lambda: len(_alert_rows(d)) == 2, what="the new alert")
     with d.db() as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == 3  # through every migration
         assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 3
         assert c.execute("SELECT name FROM rules").fetchall() == [("first",)]
     rows = _alert_rows(d)
-    assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 3  # after the result (2): seq goes on
+    assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 4  # after the results (2, 3): seq goes on
     assert not os.path.exists(os.path.join(old_dir, ".emerge"))  # the old alert was not delivered again
     out = emergectl("alerts", "--api", d.api, check=0)[1]
     assert "legacy" in out and "first" in out
