@@ -100,6 +100,18 @@ static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explici
     r->min_delta = v->valuedouble;
     return 0;
   }
+  if (strcmp(k, "min_delta_se") == 0) {
+    if (!finite_number(v) || v->valuedouble < 0)
+      return bad(err, errlen, who, "key 'min_delta_se': must be a number >= 0 (standard errors)");
+    r->min_delta_se = v->valuedouble;
+    return 0;
+  }
+  if (strcmp(k, "smoothing") == 0) {
+    if (!finite_number(v) || v->valuedouble < 0 || v->valuedouble >= 1)
+      return bad(err, errlen, who, "key 'smoothing': must be a number in [0, 1)");
+    r->smoothing = v->valuedouble;
+    return 0;
+  }
   if (strcmp(k, "patience") == 0) {
     if (!finite_number(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
         v->valuedouble > 100000)
@@ -145,13 +157,13 @@ int em_rule_parse(const cJSON *obj, size_t index, em_rule_t *r, char *err, size_
     int rc = rule_key(r, v, who, &explicit_patience, err, errlen);
     if (rc)
       return rc;
-    if (strcmp(v->string, "mode") == 0 || strcmp(v->string, "min_delta") == 0 ||
+    if (strcmp(v->string, "mode") == 0 || strncmp(v->string, "min_delta", 9) == 0 || strcmp(v->string, "smoothing") == 0 ||
         strcmp(v->string, "patience") == 0 || strstr(v->string, "_threshold"))
       monitor_only = true;
     has_mode |= strcmp(v->string, "mode") == 0;
   }
   if (r->monitor == EM_MON_NONE && monitor_only)
-    return bad(err, errlen, who, "mode, min_delta, patience and thresholds need key 'monitor'");
+    return bad(err, errlen, who, "mode, min_delta, min_delta_se, smoothing, patience and thresholds need key 'monitor'");
   if (r->monitor == EM_MON_NONE && !r->check_finite)
     return bad(err, errlen, who, "nothing to judge: give key 'monitor' or \"check_finite\": true");
   const cJSON *mode = cJSON_GetObjectItemCaseSensitive(obj, "mode");
@@ -226,8 +238,12 @@ char *em_rule_spec(const em_rule_t *r)
     cJSON_AddStringToObject(o, "mode", r->mode_max ? "max" : "min");
     if (r->plateau) {
       cJSON_AddNumberToObject(o, "min_delta", r->min_delta);
+      if (r->min_delta_se > 0) /* only when set: specs of older rules stay as they were */
+        cJSON_AddNumberToObject(o, "min_delta_se", r->min_delta_se);
       cJSON_AddNumberToObject(o, "patience", r->patience);
     }
+    if (r->smoothing > 0)
+      cJSON_AddNumberToObject(o, "smoothing", r->smoothing);
     if (r->has_stopping)
       cJSON_AddNumberToObject(o, "stopping_threshold", r->stopping);
     if (r->has_divergence)
@@ -369,61 +385,107 @@ static size_t baseline_index(const em_point_t *pts, size_t n)
   return SIZE_MAX;
 }
 
+/* What a replay carries from point to point. */
+typedef struct judge {
+  const em_rule_t *r;
+  bool stopped, diverged, nonfinite, have_best, armed, se_known;
+  double best;
+  int64_t best_step;
+  int wait;
+  double num, den, var;     /* the EMA of the values, its weight, and the EMA of their variance */
+} judge_t;
+
+/* The value judged: TensorBoard's debiased EMA of the values so far (S = 0: the value
+ * itself), and its standard error when every SE so far is known (independent errors). */
+static void smooth(judge_t *j, double v, double se, double *out, double *out_se)
+{
+  double s = j->r->smoothing;
+  j->se_known &= !isnan(se);
+  j->num = s * j->num + (1 - s) * v;
+  j->den = s * j->den + (1 - s);
+  j->var = s * s * j->var + (1 - s) * (1 - s) * (isnan(se) ? 0 : se * se);
+  *out = j->num / j->den;
+  *out_se = j->se_known ? sqrt(j->var) / j->den : NAN;
+}
+
+static void judge_thresholds(judge_t *j, size_t i, double v, em_fire_fn fire, void *ctx)
+{
+  const em_rule_t *r = j->r;
+  const char *what = monitors[r->monitor];
+  em_firing_t f;
+  if (r->has_stopping && !j->stopped && (r->mode_max ? v >= r->stopping : v <= r->stopping)) {
+    j->stopped = true;
+    fire_at(EM_COND_STOPPING, i, v, &f);
+    snprintf(f.reason, sizeof(f.reason), "%s %.4f reached stopping_threshold %g", what, v, r->stopping);
+    fire(ctx, r, &f);
+  }
+  if (r->has_divergence && !j->diverged && (r->mode_max ? v <= r->divergence : v >= r->divergence)) {
+    j->diverged = true;
+    fire_at(EM_COND_DIVERGENCE, i, v, &f);
+    snprintf(f.reason, sizeof(f.reason), "%s %.4f reached divergence_threshold %g", what, v, r->divergence);
+    fire(ctx, r, &f);
+  }
+}
+
+/* An improvement beats the best by more than min_delta and, with min_delta_se, by more
+ * than K standard errors of the value (an unknown SE leaves min_delta alone). */
+static void judge_plateau(judge_t *j, size_t i, const em_point_t *p, double v, double se, em_fire_fn fire, void *ctx)
+{
+  const em_rule_t *r = j->r;
+  double need = r->min_delta;
+  if (r->min_delta_se > 0 && !isnan(se))
+    need = fmax(need, r->min_delta_se * se);
+  if (!j->have_best || (r->mode_max ? v - j->best > need : j->best - v > need)) {
+    j->have_best = j->armed = true;
+    j->best = v;
+    j->best_step = p->step;
+    j->wait = 0;
+  } else if (++j->wait >= r->patience && j->armed) {
+    em_firing_t f;
+    j->armed = false;
+    fire_at(EM_COND_PLATEAU, i, v, &f);
+    f.best = j->best;
+    f.best_step = j->best_step;
+    snprintf(f.reason, sizeof(f.reason), "%s%s has not improved by more than %g for %d checkpoint%s (best %.4f "
+             "at step %lld)", r->smoothing > 0 ? "smoothed " : "", monitors[r->monitor], need, j->wait,
+             j->wait == 1 ? "" : "s", j->best, (long long)j->best_step);
+    fire(ctx, r, &f);
+  }
+}
+
+static void judge_nonfinite(judge_t *j, size_t i, const em_point_t *p, em_fire_fn fire, void *ctx)
+{
+  if (!j->r->check_finite || j->nonfinite)
+    return;
+  em_firing_t f;
+  j->nonfinite = true;
+  fire_at(EM_COND_FINITE, i, NAN, &f);
+  if (p->error)
+    snprintf(f.reason, sizeof(f.reason), "non-finite weights: %s", p->error);
+  else
+    snprintf(f.reason, sizeof(f.reason), "non-finite weights in %s", p->path ? p->path : "a checkpoint");
+  fire(ctx, j->r, &f);
+}
+
 void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx)
 {
   size_t base = baseline_index(pts, n);
-  bool stopped = false, diverged = false, nonfinite = false, have_best = false, armed = true;
-  double best = 0;
-  int64_t best_step = 0;
-  int wait = 0;
-  em_firing_t f;
-  const char *what = monitors[r->monitor];
+  judge_t j = {.r = r, .armed = true, .se_known = true};
   for (size_t i = 0; i < n; i++) {
     const em_point_t *p = &pts[i];
     if (p->seq <= r->since_seq)
       continue;
     if (p->nonfinite) {
-      if (r->check_finite && !nonfinite) {
-        nonfinite = true;
-        fire_at(EM_COND_FINITE, i, NAN, &f);
-        if (p->error)
-          snprintf(f.reason, sizeof(f.reason), "non-finite weights: %s", p->error);
-        else
-          snprintf(f.reason, sizeof(f.reason), "non-finite weights in %s", p->path ? p->path : "a checkpoint");
-        fire(ctx, r, &f);
-      }
+      judge_nonfinite(&j, i, p, fire, ctx);
       continue;
     }
     double v = r->monitor == EM_MON_NONE ? NAN : p->value[r->monitor - 1];
     if (isnan(v) || i == base) /* the baseline is the reference (its E is 0 by definition): never a best */
       continue;
-    if (r->has_stopping && !stopped && (r->mode_max ? v >= r->stopping : v <= r->stopping)) {
-      stopped = true;
-      fire_at(EM_COND_STOPPING, i, v, &f);
-      snprintf(f.reason, sizeof(f.reason), "%s %.4f reached stopping_threshold %g", what, v, r->stopping);
-      fire(ctx, r, &f);
-    }
-    if (r->has_divergence && !diverged && (r->mode_max ? v <= r->divergence : v >= r->divergence)) {
-      diverged = true;
-      fire_at(EM_COND_DIVERGENCE, i, v, &f);
-      snprintf(f.reason, sizeof(f.reason), "%s %.4f reached divergence_threshold %g", what, v, r->divergence);
-      fire(ctx, r, &f);
-    }
-    if (!r->plateau)
-      continue;
-    if (!have_best || (r->mode_max ? v - best > r->min_delta : best - v > r->min_delta)) {
-      have_best = armed = true;
-      best = v;
-      best_step = p->step;
-      wait = 0;
-    } else if (++wait >= r->patience && armed) {
-      armed = false;
-      fire_at(EM_COND_PLATEAU, i, v, &f);
-      f.best = best;
-      f.best_step = best_step;
-      snprintf(f.reason, sizeof(f.reason), "%s has not improved by more than %g for %d checkpoint%s (best %.4f "
-               "at step %lld)", what, r->min_delta, wait, wait == 1 ? "" : "s", best, (long long)best_step);
-      fire(ctx, r, &f);
-    }
+    double se = p->se[r->monitor - 1];
+    smooth(&j, v, se, &v, &se);
+    judge_thresholds(&j, i, v, fire, ctx);
+    if (r->plateau)
+      judge_plateau(&j, i, p, v, se, fire, ctx);
   }
 }

@@ -27,6 +27,8 @@ typedef struct em_rule {
   em_monitor_t monitor;     /* EM_MON_NONE: a check_finite-only rule */
   bool mode_max;            /* larger is better */
   double min_delta;         /* absolute; a change no larger than it is no improvement */
+  double min_delta_se;      /* K: nor one no larger than K standard errors of the value (0: off) */
+  double smoothing;         /* S in [0, 1): judge the EMA of the values (TensorBoard's; 0: raw) */
   int patience;             /* analysed checkpoints without improvement */
   bool plateau;             /* judged for a plateau: no threshold given, or patience given */
   bool has_stopping, has_divergence;
@@ -75,6 +77,7 @@ int em_condition_parse(const char *name, em_condition_t *out);
 typedef struct em_point {
   int64_t step, seq;
   double value[3];          /* emergence, alpha0, width; NaN when unknown */
+  double se[3];             /* their standard errors; NaN when unknown */
   bool nonfinite;           /* recorded nonfinite: no values */
   const char *path;
   const char *error;        /* nonfinite: what the check found */

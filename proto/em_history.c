@@ -43,13 +43,16 @@ static int decode_result(const cJSON *r, em_hist_entry_t *e)
 {
   *e = (em_hist_entry_t){.state = EM_STATE_DONE, .emergence = em_json_num(r, "emergence"),
                          .alpha0 = em_json_num(r, "alpha0"), .width = em_json_num(r, "width"),
+                         .emergence_se = em_json_num(r, "emergence_se"), .alpha0_se = em_json_num(r, "alpha0_se"),
+                         .width_se = em_json_num(r, "width_se"),
                          .path = (char *)em_json_str(r, "path")};
   return em_json_int(r, "step", &e->step) && em_json_int(r, "seq", &e->seq) ? 0 : -1;
 }
 
 int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e)
 {
-  *e = (em_hist_entry_t){.emergence = NAN, .alpha0 = NAN, .width = NAN, .path = (char *)em_json_str(c, "path"),
+  *e = (em_hist_entry_t){.emergence = NAN, .alpha0 = NAN, .width = NAN, .emergence_se = NAN, .alpha0_se = NAN,
+                         .width_se = NAN, .path = (char *)em_json_str(c, "path"),
                          .error = (char *)em_json_str(c, "error")};
   return em_json_int(c, "step", &e->step) && em_state_parse(em_json_str(c, "state"), &e->state) == 0 ? 0 : -1;
 }
@@ -98,12 +101,14 @@ em_point_t *em_history_points(const em_history_t *h, size_t *n)
       continue;
     em_point_t *p = &pts[(*n)++];
     *p = (em_point_t){.step = e->step, .seq = e->seq, .path = e->path, .order = i,
-                      .value = {e->emergence, e->alpha0, e->width}};
+                      .value = {e->emergence, e->alpha0, e->width},
+                      .se = {e->emergence_se, e->alpha0_se, e->width_se}};
     if (e->state == EM_STATE_NONFINITE) {
       p->seq = INT64_MAX;
       p->nonfinite = true;
       p->error = e->error;
       p->value[0] = p->value[1] = p->value[2] = NAN;
+      p->se[0] = p->se[1] = p->se[2] = NAN;
     }
   }
   qsort(pts, *n, sizeof(*pts), cmp_point);

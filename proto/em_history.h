@@ -20,6 +20,7 @@ typedef struct em_hist_entry {
   em_state_t state;         /* EM_STATE_DONE: a result */
   int64_t seq;              /* the result's seq; 0 without a result */
   double emergence, alpha0, width; /* NaN when unknown */
+  double emergence_se, alpha0_se, width_se; /* NaN when unknown */
   char *path;               /* may be NULL when the caller did not ask for it */
   char *error;              /* the checkpoint's error, NULL when none */
 } em_hist_entry_t;

@@ -186,7 +186,8 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
 }
 
 static const char sql_judged[] =
-  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width FROM results r "
+  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, json_extract(r.json, '$.alpha0_se'), "
+  "json_extract(r.json, '$.width_se') FROM results r "
   "JOIN checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version "
   "WHERE c.run_id = ? ORDER BY c.step, c.id";
 
@@ -205,7 +206,9 @@ int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
   while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     em_hist_entry_t e = {.step = sqlite3_column_int64(st, 0), .state = EM_STATE_DONE,
                          .seq = sqlite3_column_int64(st, 1), .emergence = column_or_nan(st, 2),
-                         .alpha0 = column_or_nan(st, 3), .width = column_or_nan(st, 4)};
+                         .alpha0 = column_or_nan(st, 3), .width = column_or_nan(st, 4),
+                         .emergence_se = column_or_nan(st, 5), .alpha0_se = column_or_nan(st, 6),
+                         .width_se = column_or_nan(st, 7)};
     if (em_history_add(out, &e) != 0)
       rc = SQLITE_NOMEM;
   }

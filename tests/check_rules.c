@@ -72,7 +72,10 @@ START_TEST(test_rules_bad_rules_are_named)
     {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"stopping_threshold\": \"0.5\"}]",
      "'p': key 'stopping_threshold'"},
     {"[{\"name\": \"p\", \"check_finite\": 1}]", "'p': key 'check_finite'"},
-    {"[{\"name\": \"p\", \"patience\": 4, \"check_finite\": true}]", "'p': mode, min_delta, patience"},
+    {"[{\"name\": \"p\", \"patience\": 4, \"check_finite\": true}]", "'p': mode, min_delta, min_delta_se"},
+    {"[{\"name\": \"p\", \"smoothing\": 0.5, \"check_finite\": true}]", "need key 'monitor'"},
+    {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"min_delta_se\": -1}]", "'p': key 'min_delta_se'"},
+    {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"smoothing\": 1}]", "'p': key 'smoothing': must be a number in [0, 1)"},
     {"[{\"name\": \"p\"}]", "'p': nothing to judge"},
     {"[{\"name\": \"p\", \"check_finite\": false}]", "'p': nothing to judge"},
     {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"stopping_threshold\": 0.5, \"divergence_threshold\": 0.6}]",
@@ -235,6 +238,63 @@ START_TEST(test_replay_baseline_is_never_a_best_value)
 }
 END_TEST
 
+static fired_t replay_se(const em_rule_t *r, const double *v, const double *se, size_t n)
+{
+  em_point_t pts[32];
+  for (size_t i = 0; i < n; i++)
+    pts[i] = (em_point_t){.step = (int64_t)i * 100, .seq = (int64_t)i + 1, .value = {v[i], NAN, NAN},
+                          .se = {se[i], NAN, NAN}};
+  fired_t f = {0};
+  em_rule_replay(r, pts, n, record, &f);
+  return f;
+}
+
+START_TEST(test_replay_min_delta_se_ignores_changes_inside_the_noise)
+{
+  /* The demo's sampled E (issue 9): steps of ~0.001-0.008 against an SE of ~0.008. */
+  double v[] = {0, 0.0063, 0.0058, 0.0199, 0.0132, 0.0140, 0.0136, 0.0218};
+  double se[] = {0, 0.008, 0.008, 0.009, 0.008, 0.009, 0.008, 0.010};
+  em_rule_t raw = rule_of("{\"name\": \"p\", \"monitor\": \"emergence\", \"min_delta\": 0.005, \"patience\": 3}");
+  fired_t f = replay_se(&raw, v, se, 8);
+  ck_assert(f.n == 1 && f.at[0] == 6); /* min_delta alone: a plateau at 600, inside the noise */
+  em_rule_t k = rule_of("{\"name\": \"p\", \"monitor\": \"emergence\", \"min_delta_se\": 2, \"patience\": 3}");
+  f = replay_se(&k, v, se, 8);
+  ck_assert(f.n == 1 && f.at[0] == 4); /* nothing after 0.0063 beats it by 2 SE: a plateau at 400... */
+  ck_assert_msg(strstr(f.reason[0], "by more than 0.016 for 3"), "%s", f.reason[0]);
+  double rising[] = {0, 0.01, 0.03, 0.05, 0.07, 0.09}, small[] = {0, 0.002, 0.002, 0.002, 0.002, 0.002};
+  f = replay_se(&k, rising, small, 6); /* ...but a rise well beyond its SE never plateaus */
+  ck_assert_uint_eq(f.n, 0);
+  double unknown[] = {0, NAN, NAN, NAN, NAN, NAN, NAN, NAN}; /* no SE (older rows): min_delta alone decides */
+  f = replay_se(&k, v, unknown, 8);
+  ck_assert(f.n == 1 && f.at[0] == 6);
+}
+END_TEST
+
+START_TEST(test_replay_smoothing_is_tensorboards_ema)
+{
+  /* S = 0.6 over 1, 0, 1, 0 (after the baseline): debiased EMA 1, 0.375, 0.6327, 0.4122 */
+  em_rule_t r = rule_of("{\"name\": \"t\", \"monitor\": \"emergence\", \"stopping_threshold\": 0.6, "
+                        "\"smoothing\": 0.6}");
+  double v[] = {0, 1, 0, 1, 0}, se[] = {0, 0, 0, 0, 0};
+  fired_t f = replay_se(&r, v, se, 5);
+  ck_assert(f.n == 1 && f.at[0] == 1); /* the first smoothed value is the first value */
+  em_rule_t d = rule_of("{\"name\": \"d\", \"monitor\": \"emergence\", \"divergence_threshold\": 0.4, "
+                        "\"smoothing\": 0.6}");
+  f = replay_se(&d, v, se, 5); /* raw 0 at index 2 would diverge; smoothed 0.375 does too, 0.4122 not */
+  ck_assert(f.n == 1 && f.at[0] == 2);
+  ck_assert_msg(strstr(f.reason[0], "emergence 0.3750 reached"), "%s", f.reason[0]);
+  em_rule_t p = rule_of("{\"name\": \"p\", \"monitor\": \"emergence\", \"patience\": 2, \"smoothing\": 0.3}");
+  double noisy[] = {0, 0.1, 0.05, 0.12, 0.07, 0.14, 0.09, 0.16}, z[8] = {0}; /* a rising trend under noise: */
+  f = replay_se(&p, noisy, z, 8); /* EMA .1 .0615 .1036 .0799 .1221 .0996 .1419 */
+  ck_assert_uint_eq(f.n, 0);
+  double flat[] = {0, 0.1, 0.1, 0.1};
+  p.min_delta = 1e-9; /* the EMA of equal values equals them up to rounding */
+  f = replay_se(&p, flat, z, 4);
+  ck_assert(f.n == 1 && f.at[0] == 3);
+  ck_assert_msg(strstr(f.reason[0], "smoothed emergence has not improved"), "%s", f.reason[0]);
+}
+END_TEST
+
 START_TEST(test_replay_check_finite_once)
 {
   em_rule_t r = rule_of("{\"name\": \"f\", \"check_finite\": true}");
@@ -259,6 +319,8 @@ Suite *rules_suite(void)
   tcase_add_test(tc, test_replay_thresholds_inclusive_once);
   tcase_add_test(tc, test_replay_check_finite_once);
   tcase_add_test(tc, test_replay_baseline_is_never_a_best_value);
+  tcase_add_test(tc, test_replay_min_delta_se_ignores_changes_inside_the_noise);
+  tcase_add_test(tc, test_replay_smoothing_is_tensorboards_ema);
   suite_add_tcase(s, tc);
   return s;
 }
