@@ -176,12 +176,44 @@ static cJSON *firing_json(const backtest_t *b, const em_firing_t *f)
   return o;
 }
 
-static void print_backtest_json(const em_cmd_opts_t *o, const char *spec, size_t npts, const backtest_t *b)
+/* The series the rule judged: each point's raw monitored value and the value judged
+ * (smoothed; null where none is judged, as at the baseline). */
+static cJSON *series_json(const em_rule_t *rule, const backtest_t *b, size_t npts, const double *judged)
+{
+  cJSON *a = cJSON_CreateArray();
+  for (size_t i = 0; a && rule->monitor != EM_MON_NONE && i < npts; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(a, o);
+    double raw = b->pts[i].value[rule->monitor - 1];
+    cJSON_AddNumberToObject(o, "step", (double)b->pts[i].step);
+    em_json_add_opt(o, "value", !isnan(raw), raw);
+    em_json_add_opt(o, "judged", !isnan(judged[i]), judged[i]);
+  }
+  return a;
+}
+
+static void print_series(const em_rule_t *rule, const backtest_t *b, size_t npts, const double *judged)
+{
+  if (rule->monitor == EM_MON_NONE || npts == 0)
+    return;
+  printf("%10s %9s %9s   (%s; judged: %s)\n", "STEP", "VALUE", "JUDGED", em_monitor_name(rule->monitor),
+         rule->smoothing > 0 ? "smoothed" : "as is, after the baseline");
+  for (size_t i = 0; i < npts; i++) {
+    char raw[24], j[24];
+    em_cmd_fmt_num(raw, sizeof(raw), b->pts[i].value[rule->monitor - 1], "%+.4f");
+    em_cmd_fmt_num(j, sizeof(j), judged[i], "%+.4f");
+    printf("%10lld %9s %9s\n", (long long)b->pts[i].step, raw, j);
+  }
+}
+
+static void print_backtest_json(const em_cmd_opts_t *o, const char *spec, size_t npts, const backtest_t *b,
+                                cJSON *series)
 {
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddStringToObject(doc, "run", o->run);
   cJSON_AddItemToObject(doc, "rule", spec ? cJSON_Parse(spec) : cJSON_CreateNull());
   cJSON_AddNumberToObject(doc, "checkpoints", (double)npts);
+  cJSON_AddItemToObject(doc, "series", series);
   cJSON *fires = cJSON_AddArrayToObject(doc, "fires");
   for (size_t i = 0; i < b->n; i++)
     cJSON_AddItemToArray(fires, firing_json(b, &b->fires[i]));
@@ -192,8 +224,12 @@ static void print_backtest_json(const em_cmd_opts_t *o, const char *spec, size_t
 static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t npts, const backtest_t *b)
 {
   char *spec = em_rule_spec(rule);
+  double *judged = calloc(npts ? npts : 1, sizeof(*judged));
+  if (judged && npts)
+    em_rule_judged_values(rule, b->pts, npts, judged);
   if (o->json) {
-    print_backtest_json(o, spec, npts, b);
+    print_backtest_json(o, spec, npts, b, judged ? series_json(rule, b, npts, judged) : cJSON_CreateNull());
+    free(judged);
     free(spec);
     return;
   }
@@ -207,6 +243,9 @@ static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t
     em_cmd_fmt_num(value, sizeof(value), isfinite(f->value) ? f->value : NAN, "%+.4f");
     printf("%10lld %-20s %9s  %s\n", (long long)b->pts[f->at].step, em_condition_name(f->cond), value, f->reason);
   }
+  if (judged)
+    print_series(rule, b, npts, judged);
+  free(judged);
   free(spec);
 }
 

@@ -318,7 +318,7 @@ void em_deliver_alert(em_deliver_t *d, const em_alert_t *alert)
   }
   w->owner = d;
   w->write.data = w;
-  if (d->on_alert.stop_file && alert->run_dir && alert->run_dir[0] &&
+  if (d->on_alert.stop_file && alert->stop && alert->run_dir && alert->run_dir[0] &&
       uv_queue_work(d->loop, &w->write, write_stop_file, stop_file_written) == 0) {
     d->writing++;
     return;

@@ -135,7 +135,7 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
   em_alert_t a = {.seq = next_seq(s->db, &rc), .cond = f->cond, .has_cond = true, .step = p->step, .ts = em_sql_now(),
                   .monitor = f->cond == EM_COND_FINITE ? EM_MON_NONE : r->monitor, .value = f->value,
                   .run = strdup(op->run), .rule = strdup(r->name), .path = point_path(s->db, p),
-                  .run_dir = strdup(op->run_dir ? op->run_dir : ""), .reason = strdup(f->reason)};
+                  .run_dir = strdup(op->run_dir ? op->run_dir : ""), .reason = strdup(f->reason), .stop = r->stop};
   char *payload = rc == SQLITE_OK && a.run && a.rule && a.path && a.run_dir && a.reason ? em_alert_print(&a) : NULL;
   if (!payload) {
     em_alert_free(&a);

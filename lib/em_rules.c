@@ -20,7 +20,7 @@ static const char *const monitors[] = {[EM_MON_NONE] = "none", [EM_MON_EMERGENCE
                                        [EM_MON_ALPHA0] = "alpha0", [EM_MON_WIDTH] = "width"};
 static const char *const conditions[] = {[EM_COND_PLATEAU] = "plateau", [EM_COND_STOPPING] = "stopping_threshold",
                                          [EM_COND_DIVERGENCE] = "divergence_threshold",
-                                         [EM_COND_FINITE] = "check_finite"};
+                                         [EM_COND_FINITE] = "check_finite", [EM_COND_ONSET] = "onset"};
 
 const char *em_monitor_name(em_monitor_t m) { return monitors[m]; }
 const char *em_condition_name(em_condition_t c) { return conditions[c]; }
@@ -112,6 +112,18 @@ static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explici
     r->smoothing = v->valuedouble;
     return 0;
   }
+  if (strcmp(k, "min_rise") == 0 || strcmp(k, "min_rise_se") == 0) {
+    if (!finite_number(v) || v->valuedouble < 0)
+      return bad(err, errlen, who, "key '%s': must be a number >= 0", k);
+    *(k[8] ? &r->min_rise_se : &r->min_rise) = v->valuedouble;
+    return 0;
+  }
+  if (strcmp(k, "onset") == 0 || strcmp(k, "stop") == 0) {
+    if (!cJSON_IsBool(v))
+      return bad(err, errlen, who, "key '%s': must be true or false", k);
+    *(k[0] == 'o' ? &r->onset : &r->stop) = cJSON_IsTrue(v);
+    return 0;
+  }
   if (strcmp(k, "patience") == 0) {
     if (!finite_number(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
         v->valuedouble > 100000)
@@ -135,6 +147,20 @@ static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explici
     return 0;
   }
   return bad(err, errlen, who, "unknown key '%s'", k);
+}
+
+/* An onset only reports ("a capability may be forming"): it stops the job only when the
+ * rule says so. Its defaults (docs/ALERTS.md): a rise beyond 2 SE for 2 checkpoints. */
+static void onset_defaults(em_rule_t *r, const cJSON *obj, bool explicit_patience)
+{
+  if (!cJSON_GetObjectItemCaseSensitive(obj, "stop"))
+    r->stop = !r->onset;
+  if (!r->onset)
+    return;
+  if (!explicit_patience)
+    r->patience = 2;
+  if (!cJSON_GetObjectItemCaseSensitive(obj, "min_rise_se"))
+    r->min_rise_se = 2;
 }
 
 int em_rule_parse(const cJSON *obj, size_t index, em_rule_t *r, char *err, size_t errlen)
@@ -166,13 +192,21 @@ int em_rule_parse(const cJSON *obj, size_t index, em_rule_t *r, char *err, size_
     return bad(err, errlen, who, "mode, min_delta, min_delta_se, smoothing, patience and thresholds need key 'monitor'");
   if (r->monitor == EM_MON_NONE && !r->check_finite)
     return bad(err, errlen, who, "nothing to judge: give key 'monitor' or \"check_finite\": true");
+  if (r->onset && (r->has_stopping || r->has_divergence))
+    return bad(err, errlen, who, "key 'onset': a rule judges an onset or thresholds, not both");
+  if (!r->onset && (cJSON_GetObjectItemCaseSensitive(obj, "min_rise") ||
+                    cJSON_GetObjectItemCaseSensitive(obj, "min_rise_se")))
+    return bad(err, errlen, who, "keys 'min_rise' and 'min_rise_se' need \"onset\": true");
+  if (r->onset && r->monitor == EM_MON_NONE)
+    return bad(err, errlen, who, "key 'onset' needs key 'monitor'");
+  onset_defaults(r, obj, explicit_patience);
   const cJSON *mode = cJSON_GetObjectItemCaseSensitive(obj, "mode");
   r->mode_max = has_mode ? strcmp(mode->valuestring, "max") == 0 : r->monitor != EM_MON_ALPHA0;
   if (r->has_stopping && r->has_divergence &&
       (r->mode_max ? r->divergence >= r->stopping : r->divergence <= r->stopping))
     return bad(err, errlen, who, "key 'divergence_threshold': must be %s stopping_threshold when mode is %s",
                r->mode_max ? "below" : "above", r->mode_max ? "max" : "min");
-  r->plateau = r->monitor != EM_MON_NONE && (explicit_patience || (!r->has_stopping && !r->has_divergence));
+  r->plateau = !r->onset && r->monitor != EM_MON_NONE && (explicit_patience || (!r->has_stopping && !r->has_divergence));
   return 0;
 }
 
@@ -244,12 +278,20 @@ char *em_rule_spec(const em_rule_t *r)
     }
     if (r->smoothing > 0)
       cJSON_AddNumberToObject(o, "smoothing", r->smoothing);
+    if (r->onset) {
+      cJSON_AddTrueToObject(o, "onset");
+      cJSON_AddNumberToObject(o, "min_rise", r->min_rise);
+      cJSON_AddNumberToObject(o, "min_rise_se", r->min_rise_se);
+      cJSON_AddNumberToObject(o, "patience", r->patience);
+    }
     if (r->has_stopping)
       cJSON_AddNumberToObject(o, "stopping_threshold", r->stopping);
     if (r->has_divergence)
       cJSON_AddNumberToObject(o, "divergence_threshold", r->divergence);
   }
   cJSON_AddBoolToObject(o, "check_finite", r->check_finite);
+  if (r->stop != !r->onset) /* only when not the default: specs of older rules stay as they were */
+    cJSON_AddBoolToObject(o, "stop", r->stop);
   char *text = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return text;
@@ -393,6 +435,10 @@ typedef struct judge {
   int64_t best_step;
   int wait;
   double num, den, var;     /* the EMA of the values, its weight, and the EMA of their variance */
+  bool have_extreme, onset_fired;
+  double extreme;           /* onset: the running minimum (maximum for mode min) */
+  int64_t extreme_step;
+  int above;                /* onset: checkpoints in a row risen beyond it */
 } judge_t;
 
 /* The value judged: TensorBoard's debiased EMA of the values so far (S = 0: the value
@@ -453,6 +499,36 @@ static void judge_plateau(judge_t *j, size_t i, const em_point_t *p, double v, d
   }
 }
 
+/* Onset: after its running minimum (for mode max; maximum for mode min) the value has
+ * risen beyond max(min_rise, min_rise_se * SE) for patience checkpoints in a row. Once. */
+static void judge_onset(judge_t *j, size_t i, const em_point_t *p, double v, double se, em_fire_fn fire, void *ctx)
+{
+  const em_rule_t *r = j->r;
+  double sign = r->mode_max ? 1 : -1, need = r->min_rise;
+  if (!isnan(se))
+    need = fmax(need, r->min_rise_se * se);
+  if (!j->have_extreme || sign * (v - j->extreme) < 0) {
+    j->have_extreme = true;
+    j->extreme = v;
+    j->extreme_step = p->step;
+    j->above = 0;
+    return;
+  }
+  j->above = sign * (v - j->extreme) > need ? j->above + 1 : 0;
+  if (j->above < r->patience || j->onset_fired)
+    return;
+  em_firing_t f;
+  j->onset_fired = true;
+  fire_at(EM_COND_ONSET, i, v, &f);
+  f.best = j->extreme;
+  f.best_step = j->extreme_step;
+  snprintf(f.reason, sizeof(f.reason), "%s%s %.4f has %s beyond %g of its %s %.4f (step %lld) for %d checkpoint%s: "
+           "the structure has turned, a capability may be forming", r->smoothing > 0 ? "smoothed " : "",
+           monitors[r->monitor], v, r->mode_max ? "risen" : "fallen", need, r->mode_max ? "minimum" : "maximum",
+           j->extreme, (long long)j->extreme_step, j->above, j->above == 1 ? "" : "s");
+  fire(ctx, r, &f);
+}
+
 static void judge_nonfinite(judge_t *j, size_t i, const em_point_t *p, em_fire_fn fire, void *ctx)
 {
   if (!j->r->check_finite || j->nonfinite)
@@ -487,5 +563,20 @@ void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire
     judge_thresholds(&j, i, v, fire, ctx);
     if (r->plateau)
       judge_plateau(&j, i, p, v, se, fire, ctx);
+    if (r->onset)
+      judge_onset(&j, i, p, v, se, fire, ctx);
+  }
+}
+
+void em_rule_judged_values(const em_rule_t *r, const em_point_t *pts, size_t n, double *out)
+{
+  size_t base = baseline_index(pts, n);
+  judge_t j = {.r = r, .se_known = true};
+  for (size_t i = 0; i < n; i++) {
+    const em_point_t *p = &pts[i];
+    double v = r->monitor == EM_MON_NONE || p->nonfinite ? NAN : p->value[r->monitor - 1], se;
+    out[i] = NAN;
+    if (p->seq > r->since_seq && !isnan(v) && i != base)
+      smooth(&j, v, p->se[r->monitor - 1], &out[i], &se);
   }
 }

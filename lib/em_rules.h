@@ -19,7 +19,8 @@ typedef enum em_condition {
   EM_COND_PLATEAU,      /* no improvement larger than min_delta for patience checkpoints */
   EM_COND_STOPPING,     /* reached stopping_threshold (good enough) */
   EM_COND_DIVERGENCE,   /* reached divergence_threshold (worse than allowed) */
-  EM_COND_FINITE        /* a checkpoint holds NaN/Inf weights */
+  EM_COND_FINITE,       /* a checkpoint holds NaN/Inf weights */
+  EM_COND_ONSET         /* the value turned: risen above its running extreme for patience checkpoints */
 } em_condition_t;
 
 typedef struct em_rule {
@@ -34,6 +35,9 @@ typedef struct em_rule {
   bool has_stopping, has_divergence;
   double stopping, divergence;
   bool check_finite;
+  bool onset;               /* judged for an onset instead of a plateau */
+  double min_rise, min_rise_se; /* onset: a rise must exceed both (absolute; K standard errors) */
+  bool stop;                /* a firing writes the stop file (default: true, false for onset) */
   int64_t since_seq;        /* judges results with a larger seq (set by the store) */
 } em_rule_t;
 
@@ -88,7 +92,7 @@ typedef struct em_firing {
   em_condition_t cond;
   size_t at;                /* index of the point it fired on */
   double value;             /* the monitored value there (NaN for check_finite) */
-  int64_t best_step;        /* plateau: the step of the best value it has not beaten */
+  int64_t best_step;        /* plateau: the step of the best value it has not beaten; onset: of the minimum */
   double best;
   char reason[256];
 } em_firing_t;
@@ -100,5 +104,8 @@ typedef void (*em_fire_fn)(void *ctx, const em_rule_t *r, const em_firing_t *f);
  * never judged and never a best value (its E is 0 by definition). Then: a threshold or check_finite condition at the first point
  * that meets it, a plateau each time patience runs out after an improvement. */
 void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx);
+/* The values rule r judges at each point: its smoothed monitored value (NaN where it
+ * judges none: the baseline, unknown values, nonfinite or skipped points). */
+void em_rule_judged_values(const em_rule_t *r, const em_point_t *pts, size_t n, double *out);
 
 #endif

@@ -27,6 +27,7 @@ cJSON *em_alert_to_json(const em_alert_t *a)
   cJSON_AddStringToObject(o, "path", a->path ? a->path : "");
   cJSON_AddStringToObject(o, "run_dir", a->run_dir ? a->run_dir : "");
   cJSON_AddStringToObject(o, "reason", a->reason ? a->reason : "");
+  cJSON_AddBoolToObject(o, "stop", a->stop);
   cJSON_AddNumberToObject(o, "ts", a->ts);
   if (!cJSON_GetObjectItemCaseSensitive(o, "ts")) {
     cJSON_Delete(o);
@@ -75,6 +76,10 @@ static int decode_kinds(const cJSON *o, em_alert_t *a, char *err, size_t errlen)
     return snprintf(err, errlen, "alert: keys 'seq' and 'step' must be integers"), -1;
   a->value = em_json_num(o, "value");
   a->ts = em_json_num(o, "ts");
+  const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
+  if (stop && !cJSON_IsBool(stop))
+    return snprintf(err, errlen, "alert: key 'stop' must be true or false"), -1;
+  a->stop = !stop || cJSON_IsTrue(stop); /* alerts from before onsets all asked to stop */
   return 0;
 }
 

@@ -22,6 +22,7 @@ typedef struct em_alert {
   char *path;
   char *run_dir;
   char *reason;
+  bool stop;                /* the rule asks the job to stop: the stop file is written (onset: not by default) */
   double ts;
 } em_alert_t;
 

@@ -77,6 +77,11 @@ START_TEST(test_rules_bad_rules_are_named)
     {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"min_delta_se\": -1}]", "'p': key 'min_delta_se'"},
     {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"smoothing\": 1}]", "'p': key 'smoothing': must be a number in [0, 1)"},
     {"[{\"name\": \"p\"}]", "'p': nothing to judge"},
+    {"[{\"name\": \"o\", \"monitor\": \"emergence\", \"onset\": true, \"stopping_threshold\": 1}]",
+     "'o': key 'onset': a rule judges an onset or thresholds, not both"},
+    {"[{\"name\": \"o\", \"monitor\": \"emergence\", \"min_rise\": 0.1}]", "need \"onset\": true"},
+    {"[{\"name\": \"o\", \"monitor\": \"emergence\", \"onset\": 1}]", "'o': key 'onset'"},
+    {"[{\"name\": \"o\", \"monitor\": \"emergence\", \"stop\": \"yes\"}]", "'o': key 'stop'"},
     {"[{\"name\": \"p\", \"check_finite\": false}]", "'p': nothing to judge"},
     {"[{\"name\": \"p\", \"monitor\": \"emergence\", \"stopping_threshold\": 0.5, \"divergence_threshold\": 0.6}]",
      "'p': key 'divergence_threshold': must be below stopping_threshold when mode is max"},
@@ -295,6 +300,34 @@ START_TEST(test_replay_smoothing_is_tensorboards_ema)
 }
 END_TEST
 
+START_TEST(test_onset_fires_once_after_the_minimum_and_not_on_noise)
+{
+  em_rule_t r = rule_of("{\"name\": \"o\", \"monitor\": \"emergence\", \"onset\": true}");
+  ck_assert(r.onset && !r.plateau && !r.stop && r.patience == 2 && r.min_rise_se == 2 && r.min_rise == 0);
+  char *spec = em_rule_spec(&r);
+  ck_assert_msg(strstr(spec, "\"onset\":true") && !strstr(spec, "\"stop\""), "%s", spec); /* stop: its default */
+  free(spec);
+  /* the copy task's E (issue 9): a minimum at step 300, then the turn */
+  double v[] = {0, -0.05, -0.08, -0.103, -0.09, -0.06, -0.02, 0.05, 0.12};
+  double se[] = {0, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001};
+  fired_t f = replay_se(&r, v, se, 9);
+  ck_assert(f.n == 1 && f.cond[0] == EM_COND_ONSET && f.at[0] == 5); /* two checkpoints above -0.103 + 0.002 */
+  ck_assert_msg(strstr(f.reason[0], "risen beyond 0.002 of its minimum -0.1030 (step 300) for 2 checkpoints"), "%s",
+                f.reason[0]);
+  double control[] = {0, -0.05, -0.06, -0.055, -0.07, -0.065, -0.08, -0.075}; /* wiggles inside 2 SE */
+  double wide[] = {0, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01};
+  f = replay_se(&r, control, wide, 8);
+  ck_assert_uint_eq(f.n, 0);
+  em_rule_t stops = rule_of("{\"name\": \"o\", \"monitor\": \"emergence\", \"onset\": true, \"stop\": true, "
+                            "\"min_rise\": 0.05, \"patience\": 1}");
+  ck_assert(stops.stop && stops.patience == 1);
+  f = replay_se(&stops, v, se, 9); /* 0.05 above -0.103: first at -0.02 (step 600) */
+  ck_assert(f.n == 1 && f.at[0] == 6);
+  em_rule_t plateau = rule_of("{\"name\": \"p\", \"monitor\": \"emergence\"}");
+  ck_assert(plateau.stop); /* the other conditions ask the job to stop, as before */
+}
+END_TEST
+
 START_TEST(test_replay_check_finite_once)
 {
   em_rule_t r = rule_of("{\"name\": \"f\", \"check_finite\": true}");
@@ -321,6 +354,7 @@ Suite *rules_suite(void)
   tcase_add_test(tc, test_replay_baseline_is_never_a_best_value);
   tcase_add_test(tc, test_replay_min_delta_se_ignores_changes_inside_the_noise);
   tcase_add_test(tc, test_replay_smoothing_is_tensorboards_ema);
+  tcase_add_test(tc, test_onset_fires_once_after_the_minimum_and_not_on_noise);
   suite_add_tcase(s, tc);
   return s;
 }

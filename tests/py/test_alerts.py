@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from daemon import Daemon, collect, history, wait_for
-from helpers import analyze_json, EXAMPLES, ROOT, emergectl, hf_checkpoint
+from helpers import analyze_json, close, EXAMPLES, ROOT, emergectl, hf_checkpoint
 
 TRAIN = os.path.join(ROOT, "examples", "train_mlp.py")
 PLATEAU = {"name": "plateau", "monitor": "emergence", "min_delta": 0.01, "patience": 2}
@@ -115,6 +115,33 @@ def test_rule_fires_once_with_row_pub_stop_file_and_backtest_agrees(tmp):
     assert marks[0].find("{http://www.w3.org/2000/svg}title").text.startswith(f"step {want_step}: emergence has")
     assert emergectl("alerts", "clear", "mlp", "--api", d.api, check=0)[1].startswith("removed ")
     assert not os.path.exists(os.path.join(root, "mlp", ".emerge", "STOP"))
+    assert d.stop() == 0
+
+
+def test_a_rule_that_does_not_stop_alerts_without_a_stop_file_and_backtest_shows_its_series(tmp):
+    """"stop": false (an onset's default): the alert is recorded, published and run, but
+    the job is not asked to stop. backtest prints the raw and the judged (smoothed) series."""
+    stage = _stage(tmp, steps=300)
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root, "--config", _config(tmp, [{**AT_ONCE, "stop": False}])).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100, 200, 300])
+    rows = wait_for(lambda: _alert_rows(d), what="the alert")
+    alert = json.loads(rows[0][2])
+    assert alert["stop"] is False and alert["step"] == 100
+    wait_for(lambda: _alert_rows(d)[0][3] == 1, what="delivered")
+    assert not os.path.exists(os.path.join(root, "mlp", ".emerge", "STOP"))
+    smooth = {"name": "s", "monitor": "emergence", "patience": 2, "smoothing": 0.5}
+    doc = json.loads(emergectl("backtest", "mlp", "--rule", json.dumps(smooth), "--json", "--api", d.api, check=0)[1])
+    series = doc["series"]
+    raw = [p["value"] for p in series]
+    assert [p["step"] for p in series] == [0, 100, 200, 300] and series[0]["judged"] is None  # the baseline
+    m = n = 0.0  # TensorBoard's debiased EMA, computed here
+    for p, v in zip(series[1:], raw[1:]):
+        m, n = 0.5 * m + 0.5 * v, 0.5 * n + 0.5
+        assert close(p["judged"], m / n), (p, m / n)
+    text = emergectl("backtest", "mlp", "--rule", json.dumps(smooth), "--api", d.api, check=0)[1]
+    assert "JUDGED" in text and "smoothed" in text, text
     assert d.stop() == 0
 
 
