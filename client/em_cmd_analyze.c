@@ -12,7 +12,7 @@
 
 static const char usage_text[] =
   "usage: emergectl analyze [--json] [--baseline PATH] [--samples S] [--neurons L] [--seed K]\n"
-  "                         [--threshold T] [--alpha0 central|reference] [--full] [--arch A]\n"
+  "                         [--threshold T] [--alpha0 central|reference] [--mode M] [--arch A]\n"
   "                         [--q-min Q] [--q-max Q] [--q-step Q] [--check-finite] PATH...\n"
   "\n"
   "PATH is a .safetensors file, a model.safetensors.index.json, or a checkpoint directory.\n"
@@ -23,7 +23,10 @@ static const char usage_text[] =
   "  --seed K          sample k uses numpy seed K+k (0)\n"
   "  --threshold T     largest distance 1/|w| kept (150)\n"
   "  --alpha0 RULE     central (default) or reference (the authors' argmax)\n"
-  "  --full            every neuron, no sampling\n"
+  "  --mode M          sampled (the authors' method, default), full (every neuron, no\n"
+  "                    sampling: a different graph, see docs/METHOD.md) or auto (full when\n"
+  "                    the baseline maps at most 50M weights, else sampled); chosen once, at\n"
+  "                    the baseline, for every PATH. --full is --mode full\n"
   "  --arch A          auto, gpt-neox, llama, gpt2, bert, mlp (auto)\n"
   "  --q-min/--q-max/--q-step   q grid (-3, 3, 0.1)\n"
   "  --check-finite    first read every weight for NaN/Inf (the analysis reads only its samples)\n"
@@ -50,6 +53,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     {"samples", required_argument, NULL, 0},   {"neurons", required_argument, NULL, 0},
     {"seed", required_argument, NULL, 0},      {"threshold", required_argument, NULL, 0},
     {"alpha0", required_argument, NULL, 0},    {"full", no_argument, NULL, 0},
+    {"mode", required_argument, NULL, 0},
     {"arch", required_argument, NULL, 0},      {"q-min", required_argument, NULL, 0},
     {"q-max", required_argument, NULL, 0},     {"q-step", required_argument, NULL, 0},
     {"check-finite", no_argument, NULL, 'f'},  {"help", no_argument, NULL, 'h'},
@@ -209,6 +213,8 @@ int em_cmd_analyze(int argc, char **argv)
     base = pick_baseline(items, n);
   }
   analyze_item(base, &o);
+  if (base->ok) /* auto chose at the baseline: every result of the run in that one mode */
+    o.params.mode = base->res.params.mode;
   if (!base->ok)
     em_cli_error("analyze", "baseline %s could not be analysed: emergence is left null", base->arg);
   int status = base->ok ? EM_EXIT_OK : EM_EXIT_FAIL;

@@ -377,7 +377,7 @@ static int rebaseline(em_db_t *db, em_store_op_t *op, int64_t rid, const baselin
 
 static const char *mode_name(const em_result_t *r)
 {
-  return r->params.full ? "full" : "sampled";
+  return em_mode_name(r->params.mode);
 }
 
 /* The result object, encoded once, with its E and the daemon's fields. Caller frees. */
@@ -423,6 +423,33 @@ static int insert_result(em_store_t *s, em_store_op_t *op, int64_t step, const b
   return add_pub(op, "result", op->run, payload);
 }
 
+/* Every result of a run has one mode (E across modes is meaningless): a result in
+ * another mode than the run's first is refused, the checkpoint recorded failed with
+ * what to do. Returns SQLITE_OK with *refused set, or an error. */
+static int refuse_other_mode(em_store_t *s, em_store_op_t *op, int64_t rid, bool *refused)
+{
+  int rc = SQLITE_OK;
+  const char *mode = mode_name(&op->result);
+  sqlite3_stmt *st = em_sql_prepare(s->db, "SELECT r.mode FROM results r JOIN checkpoints c ON c.id = r.checkpoint_id "
+                                           "AND c.version = r.version WHERE c.run_id = ? AND r.mode IS NOT NULL "
+                                           "ORDER BY c.step LIMIT 1", "i", rid);
+  char *run_mode = st && sqlite3_step(st) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(st, 0)) : NULL;
+  em_sql_done(st);
+  *refused = run_mode && strcmp(run_mode, mode) != 0;
+  if (*refused) {
+    char error[600];
+    snprintf(error, sizeof(error), "analysed in mode %s, but run %s was measured in mode %s (chosen at its "
+             "baseline) and E across modes is meaningless: start a new run (a new directory) to use mode %s, or "
+             "re-analyse this one offline with emergectl analyze --mode %s", mode, op->run, run_mode, mode, mode);
+    EM_ERR("%s: %s", op->path, error);
+    rc = em_sql_run(em_sql_prepare(s->db, "UPDATE checkpoints SET state = 'failed', error = ?, updated = ? "
+                                          "WHERE id = ?", "tdi", error, em_sql_now(), op->ckpt_id));
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  free(run_mode);
+  return rc;
+}
+
 static int op_result(em_store_t *s, em_store_op_t *op)
 {
   em_db_t *db = s->db;
@@ -437,6 +464,10 @@ static int op_result(em_store_t *s, em_store_op_t *op)
   int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
   int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
   EM_SQL_CHECK(rc);
+  bool refused;
+  EM_SQL_CHECK(refuse_other_mode(s, op, rid, &refused));
+  if (refused)
+    return SQLITE_OK;
   baseline_t b = find_baseline(db, rid);
   bool is_base = !b.found || step < b.step;
   rc = insert_result(s, op, step, &b, is_base);

@@ -48,6 +48,13 @@ typedef enum em_arch {
   EM_ARCH_MLP
 } em_arch_t;
 
+/* What is measured: the authors' sampled networks, or every neuron. auto picks full
+ * when the checkpoint maps at most EM_AUTO_FULL_WEIGHTS weights (docs/METHOD.md
+ * "Sampled and full": full mode then costs no more than a sampled analysis of the 1b
+ * shape in bench/RESULTS.md), else sampled. A result's params.mode is never auto. */
+typedef enum em_mode { EM_MODE_AUTO = 0, EM_MODE_SAMPLED, EM_MODE_FULL } em_mode_t;
+#define EM_AUTO_FULL_WEIGHTS 50000000ULL
+
 typedef struct em_params {
   int samples;               /* S, sampled networks per checkpoint (10) */
   int neurons;               /* L, neurons sampled per hidden-width layer (32) */
@@ -55,7 +62,7 @@ typedef struct em_params {
   int threshold;             /* largest distance 1/|w| kept (150) */
   double q_min, q_max, q_step; /* q grid, multiples of 0.01 (-3, 3, 0.1) */
   em_alpha0_rule_t alpha0;   /* how alpha0 is read off the spectrum (central) */
-  bool full;                 /* every neuron, no sampling (false) */
+  em_mode_t mode;            /* sampled, full or auto (sampled) */
   em_arch_t arch;            /* architecture mapping (auto) */
 } em_params_t;
 
@@ -67,6 +74,9 @@ int em_params_check(const em_params_t *p, em_err_t *err);
  * names the key and the bad value, -ENOENT for an unknown key. value NULL means "true"
  * for full. */
 int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *err);
+/* Parses / names a mode ("auto", "sampled", "full"). */
+int em_mode_parse(const char *name, em_mode_t *out);
+const char *em_mode_name(em_mode_t mode);
 /* Parses / names an architecture ("auto", "gpt-neox", "llama", "gpt2", "bert", "mlp"). */
 int em_arch_parse(const char *name, em_arch_t *out);
 const char *em_arch_name(em_arch_t arch);
@@ -118,6 +128,9 @@ typedef struct em_result {
  * frees it with em_result_free. EM_ENONFINITE when a weight read is NaN or Inf,
  * EM_EDEGENERATE when no spectrum exists (the message says why). */
 int em_analyze(em_ckpt_t *ck, const em_params_t *p, em_result_t *out, em_err_t *err);
+/* The mode auto resolves to for this checkpoint (p->mode itself unless auto), and the
+ * number of weights full mode would read. */
+int em_mode_resolve(em_ckpt_t *ck, const em_params_t *p, em_mode_t *out, uint64_t *weights, em_err_t *err);
 /* The same, returning EM_ECANCELED soon after *cancel becomes non-zero (it is checked
  * between weight reads), so a daemon can stop in the middle of a long analysis. The
  * flag may be raised from another thread. */

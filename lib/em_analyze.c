@@ -99,7 +99,7 @@ typedef struct run {
 static int run_init(run_t *r, em_ckpt_t *ck, const em_params_t *p, const double *q, size_t nq, em_err_t *err)
 {
   r->p = p;
-  int rc = em_plan_build(ck, p->arch, p->neurons, p->full, &r->plan, err);
+  int rc = em_plan_build(ck, p->arch, p->neurons, p->mode == EM_MODE_FULL, &r->plan, err);
   if (rc)
     return rc;
   uint32_t widest = 1, most_tgt = 1;
@@ -143,7 +143,7 @@ static void draw_groups(run_t *r, uint32_t seed)
   em_mt_seed(&mt, seed);
   for (size_t g = 0; g < r->plan.ngroups; g++) {
     const em_group_t *gr = &r->plan.groups[g];
-    if (r->p->full) {
+    if (r->p->mode == EM_MODE_FULL) {
       for (uint32_t i = 0; i < gr->count; i++)
         r->idx[g][i] = i;
     } else {
@@ -194,14 +194,14 @@ static int alloc_result(em_result_t *out, size_t nq, size_t ns)
 static int degenerate_hint(em_err_t *err, const em_params_t *p, uint32_t seed)
 {
   char head[96];
-  if (p->full)
+  if (p->mode == EM_MODE_FULL)
     snprintf(head, sizeof(head), "full network");
   else
     snprintf(head, sizeof(head), "sample with seed %u", seed);
   em_err_prefix(err, head);
-  if (err->code == EM_EDEGENERATE && !p->full) {
+  if (err->code == EM_EDEGENERATE && p->mode != EM_MODE_FULL) {
     size_t n = strlen(err->msg);
-    snprintf(err->msg + n, sizeof(err->msg) - n, "; try --full or a larger --neurons");
+    snprintf(err->msg + n, sizeof(err->msg) - n, "; try --mode full or a larger --neurons");
   }
   return err->code;
 }
@@ -238,6 +238,21 @@ static double now_ms(void)
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+int em_mode_resolve(em_ckpt_t *ck, const em_params_t *p, em_mode_t *out, uint64_t *weights, em_err_t *err)
+{
+  em_plan_t plan;
+  int rc = em_plan_build(ck, p->arch, p->neurons, true, &plan, err);
+  if (rc)
+    return rc;
+  uint64_t n = 0;
+  for (size_t i = 0; i < plan.nmaps; i++)
+    n += (uint64_t)plan.maps[i].in_dim * plan.maps[i].out_dim;
+  em_plan_free(&plan);
+  *weights = n;
+  *out = p->mode != EM_MODE_AUTO ? p->mode : n <= EM_AUTO_FULL_WEIGHTS ? EM_MODE_FULL : EM_MODE_SAMPLED;
+  return 0;
+}
+
 int em_analyze(em_ckpt_t *ck, const em_params_t *p, em_result_t *out, em_err_t *err)
 {
   return em_analyze_cancellable(ck, p, NULL, out, err);
@@ -254,10 +269,15 @@ int em_analyze_cancellable(em_ckpt_t *ck, const em_params_t *p, const _Atomic in
   int rc = em_params_check(p, err);
   if (rc)
     return rc;
+  em_params_t resolved = *p; /* auto becomes what it chose for this checkpoint */
+  uint64_t weights;
+  if (p->mode == EM_MODE_AUTO && (rc = em_mode_resolve(ck, p, &resolved.mode, &weights, err)) != 0)
+    return rc;
+  p = &resolved;
   out->params = *p;
   if ((rc = em_qgrid(p, &out->q, &out->nq, err)) != 0)
     return rc;
-  size_t ns = p->full ? 1 : (size_t)p->samples;
+  size_t ns = p->mode == EM_MODE_FULL ? 1 : (size_t)p->samples;
   run_t r = {0};
   if (alloc_result(out, out->nq, ns) != 0)
     rc = em_err_set(err, -ENOMEM, "out of memory");
@@ -269,7 +289,7 @@ int em_analyze_cancellable(em_ckpt_t *ck, const em_params_t *p, const _Atomic in
   out->arch = r.plan.arch;
   for (size_t k = 0; k < ns && !rc; k++) {
     em_sample_t *s = &out->samples[k];
-    s->seed = p->full ? 0 : p->seed + (uint32_t)k;
+    s->seed = p->mode == EM_MODE_FULL ? 0 : p->seed + (uint32_t)k;
     rc = run_network(&r, s->seed, s->tau, &s->nodes, err);
     if (!rc)
       rc = em_spectrum(out->q, s->tau, out->nq, p->alpha0, out->alpha, out->f, &s->alpha0, &s->width, err);

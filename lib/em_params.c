@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Analysis parameters: defaults, checks, and setting one by name from text (flags and
  * config keys share these names: samples, neurons, seed, threshold, q_min, q_max,
- * q_step, alpha0, full, arch). */
+ * q_step, alpha0, mode, full (= mode full), arch). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 void em_params_default(em_params_t *p)
 {
   *p = (em_params_t){.samples = 10, .neurons = 32, .seed = 0, .threshold = 150, .q_min = -3, .q_max = 3,
-                     .q_step = 0.1, .alpha0 = EM_ALPHA0_CENTRAL, .full = false, .arch = EM_ARCH_AUTO};
+                     .q_step = 0.1, .alpha0 = EM_ALPHA0_CENTRAL, .mode = EM_MODE_SAMPLED, .arch = EM_ARCH_AUTO};
 }
 
 int em_params_check(const em_params_t *p, em_err_t *err)
@@ -33,6 +33,8 @@ int em_params_check(const em_params_t *p, em_err_t *err)
     return em_err_set(err, -EINVAL, "threshold must be 2..%d, not %d", MAX_THRESHOLD, p->threshold);
   if (p->alpha0 != EM_ALPHA0_CENTRAL && p->alpha0 != EM_ALPHA0_REFERENCE)
     return em_err_set(err, -EINVAL, "alpha0 must be central or reference");
+  if (p->mode < EM_MODE_AUTO || p->mode > EM_MODE_FULL)
+    return em_err_set(err, -EINVAL, "unknown mode");
   if (p->arch < EM_ARCH_AUTO || p->arch > EM_ARCH_MLP)
     return em_err_set(err, -EINVAL, "unknown arch");
   double *q = NULL;
@@ -99,11 +101,14 @@ int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *
       p->alpha0 = EM_ALPHA0_REFERENCE;
     else
       rc = em_err_set(err, -EINVAL, "alpha0: '%s' is not central or reference", value ? value : "");
-  } else if (strcmp(key, "full") == 0) {
+  } else if (strcmp(key, "mode") == 0) {
+    if (!value || em_mode_parse(value, &p->mode) != 0)
+      rc = em_err_set(err, -EINVAL, "mode: '%s' is not sampled, full or auto", value ? value : "");
+  } else if (strcmp(key, "full") == 0) { /* the older spelling of mode full */
     if (!value || strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
-      p->full = true;
+      p->mode = EM_MODE_FULL;
     else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
-      p->full = false;
+      p->mode = EM_MODE_SAMPLED;
     else
       rc = em_err_set(err, -EINVAL, "full: '%s' is not true or false", value);
   } else if (strcmp(key, "arch") == 0) {
@@ -114,4 +119,22 @@ int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *
     rc = em_err_set(err, -ENOENT, "unknown analysis parameter '%s'", key);
   }
   return rc;
+}
+
+static const char *const mode_names[] = {[EM_MODE_AUTO] = "auto", [EM_MODE_SAMPLED] = "sampled",
+                                         [EM_MODE_FULL] = "full"};
+
+int em_mode_parse(const char *name, em_mode_t *out)
+{
+  for (int m = EM_MODE_AUTO; m <= EM_MODE_FULL; m++)
+    if (name && strcmp(name, mode_names[m]) == 0) {
+      *out = (em_mode_t)m;
+      return 0;
+    }
+  return -1;
+}
+
+const char *em_mode_name(em_mode_t mode)
+{
+  return mode >= EM_MODE_AUTO && mode <= EM_MODE_FULL ? mode_names[mode] : "?";
 }

@@ -33,7 +33,8 @@ cJSON *em_params_to_json(const em_params_t *p)
   cJSON_AddNumberToObject(o, "q_max", p->q_max);
   cJSON_AddNumberToObject(o, "q_step", p->q_step);
   cJSON_AddStringToObject(o, "alpha0", p->alpha0 == EM_ALPHA0_CENTRAL ? "central" : "reference");
-  cJSON_AddBoolToObject(o, "full", p->full);
+  cJSON_AddStringToObject(o, "mode", em_mode_name(p->mode));
+  cJSON_AddBoolToObject(o, "full", p->mode == EM_MODE_FULL); /* the older key, kept for readers of it */
   cJSON_AddStringToObject(o, "arch", em_arch_name(p->arch));
   return o;
 }
@@ -77,7 +78,7 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   em_json_add_opt(o, "step", m->has_step, (double)m->step);
   cJSON_AddStringToObject(o, "path", m->path ? m->path : "");
   cJSON_AddStringToObject(o, "arch", em_arch_name(r->arch));
-  cJSON_AddStringToObject(o, "mode", r->params.full ? "full" : "sampled");
+  cJSON_AddStringToObject(o, "mode", em_mode_name(r->params.mode));
   cJSON_AddNumberToObject(o, "alpha0", r->alpha0);
   cJSON_AddNumberToObject(o, "alpha0_se", r->alpha0_se);
   cJSON_AddNumberToObject(o, "width", r->width);

@@ -89,7 +89,7 @@ START_TEST(test_analyze_mlp)
   for (size_t i = 0; i < r.nq; i++)
     ck_assert_double_eq(r.tau[i], again.tau[i]);
   em_result_free(&again);
-  p.full = true;
+  p.mode = EM_MODE_FULL;
   ck_assert_int_eq(analyze_path(path, &p, &again, &err), 0);
   ck_assert_uint_eq(again.nsamples, 1);
   ck_assert_uint_eq(again.nodes, 64 + 128 + 128); /* every source neuron */
@@ -150,7 +150,7 @@ START_TEST(test_analyze_nonfinite_named)
   write_mlp("F32", w0);
   em_params_t p;
   em_params_default(&p);
-  p.full = true; /* reads every weight */
+  p.mode = EM_MODE_FULL; /* reads every weight */
   em_result_t r;
   em_err_t err = {0};
   ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_ENONFINITE);
@@ -295,7 +295,7 @@ START_TEST(test_check_finite_every_dtype)
   write_mlp("F32", bias);
   em_params_t p;
   em_params_default(&p);
-  p.full = true;
+  p.mode = EM_MODE_FULL;
   em_result_t r;
   em_err_t err = {0};
   ck_assert_int_eq(analyze_path(path, &p, &r, &err), 0);

@@ -84,7 +84,8 @@ def test_result_object_fields(tmp):
         assert key in r, key
     assert r["step"] == 42 and r["trainer"] is None and len(r["q"]) == 61 and len(r["alpha"]) == 60
     assert r["params"] == {"samples": 2, "neurons": 16, "seed": 0, "threshold": 150, "q_min": -3, "q_max": 3,
-                           "q_step": 0.1, "alpha0": "central", "full": False, "arch": "auto"}
+                           "q_step": 0.1, "alpha0": "central", "mode": "sampled", "full": False,
+                           "arch": "auto"}
     assert set(r["samples"][0]) >= {"seed", "alpha0", "width", "tau"}
 
 
@@ -156,6 +157,7 @@ def test_full_mode_every_neuron(tmp):
     make_ckpt.write(path, make_ckpt.build("neox", 64, 1, seed=2), "F16")
     r = analyze_json("--full", path)[0]
     assert r["params"]["full"] is True and len(r["samples"]) == 1
+    assert r["params"]["mode"] == r["mode"] == "full" and analyze_json("--mode", "full", path)[0]["tau"] == r["tau"]
     assert r["nodes"] <= 64 + 64 + 64 + 256 and r["nodes"] > 200   # sources of the four maps
     # Full mode is what sampling estimates: the sampled mean lies near it.
     s = analyze_json("--samples", 10, "--neurons", 16, path)[0]
@@ -270,3 +272,19 @@ def test_emergence_se_agrees_with_a_paired_bootstrap_on_a_real_run(tmp):
         assert r["alpha0_se"] > 0 and r["width_se"] > 0
     full = analyze_json("--full", *sorted(glob.glob(os.path.join(out, "checkpoint-*"))))
     assert all(r["emergence_se"] == 0 and r["alpha0_se"] == 0 and r["mode"] == "full" for r in full)
+
+
+def test_mode_auto_chooses_once_at_the_baseline_by_its_size(tmp):
+    """auto is full for a checkpoint that maps at most 50M weights (these do), chosen at
+    the baseline and used for every PATH; a bad mode is a usage error naming it."""
+    out = os.path.join(tmp, "mlp")
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), out, "--steps", "200",
+                    "--save-every", "100"], check=True, capture_output=True)
+    paths = sorted(glob.glob(os.path.join(out, "checkpoint-*")))
+    auto = analyze_json("--mode", "auto", *paths)
+    full = analyze_json("--mode", "full", *paths)
+    assert [r["mode"] for r in auto] == ["full"] * 3 and [r["params"]["mode"] for r in auto] == ["full"] * 3
+    assert [r["emergence"] for r in auto] == [r["emergence"] for r in full]
+    assert [r["mode"] for r in analyze_json(*paths)] == ["sampled"] * 3  # the default, for now
+    code, _, err = emergectl("analyze", "--mode", "fast", paths[0])
+    assert code == 2 and "mode: 'fast' is not sampled, full or auto" in err, err

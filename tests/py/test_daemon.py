@@ -379,3 +379,30 @@ def test_long_history_queries_do_not_hold_up_the_loop(tmp):
     # loop's own sends of the 30 MB replies are slow too)
     assert status_s < histories_s / 10, (status_s, histories_s)
     assert d.stop() == 0
+
+
+def test_a_run_keeps_the_mode_of_its_baseline_and_a_changed_mode_is_refused(tmp):
+    """Every result of a run has one mode: a daemon restarted with another mode records the
+    run's new checkpoint failed, saying how to start a new run or re-analyse; other runs
+    take the new mode."""
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    t = make_ckpt.build("neox", 64, 1, seed=3)
+    make_ckpt.write(os.path.join(root, "run", "model-step0.safetensors"), t, "F32")
+    d = Daemon(tmp, root, "--mode", "auto").start(quiet="0.2")
+    wait_for(lambda: len(history(d, "run")[0]) == 1, what="the baseline")
+    assert history(d, "run")[0][0]["mode"] == "full"  # auto: a small model is measured whole
+    assert d.stop() == 0
+    d = Daemon(tmp, root, "--mode", "sampled", name="d2").start(quiet="0.2")
+    make_ckpt.write(os.path.join(root, "run", "model-step100.safetensors"), {k: v * 1.1 for k, v in t.items()}, "F32")
+    os.makedirs(os.path.join(root, "other"))
+    make_ckpt.write(os.path.join(root, "other", "model-step0.safetensors"), t, "F32")
+    failed = lambda: [c for c in history(d, "run")[1] if c["state"] == "failed"]  # noqa: E731
+    wait_for(failed, what="the refused checkpoint")
+    err = failed()[0]["error"]
+    assert "run run was measured in mode full" in err and "start a new run" in err, err
+    assert "emergectl analyze --mode sampled" in err, err
+    assert [r["step"] for r in history(d, "run")[0]] == [0]
+    wait_for(lambda: history(d, "other")[0], what="the other run")
+    assert history(d, "other")[0][0]["mode"] == "sampled"
+    assert d.stop() == 0
