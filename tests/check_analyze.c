@@ -217,7 +217,7 @@ START_TEST(test_analyze_no_node_kept)
   em_result_t r;
   em_err_t err = {0};
   ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EDEGENERATE);
-  ck_assert_msg(strstr(err.msg, "seed 0") && strstr(err.msg, "--full"), "%s", err.msg);
+  ck_assert_msg(strstr(err.msg, "seed 0") && strstr(err.msg, "--mode full"), "%s", err.msg);
 }
 END_TEST
 
