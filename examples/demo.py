@@ -1,9 +1,12 @@
-"""make demo: the first thing to run. Starts emerged on a fresh directory with an
-early-stop rule, starts a small real training job that saves a checkpoint every few
-seconds, and follows it with `emergectl watch`: E appears live next to the job's
-accuracy. When E stops growing the rule fires, the daemon writes the run's stop file,
-and the job (using the plain-loop helper of examples/emerge_stop.py) stops itself.
-Ends by itself in about a minute with a plot, and says where everything is.
+"""make demo: the first thing to run. Starts emerged on a fresh directory with two
+rules, starts a small real training job that saves a checkpoint every few seconds, and
+follows it with `emergectl watch`: E and its standard error appear live next to the
+job's accuracy. The model is small, so mode auto measures the full network (no sampling
+error). An onset rule reports when E has turned upward beyond its minimum (it does not
+stop the job); a plateau rule on smoothed E stops the job only when E has stopped
+improving by more than 0.001 for 3 checkpoints, and the job (using the plain-loop helper
+of examples/emerge_stop.py) then stops itself. Ends by itself in about a minute with a
+plot, and says where everything is.
 
     /usr/bin/python3 examples/demo.py [OUT_DIR]     (default: ./demo-output)"""
 import json
@@ -31,10 +34,15 @@ def main():
     os.makedirs(runs)
     pub, api = f"ipc://{out}/pub", f"ipc://{out}/api"
     config = os.path.join(out, "emerged.json")
-    with open(config, "w") as f:  # E no longer improving by more than 0.005 for 3 checkpoints
-        json.dump({"alerts": [{"name": "plateau", "monitor": "emergence", "min_delta": 0.005, "patience": 3}]}, f)
+    rules = [{"name": "onset", "monitor": "emergence", "onset": True, "min_rise": 0.005},
+             {"name": "plateau", "monitor": "emergence", "min_delta": 0.001, "min_delta_se": 2, "patience": 3,
+              "smoothing": 0.5}]
+    with open(config, "w") as f:
+        json.dump({"mode": "auto", "alerts": rules}, f)
     log = open(os.path.join(out, "emerged.log"), "w")
-    say(f"starting emerged on {runs} with the early-stop rule in {config} (log: {out}/emerged.log)")
+    say(f"starting emerged on {runs} with the rules in {config} (log: {out}/emerged.log)")
+    say("onset: E has risen 0.005 above its minimum for 2 checkpoints (reported, the job goes on)")
+    say("plateau: smoothed E has not improved by more than 0.001 (and 2 SE) for 3 checkpoints (stops the job)")
     daemon = subprocess.Popen([EMERGED, "--watch", runs, "--pub", pub, "--api", api, "--quiet", "1",
                                "--config", config], stdout=log, stderr=log)
     time.sleep(0.5)
@@ -63,7 +71,7 @@ def main():
     if stopped:
         say(f"the training job {stopped[0].split(': ', 1)[1]} of 1200, after this alert:")
     else:
-        say("no alert fired this time: the job ran all 1200 steps")
+        say("no rule stopped the job this time: it ran all 1200 steps (E kept improving)")
     subprocess.run([EMERGECTL, "alerts", "mlp", "--api", api], check=False)
     svg = os.path.join(out, "emergence.svg")
     print()
