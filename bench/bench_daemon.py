@@ -35,8 +35,10 @@ IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
 class Daemon:
     def __init__(self, tmp, root, *extra):
         self.pub, self.api = f"ipc://{tmp}/pub", f"ipc://{tmp}/api"
+        # sampled, as recorded so far: the figures stay comparable across the default's change to auto
         self.proc = subprocess.Popen([EMERGED, "--watch", root, "--pub", self.pub, "--api", self.api, "--quiet",
-                                      "0.5", "--log-level", "warning", *extra], stderr=subprocess.DEVNULL)
+                                      "0.5", "--log-level", "warning", "--mode", "sampled", *extra],
+                                     stderr=subprocess.DEVNULL)
         self.ctx = zmq.Context.instance()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.connect(self.pub)

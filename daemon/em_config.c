@@ -39,7 +39,7 @@ static const struct key {
   {"seed", K_PARAM, 0, 0, 0, true, "K          analysis: first numpy seed (0)"},
   {"threshold", K_PARAM, 0, 0, 0, true, "T     analysis: largest distance (150)"},
   {"alpha0", K_PARAM, 0, 0, 0, true, "RULE     analysis: central|reference"},
-  {"mode", K_PARAM, 0, 0, 0, true, "M          analysis: sampled|full|auto (sampled)"},
+  {"mode", K_PARAM, 0, 0, 0, true, "M          analysis: sampled|full|auto (auto)"},
   {"full", K_PARAM, 0, 0, 0, false, "           analysis: every neuron (= --mode full)"},
   {"arch", K_PARAM, 0, 0, 0, true, "A          analysis: auto|gpt-neox|llama|gpt2|bert|mlp"},
   {"q_min", K_PARAM, 0, 0, 0, true, "Q         analysis: q grid (-3)"},

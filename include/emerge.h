@@ -62,7 +62,7 @@ typedef struct em_params {
   int threshold;             /* largest distance 1/|w| kept (150) */
   double q_min, q_max, q_step; /* q grid, multiples of 0.01 (-3, 3, 0.1) */
   em_alpha0_rule_t alpha0;   /* how alpha0 is read off the spectrum (central) */
-  em_mode_t mode;            /* sampled, full or auto (sampled) */
+  em_mode_t mode;            /* sampled, full or auto (auto) */
   em_arch_t arch;            /* architecture mapping (auto) */
 } em_params_t;
 

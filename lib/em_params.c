@@ -18,7 +18,7 @@
 void em_params_default(em_params_t *p)
 {
   *p = (em_params_t){.samples = 10, .neurons = 32, .seed = 0, .threshold = 150, .q_min = -3, .q_max = 3,
-                     .q_step = 0.1, .alpha0 = EM_ALPHA0_CENTRAL, .mode = EM_MODE_SAMPLED, .arch = EM_ARCH_AUTO};
+                     .q_step = 0.1, .alpha0 = EM_ALPHA0_CENTRAL, .mode = EM_MODE_AUTO, .arch = EM_ARCH_AUTO};
 }
 
 int em_params_check(const em_params_t *p, em_err_t *err)

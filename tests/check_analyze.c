@@ -76,6 +76,7 @@ START_TEST(test_analyze_mlp)
 {
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r, again;
   em_err_t err = {0};
   ck_assert_msg(analyze_path(path, &p, &r, &err) == 0, "%s", err.msg);
@@ -150,6 +151,7 @@ START_TEST(test_analyze_nonfinite_named)
   write_mlp("F32", w0);
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   p.mode = EM_MODE_FULL; /* reads every weight */
   em_result_t r;
   em_err_t err = {0};
@@ -163,6 +165,7 @@ START_TEST(test_analyze_unsupported_dtype)
   write_mlp("I32", w0); /* same bytes, integer dtype */
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   em_err_t err = {0};
   ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EUNSUPPORTED);
@@ -178,6 +181,7 @@ START_TEST(test_analyze_truncated_after_open)
   ck_assert_int_eq(truncate(path, 4096), 0);
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   ck_assert_int_eq(em_analyze(ck, &p, &r, &err), -ESTALE);
   ck_assert_ptr_nonnull(strstr(err.msg, "shrank"));
@@ -192,6 +196,7 @@ START_TEST(test_analyze_cancelled)
   ck_assert_int_eq(em_ckpt_open(path, &ck, &err), 0);
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   _Atomic int cancel = 0;
   ck_assert_int_eq(em_analyze_cancellable(ck, &p, &cancel, &r, &err), 0); /* not raised: a normal result */
@@ -214,6 +219,7 @@ START_TEST(test_analyze_no_node_kept)
   write_mlp("F32", w0);
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   em_err_t err = {0};
   ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EDEGENERATE);
@@ -231,6 +237,7 @@ START_TEST(test_analyze_unmappable_and_torch)
   free(buf);
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   em_err_t err = {0};
   ck_assert_int_eq(analyze_path(path, &p, &r, &err), -EINVAL);
@@ -295,6 +302,7 @@ START_TEST(test_check_finite_every_dtype)
   write_mlp("F32", bias);
   em_params_t p;
   em_params_default(&p);
+  p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   p.mode = EM_MODE_FULL;
   em_result_t r;
   em_err_t err = {0};

@@ -9,7 +9,7 @@ import time
 
 import zmq
 
-from helpers import ROOT
+from helpers import ROOT, explicit_mode
 
 EMERGED = os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged"))
 
@@ -26,7 +26,8 @@ class Daemon:
 
     def start(self, quiet="0.3", wait=True):
         args = [EMERGED, "--watch", self.root, "--pub", self.pub, "--api", self.api, "--quiet", quiet,
-                "--samples", "2", *(["--log-level", self.log_level] if self.log_level else []), *self.extra]
+                "--samples", "2", *explicit_mode(self.extra),
+                *(["--log-level", self.log_level] if self.log_level else []), *self.extra]
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if wait:

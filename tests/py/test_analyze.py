@@ -275,8 +275,8 @@ def test_emergence_se_agrees_with_a_paired_bootstrap_on_a_real_run(tmp):
 
 
 def test_mode_auto_chooses_once_at_the_baseline_by_its_size(tmp):
-    """auto is full for a checkpoint that maps at most 50M weights (these do), chosen at
-    the baseline and used for every PATH; a bad mode is a usage error naming it."""
+    """auto, the default, is full for a checkpoint that maps at most 50M weights (these
+    do), chosen at the baseline and used for every PATH; a bad mode is a usage error."""
     out = os.path.join(tmp, "mlp")
     subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), out, "--steps", "200",
                     "--save-every", "100"], check=True, capture_output=True)
@@ -285,6 +285,7 @@ def test_mode_auto_chooses_once_at_the_baseline_by_its_size(tmp):
     full = analyze_json("--mode", "full", *paths)
     assert [r["mode"] for r in auto] == ["full"] * 3 and [r["params"]["mode"] for r in auto] == ["full"] * 3
     assert [r["emergence"] for r in auto] == [r["emergence"] for r in full]
-    assert [r["mode"] for r in analyze_json(*paths)] == ["sampled"] * 3  # the default, for now
+    _, out, _ = emergectl("analyze", "--json", *paths, check=0)  # no mode given: the default is auto
+    assert [json.loads(line)["mode"] for line in out.splitlines()] == ["full"] * 3
     code, _, err = emergectl("analyze", "--mode", "fast", paths[0])
     assert code == 2 and "mode: 'fast' is not sampled, full or auto" in err, err

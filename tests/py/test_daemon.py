@@ -3,6 +3,7 @@ on its PUB socket, requests on its API socket, and the ways daemons die."""
 import json
 import os
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -392,6 +393,20 @@ def test_a_run_keeps_the_mode_of_its_baseline_and_a_changed_mode_is_refused(tmp)
     d = Daemon(tmp, root, "--mode", "auto").start(quiet="0.2")
     wait_for(lambda: len(history(d, "run")[0]) == 1, what="the baseline")
     assert history(d, "run")[0][0]["mode"] == "full"  # auto: a small model is measured whole
+    plain = os.path.join(tmp, "plain")  # and auto is what a daemon started without --mode does
+    os.makedirs(os.path.join(plain, "run"))
+    make_ckpt.write(os.path.join(plain, "run", "model-step0.safetensors"), t, "F32")
+    p = subprocess.Popen([os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged")), "--watch", plain, "--api",
+                          f"ipc://{tmp}/plain-api", "--pub", f"ipc://{tmp}/plain-pub"], stderr=subprocess.DEVNULL)
+    try:
+        def plain_modes():
+            with sqlite3.connect(f"file:{plain}/.emerge/emerge.db?mode=ro", uri=True) as c:
+                return [m for (m,) in c.execute("SELECT mode FROM results")]
+        assert wait_for(lambda: os.path.exists(f"{plain}/.emerge/emerge.db") and plain_modes(),
+                        what="the default daemon's result") == ["full"]
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
     assert d.stop() == 0
     d = Daemon(tmp, root, "--mode", "sampled", name="d2").start(quiet="0.2")
     make_ckpt.write(os.path.join(root, "run", "model-step100.safetensors"), {k: v * 1.1 for k, v in t.items()}, "F32")
