@@ -8,15 +8,19 @@ PYTHON     ?= /usr/bin/python3
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 
-# Debian packages the build, the tests and the demo need (`make deps` installs them).
+# Debian packages the build, the tests and the demo need (`make deps` installs them); torch
+# trains a real PyTorch job for the tests (with a threaded BLAS, or it trains ~50x slower).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
-            check python3-numpy python3-zmq time systemd util-linux
+            check python3-numpy python3-zmq time systemd util-linux \
+            python3-torch libopenblas0-pthread
+# `make validate` also draws its plot.
+VALIDATE_PKGS := python3-matplotlib
 PC_DEPS  := libcjson libuv libzmq sqlite3
 PC_TEST  := check
 
 PC_OK := $(shell $(PKG_CONFIG) --exists $(PC_DEPS) 2>/dev/null && echo yes)
 ifneq ($(PC_OK),yes)
-ifeq ($(filter deps help clean check demo bench,$(MAKECMDGOALS)),)
+ifeq ($(filter deps help clean check demo bench validate,$(MAKECMDGOALS)),)
 $(error missing libraries ($(PC_DEPS) via pkg-config): run `make deps` first)
 endif
 endif
@@ -65,7 +69,7 @@ EMERGECTL := $(BIN_DIR)/emergectl
 EMERGED := $(BIN_DIR)/emerged
 
 .SECONDARY:
-.PHONY: all check unit e2e fuzz-replay fuzz bench demo install uninstall clean deps help
+.PHONY: all check unit e2e fuzz-replay fuzz bench demo validate install uninstall clean deps help
 all: $(EMERGECTL) $(EMERGED)
 
 $(BUILD)/%.o: %.c
@@ -136,6 +140,13 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory $(EMERGECTL) $(EMERGED)
 	$(PYTHON) examples/demo.py
 
+# Does E track capability? Trains real models (about 5 minutes on 2 cores) and records the
+# figures in docs/VALIDATION.md and docs/validation.png. Not part of make check.
+validate: deps
+	$(Q)$(MAKE) --no-print-directory deps DEB_PKGS="$(VALIDATE_PKGS)"
+	$(Q)$(MAKE) --no-print-directory $(EMERGECTL) $(EMERGED)
+	$(PYTHON) validate/run.py $(VALIDATE_ARGS)
+
 # The training-side helpers (plain loop, Hugging Face, Lightning), for PYTHONPATH.
 PY_STOP := examples/emerge_stop.py examples/emerge_hf.py examples/emerge_lightning.py
 
@@ -168,6 +179,7 @@ help:
 	@echo "make check        unit suites, fuzz corpus replay, end-to-end tests"
 	@echo "make SANITIZE=address,undefined check"
 	@echo "make bench        analysis benchmark (results in bench/RESULTS.md)"
+	@echo "make validate     train real models, record E against accuracy (docs/VALIDATION.md)"
 	@echo "make fuzz         libFuzzer runs on every parser (clang), FUZZ_SECONDS each"
 	@echo "make deps         install the Debian packages (apt-get, sudo when not root)"
 	@echo "make install      PREFIX=/usr/local DESTDIR="

@@ -448,3 +448,40 @@ def test_version_2_database_gains_uncertainty_columns(tmp):
     assert rows[0] == (1, "sampled", None), rows
     assert [r[1] for r in rows[1:]] == ["sampled", "sampled"] and rows[1][2] == 0 and rows[2][2] > 0, rows
     assert d.stop() == 0
+
+
+def _trained(run_dir):
+    """{step: eval_accuracy} of a finished run, from its last trainer_state.json."""
+    last = max((n for n in os.listdir(run_dir) if n.startswith("checkpoint-")), key=lambda n: int(n.split("-")[1]))
+    with open(os.path.join(run_dir, last, "trainer_state.json")) as f:
+        return {e["step"]: e["eval_accuracy"] for e in json.load(f)["log_history"] if "eval_accuracy" in e}
+
+
+def test_plateau_with_min_delta_se_does_not_fire_while_accuracy_rises(tmp):
+    """The demo's run and a plain PyTorch MLP (nn.Sequential, SGD + momentum, real torch),
+    in the mode the daemon chooses for them (auto: full): a plateau rule with min_delta_se 2
+    (the example config's, and a bare one) never fires at a checkpoint after which eval
+    accuracy still rises by more than 0.01."""
+    root = os.path.join(tmp, "root")
+    demo, plain = os.path.join(root, "demo"), os.path.join(root, "torch")
+    subprocess.run([sys.executable, TRAIN, demo, "--steps", "1200", "--save-every", "100", "--lr", "0.08"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, os.path.join(ROOT, "validate", "train_torch_mlp.py"), plain, "--seed", "0"],
+                   check=True, stdout=subprocess.DEVNULL)
+    d = Daemon(tmp, root, "--mode", "auto").start()
+    want = {"demo": 13, "torch": 11}
+    wait_for(lambda: all(len(history(d, r)[0]) == n for r, n in want.items()), timeout=60, what="every result")
+    with open(os.path.join(ROOT, "systemd", "emerged.json.example")) as f:
+        example = next(r for r in json.load(f)["alerts"] if r["name"] == "plateau")
+    assert example.get("min_delta_se") == 2, example
+    bare = {"name": "p", "monitor": "emergence", "min_delta_se": 2, "patience": 3}
+    for run, run_dir in (("demo", demo), ("torch", plain)):
+        assert {r["mode"] for r in history(d, run)[0]} == {"full"}
+        acc = _trained(run_dir)
+        for rule in (example, bare):
+            out = emergectl("backtest", run, "--rule", json.dumps(rule), "--json", "--api", d.api)[1]
+            for fire in json.loads(out)["fires"]:
+                s = fire["step"]
+                later = max((a for t, a in acc.items() if t > s), default=acc[s])
+                assert later <= acc[s] + 0.01, (run, rule["name"], s, acc[s], later)
+    assert d.stop() == 0

@@ -1,0 +1,93 @@
+"""A plain PyTorch MLP 64-256-256-10 (ReLU) trained with SGD + momentum 0.9 on the
+teacher task of examples/train_mlp.py (Gaussian inputs labelled by a random tanh
+teacher network; same data for the same seed), checkpointed like the HF Trainer.
+
+    /usr/bin/python3 validate/train_torch_mlp.py OUT --seed S [--steps 1000] [--save-every 100]
+
+The model is an nn.Sequential, saved under its own tensor names (0.weight, 2.weight,
+4.weight and biases, [out, in]): emergectl finds no transformer block in them and maps
+the chain of 2-D weights as the "mlp" architecture. Checkpoints (step 0 included) go to
+OUT/checkpoint-STEP (see hfckpt.py); eval_accuracy is on 2,000 held-out examples."""
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch loads OpenBLAS
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+from hfckpt import float32_tensors, save_checkpoint  # noqa: E402
+from train_mlp import make_task  # noqa: E402
+
+SIZES, BATCH, LR, MOMENTUM = [64, 256, 256, 10], 64, 0.05, 0.9
+CONFIG = {"model_type": "mlp", "sizes": SIZES, "activation": "relu", "torch_dtype": "float32"}
+
+
+def make_model():
+    layers = []
+    for a, b in zip(SIZES[:-1], SIZES[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def load_data(seed):
+    """(train x, train y, eval x, eval y) as torch tensors: 10,000 / 2,000 examples."""
+    x, y = make_task(np.random.default_rng(seed), 12000)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    return x[:10000], y[:10000], x[10000:], y[10000:]
+
+
+def accuracy(model, x, y):
+    with torch.no_grad():
+        return float((model(x).argmax(dim=1) == y).float().mean())
+
+
+def checkpoint(out, step, model, history):
+    save_checkpoint(out, step, float32_tensors(model.state_dict()), CONFIG, history)
+    entry = history[-1]
+    loss = f" loss {entry['loss']:.3f}" if "loss" in entry else ""
+    print(f"train_torch_mlp: step {step}{loss} eval_accuracy {entry['eval_accuracy']:.3f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--save-every", type=int, default=100)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)
+    xt, yt, xe, ye = load_data(a.seed)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    os.makedirs(a.out, exist_ok=True)
+    history = [{"step": 0, "eval_accuracy": round(accuracy(model, xe, ye), 6)}]
+    checkpoint(a.out, 0, model, history)
+    losses = []
+    for step in range(1, a.steps + 1):
+        idx = torch.randint(0, len(xt), (BATCH,), generator=gen)
+        loss = F.cross_entropy(model(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        if step % a.save_every == 0 or step == a.steps:
+            history.append({"step": step, "loss": round(sum(losses) / len(losses), 6),
+                            "eval_accuracy": round(accuracy(model, xe, ye), 6)})
+            checkpoint(a.out, step, model, history)
+            losses = []
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    main()
+    print(f"train_torch_mlp: done in {time.time() - t0:.1f} s", flush=True)
