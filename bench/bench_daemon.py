@@ -7,7 +7,10 @@ backlog, appended with date and machine to bench/RESULTS.md.
 - idle: CPU time the daemon uses while nothing happens (target: under 0.1 s in 60 s)
 - backlog: peak RSS while 1,000 queued checkpoints drain
 - rules: the same backlog drained with three early-stop rules, which replay the run's
-  history after every result (O(n) each): drain time against the run without rules"""
+  history after every result (O(n) each): drain time against the run without rules
+- flood: 100,000 empty weight files in one run (docs/SECURITY.md): the slowest status
+  answer while they are worked through (target: under 2 s at any moment), how long
+  another run's first checkpoint waits for its result, and the time until all are settled"""
 import datetime
 import json
 import os
@@ -164,6 +167,51 @@ def backlog(tmp, n=1000, rules=None):
     return most_queued, rss, secs
 
 
+def timed_request(d, req, timeout=10.0):
+    """(seconds, reply) of one API request; the reply is None after timeout."""
+    s = d.ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(d.api)
+    t0 = time.perf_counter()
+    s.send_json(req)
+    reply = s.recv_json() if s.poll(int(timeout * 1000)) else None
+    s.close()
+    return time.perf_counter() - t0, reply
+
+
+def flood(tmp, n=100000):
+    """(slowest status s, other run's first result after s, all settled after s)."""
+    root = os.path.join(tmp, "flood")
+    run = os.path.join(root, "flood")
+    os.makedirs(run)
+    for i in range(n):
+        open(os.path.join(run, f"model-step{i}.safetensors"), "w").close()
+    small = stio.serialize({k: ("F32", v) for k, v in make_ckpt.build("neox", 64, 1).items()})
+    other = os.path.join(root, "other")
+    os.makedirs(other)
+    t0 = time.perf_counter()
+    d = Daemon(tmp, root, "--quiet", "0.2")
+    with open(os.path.join(tmp, "other.tmp"), "wb") as f:
+        f.write(small)
+    os.rename(os.path.join(tmp, "other.tmp"), os.path.join(other, "model-step0.safetensors"))
+    t_other = time.perf_counter()
+    worst, first, settled, deadline = 0.0, None, None, time.time() + 1800
+    while settled is None and time.time() < deadline:
+        secs, st = timed_request(d, {"cmd": "status"})
+        worst = max(worst, secs)
+        if first is None and d.sub.poll(0):
+            first = time.perf_counter() - t_other
+        _, runs = timed_request(d, {"cmd": "runs"}, timeout=30)
+        done = {r["run"]: sum(r["states"].values()) - r["states"].get("queued", 0) for r in (runs or {}).get("runs", [])}
+        if done.get("flood", 0) >= n:
+            settled = time.perf_counter() - t0
+        time.sleep(0.1)
+    d.stop()
+    if settled is None:
+        raise SystemExit("bench: the flood did not settle in 30 minutes")
+    return worst, first, settled
+
+
 def main():
     big = bench_analyze.checkpoint("70m", "F16")
     with tempfile.TemporaryDirectory(prefix="emerge-bench-") as tmp:
@@ -175,6 +223,9 @@ def main():
         print(f"backlog: {queued} queued at most, peak RSS {rss:.1f} MiB, drained in {plain:.1f} s")
         _, _, judged = backlog(tmp, rules=RULES)
         print(f"backlog with 3 rules: drained in {judged:.1f} s ({judged / plain:.2f}x)")
+        worst, first, settled = flood(tmp)
+        print(f"flood of 100,000 empty files: slowest status {worst:.2f} s, another run's first result after "
+              f"{first:.1f} s, all settled in {settled:.0f} s")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
@@ -187,7 +238,10 @@ def main():
                 f"| daemon CPU while idle for {IDLE_SECONDS:.0f} s | {idle:.3f} s | < 0.1 s |\n"
                 f"| peak RSS while 1,000 queued checkpoints drain ({queued} queued at most) | {rss:.1f} MiB | |\n"
                 f"| the same 1,000 drained without rules / with 3 rules (replayed after each result) | "
-                f"{plain:.1f} s / {judged:.1f} s ({judged / plain:.2f}x) | |\n")
+                f"{plain:.1f} s / {judged:.1f} s ({judged / plain:.2f}x) | |\n"
+                f"| 100,000 empty weight files in one run: slowest status answer meanwhile | {worst:.2f} s | < 2 s |\n"
+                f"| ... another run's first checkpoint, renamed in at start: its result after | {first:.1f} s | |\n"
+                f"| ... all 100,000 recorded failed after | {settled:.0f} s | |\n")
     print(f"bench: results appended to {bench_analyze.RESULTS}")
 
 

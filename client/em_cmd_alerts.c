@@ -4,6 +4,7 @@
  * (lib/em_rules), on points built by the daemon's own em_history_points, so it says
  * exactly where a live rule of that definition fires. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,9 +106,25 @@ static int clear_stop_file(em_cmd_opts_t *o)
     em_cli_error("alerts", "run directory too long: %s", dir);
     return EM_EXIT_FAIL;
   }
-  if (unlink(path) == 0) {
+  /* RUN_DIR/.emerge may be a link planted by whoever writes the tree: never followed, so
+   * the STOP removed is always this run's own (docs/SECURITY.md). */
+  int run = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dot = run < 0 ? -1 : openat(run, EM_DOT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  rc = dot < 0 ? -1 : unlinkat(dot, EM_STOP_FILE, 0);
+  int saved = errno;
+  if (dot >= 0)
+    close(dot);
+  if (run >= 0)
+    close(run);
+  errno = saved;
+  if (rc == 0) {
     printf("removed %s\n", path);
     return EM_EXIT_OK;
+  }
+  if (errno == ELOOP || errno == ENOTDIR) {
+    em_cli_error("alerts", "cannot remove %s: %s/" EM_DOT_DIR " is not a directory (a symbolic link is not followed)",
+                 path, dir);
+    return EM_EXIT_FAIL;
   }
   if (errno == ENOENT) {
     printf("no stop file for %s (%s)\n", o->run, path);

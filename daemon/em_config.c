@@ -12,9 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "em_jsonfile.h"
 #include "em_log.h"
 
 enum kind { K_STR, K_INT, K_SECONDS, K_LEVEL, K_PARAM, K_FLAG_ONLY };
+
+#define MAX_STRING 4096         /* a path or an endpoint; PATH_MAX on Linux */
+#define MAX_STRING_TEXT "4095"
 
 static const struct key {
   const char *name;     /* config key; the flag is the same with '-' for '_' */
@@ -84,6 +88,8 @@ static int set_key(em_config_t *cfg, const struct key *k, const char *v, const c
   case K_FLAG_ONLY:
     if (!v || !*v)
       return fail(err, errlen, "%s: empty value%s", where, "");
+    if (strlen(v) >= MAX_STRING) /* never cut: a cut path is another directory */
+      return fail(err, errlen, "%s: longer than %s bytes", where, MAX_STRING_TEXT);
     free(*(char **)field);
     *(char **)field = strdup(v);
     return 0;
@@ -100,6 +106,9 @@ static int set_key(em_config_t *cfg, const struct key *k, const char *v, const c
     double x = v ? strtod(v, &end) : 0;
     if (!v || !*v || *end || !isfinite(x) || x < 0 || x > 86400)
       return fail(err, errlen, "%s: '%s' is not a number of seconds in 0..86400", where, v ? v : "");
+    if (x > 0 && x < 0.001) /* the timers count milliseconds: this would round to 0 */
+      return fail(err, errlen, "%s: '%s' seconds is below the daemon's 1 ms resolution: use 0 or at least 0.001",
+                  where, v);
     *(double *)field = x;
     return 0;
   }
@@ -128,18 +137,18 @@ static const struct key *find_key(const char *name)
   return NULL;
 }
 
-/* A JSON value as the text a flag would carry. */
-static int json_text(const cJSON *v, char *buf, size_t len)
+/* A JSON value as the text a flag would carry: a string as it is, never cut. */
+static const char *json_text(const cJSON *v, char *buf, size_t len)
 {
   if (cJSON_IsString(v))
-    snprintf(buf, len, "%s", v->valuestring);
-  else if (cJSON_IsNumber(v))
+    return v->valuestring;
+  if (cJSON_IsNumber(v))
     snprintf(buf, len, "%.17g", v->valuedouble);
   else if (cJSON_IsBool(v))
     snprintf(buf, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
   else
-    return -1;
-  return 0;
+    return NULL;
+  return buf;
 }
 
 /* The structured keys: `alerts` (a list of rules) and `on_alert`. */
@@ -160,34 +169,30 @@ static int load_alerts(em_config_t *cfg, const cJSON *c, const char *path, char 
   return -EINVAL;
 }
 
+/* The file is read whole (a regular file of at most EM_JSONFILE_MAX bytes, never a FIFO
+ * that would hang the start) and every key is checked. */
 static int load_file(em_config_t *cfg, const char *path, char *err, size_t errlen)
 {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return fail(err, errlen, "config file %s: %s", path, strerror(errno));
-  char *text = malloc(1 << 20);
-  size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-  fclose(f);
-  if (!text)
-    return fail(err, errlen, "config file %s: %s", path, "out of memory");
-  text[n] = 0;
-  cJSON *root = cJSON_Parse(text);
-  free(text);
+  cJSON *root = NULL;
+  em_err_t e;
+  if (em_jsonfile_read(path, &root, &e) != 0)
+    return fail(err, errlen, "config file %s%s", e.msg, "");
   int rc = 0;
   if (!cJSON_IsObject(root))
     rc = fail(err, errlen, "config file %s: %s", path, "not a JSON object");
   for (const cJSON *c = root ? root->child : NULL; c && !rc; c = c->next) {
     const struct key *k = find_key(c->string);
-    char where[160], buf[256];
-    snprintf(where, sizeof(where), "config file %s: key '%s'", path, c->string);
+    char where[4200], buf[64];
+    const char *text = json_text(c, buf, sizeof(buf));
+    snprintf(where, sizeof(where), "config file %s: key '%.64s'", path, c->string);
     if (strcmp(c->string, "alerts") == 0 || strcmp(c->string, "on_alert") == 0)
       rc = load_alerts(cfg, c, path, err, errlen);
     else if (!k || k->kind == K_FLAG_ONLY)
       rc = fail(err, errlen, "%s: unknown key%s", where, "");
-    else if (json_text(c, buf, sizeof(buf)) != 0)
+    else if (!text)
       rc = fail(err, errlen, "%s: must be a string, number or boolean%s", where, "");
     else
-      rc = set_key(cfg, k, buf, where, err, errlen);
+      rc = set_key(cfg, k, text, where, err, errlen);
   }
   cJSON_Delete(root);
   return rc;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "em_fs.h"
 #include "em_log.h"
 #include "em_wire.h"
 
@@ -83,40 +84,71 @@ int em_deliver_configure(em_deliver_t *d, const em_on_alert_t *on_alert)
 /* ---------------------------------------------------------------- stop file */
 
 /* RUN_DIR/.emerge/STOP by temp + fsync + rename: a reader sees the whole alert or none.
- * Runs on libuv's threadpool: the fsync must not hold up the loop. */
+ * The tree is writable by others (docs/SECURITY.md): the run directory is opened without
+ * following links (em_fs), .emerge and the temp file relative to it with O_NOFOLLOW and
+ * O_EXCL, so a planted link or file is never written through. Both are made readable by
+ * the job whatever our umask (the unit's is 0077). Returns 0 or -errno; *what names the
+ * step that failed. */
+static int stop_file_at(int run_fd, int64_t seq, const char *payload, const char **what)
+{
+  *what = "create " EM_DOT_DIR;
+  bool made = mkdirat(run_fd, EM_DOT_DIR, 0755) == 0;
+  if (!made && errno != EEXIST)
+    return -errno;
+  int dir = openat(run_fd, EM_DOT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  *what = "open " EM_DOT_DIR " (a symbolic link is not followed)";
+  if (dir < 0)
+    return -errno;
+  if (made)
+    fchmod(dir, 0755);
+  char tmp[64];
+  snprintf(tmp, sizeof(tmp), EM_STOP_FILE ".tmp-%lld", (long long)seq);
+  unlinkat(dir, tmp, 0); /* whatever was planted under our temp name: the link, not its target */
+  *what = "create the temp file";
+  int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  int rc = fd < 0 ? -errno : 0;
+  size_t len = strlen(payload);
+  if (!rc) {
+    *what = "write the temp file";
+    bool ok = fchmod(fd, 0644) == 0 && write(fd, payload, len) == (ssize_t)len && write(fd, "\n", 1) == 1 &&
+              fsync(fd) == 0;
+    rc = ok ? 0 : -errno;
+    close(fd);
+  }
+  if (!rc) {
+    *what = "rename the temp file";
+    rc = renameat(dir, tmp, dir, EM_STOP_FILE) == 0 ? 0 : -errno;
+  }
+  if (rc && fd >= 0)
+    unlinkat(dir, tmp, 0);
+  if (!rc)
+    fsync(dir);
+  close(dir);
+  return rc;
+}
+
+/* Runs on libuv's threadpool: the fsync must not hold up the loop. */
 static void write_stop_file(uv_work_t *req)
 {
   waiting_t *w = req->data;
   const em_alert_t *a = &w->alert;
-  char dir[4096], tmp[4200], final[4200];
+  char final[4200];
   char *payload = em_alert_print(a);
-  if (!payload || !em_stop_dir(dir, sizeof(dir), a->run_dir) || !em_stop_path(final, sizeof(final), a->run_dir)) {
+  if (!payload || !em_stop_path(final, sizeof(final), a->run_dir)) {
     EM_ERR("alert %lld: stop file: out of memory or path too long", (long long)a->seq);
     free(payload);
     return;
   }
-  snprintf(tmp, sizeof(tmp), "%s/" EM_STOP_FILE ".tmp-%lld", dir, (long long)a->seq);
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-    EM_ERR("alert %lld: stop file: cannot create %s: %s", (long long)a->seq, dir, strerror(errno));
-    free(payload);
-    return;
-  }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  size_t len = strlen(payload);
-  /* readable by the training job whatever our umask (the unit's is 0077) */
-  bool ok = fd >= 0 && fchmod(fd, 0644) == 0 && write(fd, payload, len) == (ssize_t)len && write(fd, "\n", 1) == 1 &&
-            fsync(fd) == 0;
-  int saved = errno;
+  const char *what = "open the run directory";
+  int run_fd = em_fs_open(a->run_dir, O_RDONLY | O_DIRECTORY, 0);
+  int rc = run_fd < 0 ? run_fd : stop_file_at(run_fd, a->seq, payload, &what);
+  if (run_fd >= 0)
+    close(run_fd);
   free(payload);
-  if (fd >= 0)
-    close(fd);
-  if (ok && rename(tmp, final) == 0) {
+  if (rc)
+    EM_ERR("alert %lld: stop file %s: cannot %s: %s", (long long)a->seq, final, what, em_fs_strerror(rc));
+  else
     EM_NOTICE("alert %lld: stop file %s written", (long long)a->seq, final);
-    return;
-  }
-  saved = ok ? errno : saved;
-  unlink(tmp);
-  EM_ERR("alert %lld: stop file %s: %s", (long long)a->seq, final, strerror(saved));
 }
 
 /* ---------------------------------------------------------------- command */

@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "em_fs.h"
 #include "em_scan.h"
 
 em_job_t *em_job_new(int64_t ckpt_id, const char *path, const char *run, bool is_dir, bool has_step, int64_t step,
@@ -50,7 +52,11 @@ static bool unchanged(const em_job_t *j)
   return em_scan_fingerprint(j->path, j->is_dir, &fp) == 0 && fp.version == j->version;
 }
 
-static bool gone(const em_job_t *j) { return access(j->path, F_OK) != 0 && errno == ENOENT; }
+static bool gone(const em_job_t *j)
+{
+  struct stat st;
+  return em_fs_stat(j->path, &st) == -ENOENT;
+}
 
 /* A bad trainer_state.json only loses the metrics. */
 static void read_trainer(em_job_t *j)
@@ -91,7 +97,7 @@ void em_job_run(em_job_t *j)
       j->outcome = EM_JOB_CHANGED;
     return;
   }
-  if (rc == -ENOENT)
+  if (rc == -ENOENT && gone(j))
     set_state(j, EM_STATE_VANISHED, err.msg);
   else if (rc == EM_ENONFINITE)
     set_state(j, EM_STATE_NONFINITE, err.msg);

@@ -150,7 +150,7 @@ static void seen_done(em_store_op_t *op)
     EM_INFO("queue: %s step %lld %s", e->path, (long long)e->step, op->has_result ? "already analysed" : "queued");
   } else if (e && e->st == EM_T_SEEN) {
     em_tracker_set_state(s->tracker, e, EM_T_PENDING); /* the store failed (logged): again after the quiet period */
-    e->t_changed = uv_now(s->loop);
+    em_tracker_touch(s->tracker, e, uv_now(s->loop));
     arm_quiet_timer(s);
   }
   if (!s->stopping && em_tracker_count(s->tracker, EM_T_SEEN) == 0) /* order a batch (start-up, a burst) as a whole */
@@ -174,20 +174,14 @@ static void complete(em_pipeline_t *s, em_tracked_t *e, const em_found_t *f)
   em_pipeline_submit(s, op, seen_done);
 }
 
-static void look_if_due(void *ctx, em_tracked_t *e)
-{
-  em_pipeline_t *s = ctx;
-  if (em_tracker_due(e, uv_now(s->loop), (uint64_t)(s->cfg->quiet * 1000))) {
-    e->checking = true;
-    em_walker_look(s->walker, EM_WALK_QUIET, e->path, e->is_dir);
-  }
-}
-
 /* Pending entries quiet long enough (or renamed into place) are looked at once more. */
 static void on_quiet_timer(uv_timer_t *t)
 {
   em_pipeline_t *s = t->data;
-  em_tracker_foreach(s->tracker, look_if_due, s);
+  uint64_t quiet = (uint64_t)(s->cfg->quiet * 1000);
+  em_tracked_t *e;
+  while ((e = em_tracker_next_ready(s->tracker, uv_now(s->loop), quiet)) != NULL)
+    em_walker_look(s->walker, EM_WALK_QUIET, e->path, e->is_dir);
   arm_quiet_timer(s);
 }
 
@@ -204,7 +198,7 @@ void em_pipeline_job_done(void *ctx, em_job_t *job)
   if (job->outcome == EM_JOB_CHANGED || e->dirty) {
     EM_INFO("work: %s changed while being analysed; re-queued", e->path);
     em_tracker_set_state(s->tracker, e, EM_T_PENDING);
-    e->t_changed = uv_now(s->loop);
+    em_tracker_touch(s->tracker, e, uv_now(s->loop));
     arm_quiet_timer(s);
   } else {
     bool done = job->outcome == EM_JOB_DONE;
@@ -277,7 +271,7 @@ static void looked_again(em_pipeline_t *s, const em_found_t *f)
   em_tracked_t *e = em_tracker_find(s->tracker, f->path);
   if (!e || !e->checking)
     return;
-  e->checking = false; /* whatever happened meanwhile: it can be due again */
+  em_tracker_set_checking(s->tracker, e, false); /* whatever happened meanwhile: it can be due again */
   if (e->st != EM_T_PENDING)
     return;
   if (f->gone) {
@@ -332,7 +326,7 @@ void em_pipeline_event(void *ctx, const char *dir, const char *name, uint32_t ma
       em_tracker_drop(s->tracker, e); /* a running job or a store answer still names it: they see it gone */
     return;
   }
-  if (!em_scan_skip_name(name))
+  if (!em_scan_hidden(name))
     em_walker_consider(s->walker, dir, name, (mask & IN_MOVED_TO) != 0);
 }
 

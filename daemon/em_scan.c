@@ -3,26 +3,33 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "em_fs.h"
 #include "emerge.h"
 
-bool em_scan_skip_name(const char *name)
+bool em_scan_hidden(const char *name) { return name[0] == '.'; }
+
+/* A checkpoint still being staged: HF's tmp-checkpoint-N, name.tmp, name.part. */
+static bool staging(const char *name)
 {
-  return name[0] == '.' || strncmp(name, "tmp", 3) == 0 || em_name_ends_with(name, ".tmp") || em_name_ends_with(name, ".part");
+  return strncmp(name, "tmp", 3) == 0 || em_name_ends_with(name, ".tmp") || em_name_ends_with(name, ".part");
 }
 
 em_entry_t em_scan_classify(const char *name, bool is_dir)
 {
-  if (em_scan_skip_name(name))
+  if (em_scan_hidden(name))
     return EM_ENTRY_IGNORE;
   int64_t step;
-  if (is_dir)
-    return em_name_step(name, &step) ? EM_ENTRY_CKPT_DIR : EM_ENTRY_RUN_DIR;
-  if (!em_name_is_weight_file(name) || em_name_is_shard(name))
+  if (is_dir && em_name_step(name, &step))
+    return staging(name) ? EM_ENTRY_IGNORE : EM_ENTRY_CKPT_DIR;
+  if (is_dir) /* a run under tmp_sweep/ is watched; a staged name.tmp/ is not */
+    return strncmp(name, "tmp", 3) != 0 && staging(name) ? EM_ENTRY_IGNORE : EM_ENTRY_RUN_DIR;
+  if (staging(name) || !em_name_is_weight_file(name) || em_name_is_shard(name))
     return EM_ENTRY_IGNORE;
   return EM_ENTRY_CKPT_FILE;
 }
@@ -39,8 +46,8 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
 static void add_file(em_fingerprint_t *fp, const char *name, const struct stat *st)
 {
   int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-  int64_t size = (int64_t)st->st_size, ino = (int64_t)st->st_ino;
-  fp->quiet = mix(mix(mix(fp->quiet, name, strlen(name) + 1), &size, 8), &mtime, 8);
+  int64_t size = (int64_t)st->st_size, ino = (int64_t)st->st_ino, mode = (int64_t)st->st_mode;
+  fp->quiet = mix(mix(mix(mix(fp->quiet, name, strlen(name) + 1), &size, 8), &mtime, 8), &mode, 8);
   if (em_name_is_weight_file(name)) {
     fp->version = mix(mix(mix(mix(fp->version, name, strlen(name) + 1), &size, 8), &mtime, 8), &ino, 8);
     fp->nweights++;
@@ -55,13 +62,14 @@ int em_scan_fingerprint(const char *path, bool is_dir, em_fingerprint_t *fp)
   *fp = (em_fingerprint_t){basis, basis, 0};
   struct stat st;
   if (!is_dir) {
-    if (stat(path, &st) != 0)
-      return -errno;
+    int rc = em_fs_stat(path, &st);
+    if (rc)
+      return rc;
     const char *base = strrchr(path, '/');
     add_file(fp, base ? base + 1 : path, &st);
     return 0;
   }
-  DIR *d = opendir(path);
+  DIR *d = em_fs_opendir(path);
   if (!d)
     return -errno;
   char **names = NULL;
@@ -81,16 +89,18 @@ int em_scan_fingerprint(const char *path, bool is_dir, em_fingerprint_t *fp)
     if (names[n])
       n++;
   }
-  closedir(d);
   if (n) /* readdir order is not stable */
     qsort(names, n, sizeof(*names), cmp_names);
+  /* Weight files count whatever they are: a FIFO, link or directory of that name makes
+   * the checkpoint fail with a reason rather than wait for ever; other entries count only
+   * as regular files. Links are not followed. */
   for (size_t i = 0; i < n; i++) {
-    char full[4096];
-    snprintf(full, sizeof(full), "%s/%s", path, names[i]);
-    if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
+    if (fstatat(dirfd(d), names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (S_ISREG(st.st_mode) || em_name_is_weight_file(names[i])))
       add_file(fp, names[i], &st);
     free(names[i]);
   }
+  closedir(d);
   free(names);
   if (fp->nweights == 0)
     fp->version = 0;

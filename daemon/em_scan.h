@@ -16,8 +16,11 @@ typedef enum em_entry {
   EM_ENTRY_CKPT_FILE   /* a weight file outside a checkpoint directory */
 } em_entry_t;
 
-/* Names never looked at: starting with '.' or "tmp", ending in ".tmp" or ".part". */
-bool em_scan_skip_name(const char *name);
+/* Names never looked at: starting with '.' (.emerge, .git, editors' files). */
+bool em_scan_hidden(const char *name);
+/* What an entry is. Checkpoint names starting with "tmp" or ending in ".tmp" or ".part"
+ * are still being written and ignored; a run directory may have any name but a hidden
+ * one or a staged "name.tmp"/"name.part". */
 em_entry_t em_scan_classify(const char *name, bool is_dir);
 
 typedef struct em_fingerprint {

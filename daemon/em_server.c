@@ -20,6 +20,7 @@
 
 #include "em_answer.h"
 #include "em_db.h"
+#include "em_fs.h"
 #include "em_log.h"
 #include "em_notify.h"
 #include "em_pipeline.h"
@@ -249,7 +250,10 @@ static int serve(server_t *s)
 {
   char err[768] = "";
   bool network = false;
-  if (!s->root || db_path(s, &network, err, sizeof(err)) != 0 ||
+  int confined = s->root ? em_fs_confine(s->root) : 0; /* before any thread: no link below it is followed */
+  if (confined)
+    snprintf(err, sizeof(err), "cannot open the watch root %s: %s", s->root, strerror(-confined));
+  if (!s->root || confined || db_path(s, &network, err, sizeof(err)) != 0 ||
       em_pipeline_init(&s->pipe, &s->loop, s->cfg, s->root) != 0) {
     EM_ERR("emerged: %s", err[0] ? err : "cannot resolve the watch root");
     return EM_EXIT_FAIL;

@@ -7,8 +7,13 @@
  *   RUNNING --result--> DONE      RUNNING --failed/unsupported/...--> FINAL
  *   RUNNING --changed while read--> PENDING   any but RUNNING/SEEN --new version--> PENDING
  *
- * Every change goes through em_tracker_set_state, which keeps per-state counts, so
- * counting is O(1). Pure bookkeeping: no libuv, no I/O (fingerprints come from the
+ * Every change goes through em_tracker_set_state (and the other em_tracker_ calls that
+ * change what scheduling reads: observe, quiet_check, touch, set_checking), which keep
+ * per-state counts and the schedule: a heap of queued entries by step, a heap per run of
+ * its analysed-or-queued entries (the lowest is its baseline), a heap of runs whose
+ * baseline waits, and a list of pending entries in deadline order. Counting is O(1),
+ * picking and every change O(log n), so 100,000 entries cost no more per event than ten
+ * (docs/SECURITY.md). Pure bookkeeping: no libuv, no I/O (fingerprints come from the
  * walker), times are the caller's milliseconds. */
 #ifndef EM_TRACKER_H
 #define EM_TRACKER_H
@@ -42,7 +47,12 @@ typedef struct em_tracked {
   uint64_t version;           /* the version recorded queued */
   int64_t ckpt_id;
   em_tstate_t st;             /* read only: em_tracker_set_state changes it */
-  struct em_tracked *next;      /* hash chain */
+  /* The tracker's own scheduling links (read only): */
+  struct em_tracked *next;    /* hash chain */
+  struct em_run_sched *sched; /* its run's baseline heap */
+  size_t in_run, in_queued;   /* em_heap slots */
+  struct em_tracked *wprev, *wnext; /* the list of entries waiting out their quiet period */
+  bool waiting;
 } em_tracked_t;
 
 typedef struct em_tracker em_tracker_t;
@@ -72,9 +82,17 @@ em_quiet_t em_tracker_quiet_check(em_tracker_t *t, em_tracked_t *e, const em_fin
  * (UINT64_MAX when none waits). */
 bool em_tracker_due(const em_tracked_t *e, uint64_t now, uint64_t quiet);
 uint64_t em_tracker_next_due(const em_tracker_t *t, uint64_t now, uint64_t quiet);
+/* The next entry whose quiet period is over, now marked checking (the walker looks at it
+ * again); NULL when none is due. */
+em_tracked_t *em_tracker_next_ready(em_tracker_t *t, uint64_t now, uint64_t quiet);
+/* Restarts e's quiet period at now. */
+void em_tracker_touch(em_tracker_t *t, em_tracked_t *e, uint64_t now);
+/* Whether the walker is looking at e again; a checking entry is never due. */
+void em_tracker_set_checking(em_tracker_t *t, em_tracked_t *e, bool checking);
 
-/* The QUEUED entry to analyse next: a run's lowest step (its baseline) first, then the
- * newest, so a daemon that falls behind shows the present. NULL when none is queued. */
+/* The QUEUED entry to analyse next: a run's lowest step (its baseline) first, runs taking
+ * turns, then the newest, so a daemon that falls behind shows the present. NULL when
+ * none is queued. The caller starts it (a pick counts as the run's turn). */
 em_tracked_t *em_tracker_pick(em_tracker_t *t);
 
 /* Calls fn for every entry; fn may drop the entry it is given. */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "em_fifo.h"
+#include "em_fs.h"
 #include "em_log.h"
 #include "em_watch.h"
 #include "emerge.h"
@@ -36,6 +37,9 @@ struct em_walker {
   uv_timer_t rescan;
   em_walker_cb_t cb;
   void *ctx;
+  uint64_t *told;             /* walker thread: hashes of paths already logged (once_only) */
+  size_t ntold, cap_told;
+  bool told_watch_limit;
 };
 
 /* ---------------------------------------------------------------- walker thread */
@@ -58,11 +62,60 @@ static void add_found(request_t *r, const char *path, bool is_dir, bool renamed)
   r->n++;
 }
 
+/* Whether path is logged for the first time: a rescan every 30 s must not repeat what it
+ * found skipped. An open-addressing set of 64-bit path hashes, at most 2^19 of them;
+ * past that nothing more is logged (one line says so). */
+#define MAX_TOLD (1u << 19)
+
+static void told_insert(uint64_t *set, size_t cap, uint64_t h)
+{
+  size_t j = h % cap;
+  while (set[j] && set[j] != h)
+    j = (j + 1) % cap;
+  set[j] = h;
+}
+
+static bool once_only(em_walker_t *w, const char *path)
+{
+  uint64_t h = 14695981039346656037ULL;
+  for (const char *p = path; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  h |= 1; /* 0 marks a free slot */
+  for (size_t j = w->cap_told ? h % w->cap_told : 0; w->cap_told && w->told[j]; j = (j + 1) % w->cap_told)
+    if (w->told[j] == h)
+      return false;
+  if (w->ntold >= MAX_TOLD) {
+    if (w->ntold++ == MAX_TOLD)
+      EM_NOTICE("watch: %u skipped entries logged; later ones are not", MAX_TOLD);
+    return false;
+  }
+  if (2 * (w->ntold + 1) > w->cap_told) {
+    size_t cap = w->cap_told ? 2 * w->cap_told : 256;
+    uint64_t *grown = calloc(cap, sizeof(*grown));
+    if (!grown)
+      return false;
+    for (size_t i = 0; i < w->cap_told; i++)
+      if (w->told[i])
+        told_insert(grown, cap, w->told[i]);
+    free(w->told);
+    w->told = grown;
+    w->cap_told = cap;
+  }
+  told_insert(w->told, w->cap_told, h);
+  w->ntold++;
+  return true;
+}
+
 static void watch_dir(em_walker_t *w, const char *dir)
 {
   int rc = w->watch ? em_watch_add(w->watch, dir) : 0;
-  if (rc)
+  if (rc == -ENOSPC && !w->told_watch_limit) {
+    w->told_watch_limit = true;
+    EM_WARN("watch: cannot watch %s and later directories: the inotify watch limit is reached (raise "
+            "fs.inotify.max_user_watches); rescans still find their checkpoints", dir);
+  } else if (rc && rc != -ENOSPC && once_only(w, dir)) {
     EM_WARN("watch: cannot watch %s: %s (rescans still find its checkpoints)", dir, strerror(-rc));
+  }
 }
 
 static void walk_dir(em_walker_t *w, request_t *r, const char *dir, int depth);
@@ -71,20 +124,29 @@ static void consider(em_walker_t *w, request_t *r, const char *dir, const char *
 {
   char path[PATH_MAX];
   struct stat st;
-  if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) || stat(path, &st) != 0)
+  if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
+    if (once_only(w, dir))
+      EM_WARN("watch: skipping an entry of %s: its path is longer than %d bytes", dir, PATH_MAX);
     return;
-  switch (em_scan_classify(name, S_ISDIR(st.st_mode))) {
+  }
+  if (em_fs_stat(path, &st) != 0)
+    return;
+  em_entry_t kind = em_scan_classify(name, S_ISDIR(st.st_mode));
+  if (S_ISLNK(st.st_mode) && once_only(w, path)) /* a link is never a directory to us */
+    EM_NOTICE("watch: not following %s: a symbolic link (links below the root are not followed)", path);
+  switch (kind) {
   case EM_ENTRY_RUN_DIR:
     if (depth < MAX_DEPTH)
       walk_dir(w, r, path, depth + 1);
+    else if (once_only(w, path))
+      EM_NOTICE("watch: not descending into %s: more than %d directories below the root", path, MAX_DEPTH);
     break;
   case EM_ENTRY_CKPT_DIR:
     watch_dir(w, path);
     add_found(r, path, true, renamed);
     break;
-  case EM_ENTRY_CKPT_FILE:
-    if (S_ISREG(st.st_mode))
-      add_found(r, path, false, renamed);
+  case EM_ENTRY_CKPT_FILE: /* a link or FIFO of that name fails with its reason when read */
+    add_found(r, path, false, renamed);
     break;
   case EM_ENTRY_IGNORE:
     break;
@@ -94,12 +156,15 @@ static void consider(em_walker_t *w, request_t *r, const char *dir, const char *
 static void walk_dir(em_walker_t *w, request_t *r, const char *dir, int depth)
 {
   watch_dir(w, dir); /* before reading it: what appears after the read raises an event */
-  DIR *d = opendir(dir);
-  if (!d)
+  DIR *d = em_fs_opendir(dir);
+  if (!d) {
+    if (errno != ENOENT && once_only(w, dir))
+      EM_WARN("watch: cannot read %s: %s", dir, em_fs_strerror(-errno));
     return;
+  }
   struct dirent *ent;
   while ((ent = readdir(d)) != NULL)
-    if (ent->d_name[0] != '.')
+    if (!em_scan_hidden(ent->d_name))
       consider(w, r, dir, ent->d_name, depth, false);
   closedir(d);
 }
@@ -252,6 +317,7 @@ static void free_walker(uv_handle_t *h)
 {
   em_walker_t *w = h->data;
   em_fifo_destroy(&w->fifo);
+  free(w->told);
   free(w->root);
   free(w);
 }

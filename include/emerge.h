@@ -54,6 +54,9 @@ typedef enum em_arch {
  * shape in bench/RESULTS.md), else sampled. A result's params.mode is never auto. */
 typedef enum em_mode { EM_MODE_AUTO = 0, EM_MODE_SAMPLED, EM_MODE_FULL } em_mode_t;
 #define EM_AUTO_FULL_WEIGHTS 50000000ULL
+/* The widest layer the analysis accepts, in neurons (a larger dimension is refused with a
+ * message before anything is allocated for it; docs/SECURITY.md). */
+#define EM_MAX_WIDTH (1u << 24)
 
 typedef struct em_params {
   int samples;               /* S, sampled networks per checkpoint (10) */

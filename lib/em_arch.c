@@ -110,13 +110,20 @@ static int add_group(builder_t *bd, uint64_t width, double want)
   return (int)bd->plan->ngroups++;
 }
 
-/* Logical [out, in] of a 2-D tensor. */
+/* Logical [out, in] of a 2-D tensor. A layer wider than EM_MAX_WIDTH is refused before
+ * anything is allocated for it: sampling shuffles a permutation of the whole layer (as
+ * numpy's choice does), so a header declaring 2^28 neurons over a sparse file would cost
+ * a gigabyte and half a minute. The widest layer of a real model is its vocabulary
+ * (256k), far below. */
 static int dims(builder_t *bd, const em_tensor_t *t, bool transposed, uint64_t *out, uint64_t *in)
 {
-  if (t->rank != 2 || t->shape[0] == 0 || t->shape[1] == 0 || t->shape[0] > UINT32_MAX / 4 ||
-      t->shape[1] > UINT32_MAX / 4)
+  if (t->rank != 2 || t->shape[0] == 0 || t->shape[1] == 0)
     return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' is not a non-empty 2-D weight matrix", bd->ck->path,
                       t->name);
+  if (t->shape[0] > EM_MAX_WIDTH || t->shape[1] > EM_MAX_WIDTH)
+    return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' is %llu x %llu: wider than the %u neurons a layer may have",
+                      bd->ck->path, t->name, (unsigned long long)t->shape[0], (unsigned long long)t->shape[1],
+                      EM_MAX_WIDTH);
   *out = t->shape[transposed ? 1 : 0];
   *in = t->shape[transposed ? 0 : 1];
   return 0;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "em_err.h"
+#include "em_fs.h"
 #include "em_jsonfile.h"
 
 static char *path_join(const char *dir, const char *name)
@@ -163,9 +164,9 @@ done:
 /* Picks what to open inside a checkpoint directory. Caller owns *found. */
 static int scan_dir(const char *dir, char **found, bool *is_index, em_err_t *err)
 {
-  DIR *d = opendir(dir);
+  DIR *d = em_fs_opendir(dir);
   if (!d)
-    return em_err_set(err, -errno, "%s: %s", dir, strerror(errno));
+    return em_err_set(err, -errno, "%s: %s", dir, em_fs_strerror(-errno));
   char *st = NULL, *idx = NULL, *torch = NULL;
   int nst = 0, nidx = 0;
   struct dirent *e;
@@ -208,20 +209,10 @@ static int scan_dir(const char *dir, char **found, bool *is_index, em_err_t *err
   return rc;
 }
 
-static int open_path(em_ckpt_t *ck, const char *path, em_err_t *err)
+/* A weight file or an index, by its name; whatever it is, it is opened as a regular file
+ * (a directory or FIFO of that name is an error saying so). */
+static int open_file(em_ckpt_t *ck, const char *path, em_err_t *err)
 {
-  struct stat sb;
-  if (stat(path, &sb) != 0)
-    return em_err_set(err, -errno, "%s: %s", path, strerror(errno));
-  if (S_ISDIR(sb.st_mode)) {
-    char *found = NULL;
-    bool is_index = false;
-    int rc = scan_dir(path, &found, &is_index, err);
-    if (!rc)
-      rc = open_path(ck, found, err);
-    free(found);
-    return rc;
-  }
   if (em_name_ends_with(path, ".index.json"))
     return open_index(ck, path, err);
   if (em_name_is_torch(path))
@@ -231,6 +222,23 @@ static int open_path(em_ckpt_t *ck, const char *path, em_err_t *err)
     return em_err_set(err, -EINVAL, "%s: not a checkpoint (expected a directory, .safetensors or .index.json)", path);
   int rc = add_file(ck, path, err);
   return rc ? rc : build_table(ck, err);
+}
+
+static int open_path(em_ckpt_t *ck, const char *path, em_err_t *err)
+{
+  struct stat sb;
+  int rc = em_fs_stat(path, &sb);
+  if (rc)
+    return em_err_set(err, rc, "%s: %s", path, em_fs_strerror(rc));
+  if (!S_ISDIR(sb.st_mode))
+    return open_file(ck, path, err);
+  char *found = NULL;
+  bool is_index = false;
+  rc = scan_dir(path, &found, &is_index, err);
+  if (!rc)
+    rc = open_file(ck, found, err);
+  free(found);
+  return rc;
 }
 
 int em_ckpt_open(const char *path, em_ckpt_t **out, em_err_t *err)

@@ -8,17 +8,18 @@
 #include <unistd.h>
 
 #include "em_err.h"
+#include "em_fs.h"
 
 int em_jsonfile_read(const char *path, cJSON **out, em_err_t *err)
 {
   *out = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = em_fs_open_regular(path, err);
   if (fd < 0)
-    return em_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    return fd;
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)EM_JSONFILE_MAX) {
+  if (fstat(fd, &st) != 0 || st.st_size > (off_t)EM_JSONFILE_MAX) {
     close(fd);
-    return em_err_set(err, -EINVAL, "%s: not a regular file of at most %u bytes", path, EM_JSONFILE_MAX);
+    return em_err_set(err, -EINVAL, "%s: larger than %u bytes", path, EM_JSONFILE_MAX);
   }
   size_t len = (size_t)st.st_size, got = 0;
   char *buf = malloc(len + 1);

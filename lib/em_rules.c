@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,11 +77,57 @@ static bool valid_name(const char *s)
 static bool finite_number(const cJSON *v) { return cJSON_IsNumber(v) && isfinite(v->valuedouble); }
 
 /* One key of a rule; who names the rule. */
+/* The keys that are a number >= 0, and those that are true or false. */
+static const struct {
+  const char *key;
+  size_t off;
+  const char *unit;
+} nonneg_keys[] = {
+    {"min_delta", offsetof(em_rule_t, min_delta), ""},
+    {"min_delta_se", offsetof(em_rule_t, min_delta_se), " (standard errors)"},
+    {"min_rise", offsetof(em_rule_t, min_rise), ""},
+    {"min_rise_se", offsetof(em_rule_t, min_rise_se), " (standard errors)"},
+};
+static const struct {
+  const char *key;
+  size_t off;
+} bool_keys[] = {
+    {"onset", offsetof(em_rule_t, onset)},
+    {"stop", offsetof(em_rule_t, stop)},
+    {"check_finite", offsetof(em_rule_t, check_finite)},
+};
+
+/* A key of the tables above: 1 when k is none of them, else 0 or the error. */
+static int simple_key(em_rule_t *r, const cJSON *v, const char *who, char *err, size_t errlen)
+{
+  const char *k = v->string;
+  for (size_t i = 0; i < sizeof(nonneg_keys) / sizeof(*nonneg_keys); i++) {
+    if (strcmp(k, nonneg_keys[i].key) != 0)
+      continue;
+    if (!finite_number(v) || v->valuedouble < 0)
+      return bad(err, errlen, who, "key '%s': must be a number >= 0%s", k, nonneg_keys[i].unit);
+    *(double *)((char *)r + nonneg_keys[i].off) = v->valuedouble;
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof(bool_keys) / sizeof(*bool_keys); i++) {
+    if (strcmp(k, bool_keys[i].key) != 0)
+      continue;
+    if (!cJSON_IsBool(v))
+      return bad(err, errlen, who, "key '%s': must be true or false", k);
+    *(bool *)((char *)r + bool_keys[i].off) = cJSON_IsTrue(v);
+    return 0;
+  }
+  return 1;
+}
+
 static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explicit_patience, char *err, size_t errlen)
 {
   const char *k = v->string;
   if (strcmp(k, "name") == 0)
     return 0; /* read first, by the caller */
+  int rc = simple_key(r, v, who, err, errlen);
+  if (rc != 1)
+    return rc;
   if (strcmp(k, "monitor") == 0) {
     for (int m = EM_MON_EMERGENCE; m <= EM_MON_WIDTH; m++)
       if (cJSON_IsString(v) && strcmp(v->valuestring, monitors[m]) == 0) {
@@ -94,34 +141,10 @@ static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explici
       return bad(err, errlen, who, "key 'mode': must be \"max\" or \"min\"");
     return 0; /* applied once the monitor (and its default mode) is known */
   }
-  if (strcmp(k, "min_delta") == 0) {
-    if (!finite_number(v) || v->valuedouble < 0)
-      return bad(err, errlen, who, "key 'min_delta': must be a number >= 0");
-    r->min_delta = v->valuedouble;
-    return 0;
-  }
-  if (strcmp(k, "min_delta_se") == 0) {
-    if (!finite_number(v) || v->valuedouble < 0)
-      return bad(err, errlen, who, "key 'min_delta_se': must be a number >= 0 (standard errors)");
-    r->min_delta_se = v->valuedouble;
-    return 0;
-  }
   if (strcmp(k, "smoothing") == 0) {
     if (!finite_number(v) || v->valuedouble < 0 || v->valuedouble >= 1)
       return bad(err, errlen, who, "key 'smoothing': must be a number in [0, 1)");
     r->smoothing = v->valuedouble;
-    return 0;
-  }
-  if (strcmp(k, "min_rise") == 0 || strcmp(k, "min_rise_se") == 0) {
-    if (!finite_number(v) || v->valuedouble < 0)
-      return bad(err, errlen, who, "key '%s': must be a number >= 0", k);
-    *(k[8] ? &r->min_rise_se : &r->min_rise) = v->valuedouble;
-    return 0;
-  }
-  if (strcmp(k, "onset") == 0 || strcmp(k, "stop") == 0) {
-    if (!cJSON_IsBool(v))
-      return bad(err, errlen, who, "key '%s': must be true or false", k);
-    *(k[0] == 'o' ? &r->onset : &r->stop) = cJSON_IsTrue(v);
     return 0;
   }
   if (strcmp(k, "patience") == 0) {
@@ -138,12 +161,6 @@ static int rule_key(em_rule_t *r, const cJSON *v, const char *who, bool *explici
     bool stopping = k[0] == 's';
     *(stopping ? &r->has_stopping : &r->has_divergence) = true;
     *(stopping ? &r->stopping : &r->divergence) = v->valuedouble;
-    return 0;
-  }
-  if (strcmp(k, "check_finite") == 0) {
-    if (!cJSON_IsBool(v))
-      return bad(err, errlen, who, "key 'check_finite': must be true or false");
-    r->check_finite = cJSON_IsTrue(v);
     return 0;
   }
   return bad(err, errlen, who, "unknown key '%s'", k);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "em_err.h"
+#include "em_fs.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: larger offsets lose precision */
 
@@ -93,14 +94,14 @@ static int prescan(const uint8_t *h, size_t n, const char *label, em_err_t *err)
         j++;
       for (size_t k = i; k < j; k++) {
         if (h[k] < '0' || h[k] > '9')
-          return em_err_set(err, -EINVAL, "%s: header number '%.*s' at offset %zu is not a non-negative integer",
-                            label, (int)(j - i > 32 ? 32 : j - i), (const char *)h + i, i);
+          return em_err_set(err, -EINVAL, "%s: header has a number at offset %zu that is not a non-negative integer",
+                            label, i);
       }
       values++;
       i = j;
       continue;
     } else if (c < 0x20 && !is_json_space(c)) {
-      return em_err_set(err, -EINVAL, "%s: header has control byte 0x%02x at offset %zu", label, c, i);
+      return em_err_set(err, -EINVAL, "%s: header has a control byte at offset %zu", label, i);
     }
     if (values > EM_ST_MAX_VALUES)
       return em_err_set(err, -EINVAL, "%s: header has more than %d JSON values", label, EM_ST_MAX_VALUES);
@@ -334,11 +335,11 @@ static uint64_t le64(const uint8_t *p)
 static int check_prefix(em_st_file_t *f, uint64_t n, em_err_t *err)
 {
   if (n > EM_ST_MAX_HEADER)
-    return em_err_set(err, -EINVAL, "%s: header length %llu exceeds the limit of %llu bytes", f->path, (ull)n,
-                      (ull)EM_ST_MAX_HEADER);
+    return em_err_set(err, -EINVAL, "%s: the header length (first 8 bytes) exceeds the limit of %llu bytes",
+                      f->path, (ull)EM_ST_MAX_HEADER);
   if (n > f->size - 8)
-    return em_err_set(err, -EINVAL, "%s: header length %llu runs past the end of the %llu-byte file", f->path,
-                      (ull)n, (ull)f->size);
+    return em_err_set(err, -EINVAL, "%s: the header length (first 8 bytes) runs past the end of the %llu-byte file",
+                      f->path, (ull)f->size);
   f->data_start = 8 + n;
   return 0;
 }
@@ -387,13 +388,13 @@ int em_st_open(const char *path, em_st_file_t **out, em_err_t *err)
   uint8_t *hdr = NULL;
   struct stat st;
   int rc = 0;
-  f->fd = open(path, O_RDONLY | O_CLOEXEC);
+  f->fd = em_fs_open_regular(path, err);
   if (f->fd < 0) {
-    rc = em_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    rc = f->fd;
     goto fail;
   }
-  if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    rc = em_err_set(err, -EINVAL, "%s: not a regular file", path);
+  if (fstat(f->fd, &st) != 0) {
+    rc = em_err_set(err, -errno, "%s: %s", path, strerror(errno));
     goto fail;
   }
   f->size = (uint64_t)st.st_size;

@@ -67,16 +67,41 @@ static int migrate(em_db_t *db, char *err, size_t errlen)
   return rc;
 }
 
+/* The database and its WAL, shared-memory and journal files must be plain files of their
+ * own: a symlink or a second hard link planted beside them (the default location is in
+ * the watched tree) would make a daemon running as root write elsewhere (docs/SECURITY.md). */
+static int check_db_files(const char *path, char *err, size_t errlen)
+{
+  static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+  for (size_t i = 0; i < sizeof(suffix) / sizeof(*suffix); i++) {
+    char f[4200];
+    struct stat st;
+    snprintf(f, sizeof(f), "%s%s", path, suffix[i]);
+    if (lstat(f, &st) != 0)
+      continue;
+    const char *why = S_ISLNK(st.st_mode) ? "is a symbolic link" : !S_ISREG(st.st_mode) ? "is not a regular file"
+                      : st.st_nlink > 1 ? "has more than one hard link" : NULL;
+    if (why) {
+      snprintf(err, errlen, "database file %s %s: refusing to open it (docs/SECURITY.md; use --db)", f, why);
+      return -EPERM;
+    }
+  }
+  return 0;
+}
+
 int em_db_open(const char *path, bool write, em_db_t **out, char *err, size_t errlen)
 {
   *out = NULL;
+  int bad = write ? check_db_files(path, err, errlen) : 0;
+  if (bad)
+    return bad;
   em_db_t *db = calloc(1, sizeof(*db));
   if (!db || !(db->path = strdup(path))) {
     free(db);
     snprintf(err, errlen, "database %s: out of memory", path);
     return -ENOMEM;
   }
-  int flags = write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+  int flags = write ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW : SQLITE_OPEN_READONLY;
   int rc = sqlite3_open_v2(path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc == SQLITE_OK)
     rc = sqlite3_busy_timeout(db->h, write ? 5000 : 2000);
@@ -153,6 +178,12 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     int e = errno;
     snprintf(err, errlen, "database directory %s: %s", tmp, strerror(e));
     return -e;
+  }
+  struct stat st = {0}; /* ROOT/.emerge is in the watched tree: a directory, not a link */
+  if (lstat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "database directory %s is %s: refusing to use it (docs/SECURITY.md; use --db)", tmp,
+             S_ISLNK(st.st_mode) ? "a symbolic link" : "not a directory");
+    return -EPERM;
   }
   return 0;
 }

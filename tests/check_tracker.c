@@ -70,7 +70,7 @@ START_TEST(test_renamed_is_due_at_once_and_checking_waits)
   em_tracker_observe(t, e, &f, true, 100);
   ck_assert(em_tracker_due(e, 100, 2000));
   ck_assert_uint_eq(em_tracker_next_due(t, 100, 2000), 100);
-  e->checking = true; /* the walker looks at it: not due twice */
+  em_tracker_set_checking(t, e, true); /* the walker looks at it: not due twice */
   ck_assert(!em_tracker_due(e, 100, 2000));
   ck_assert_uint_eq(em_tracker_next_due(t, 100, 2000), UINT64_MAX);
   em_tracker_free(&t);
@@ -160,6 +160,125 @@ START_TEST(test_foreach_may_drop_and_counts_stay_exact)
 }
 END_TEST
 
+/* The schedule as the first tracker computed it, by scanning every entry: the reference
+ * the heaps must agree with. Returns the step the pick must have (-1: none) and whether
+ * it is a baseline. */
+typedef struct ref_ctx {
+  int64_t min[8];
+  bool has_min[8];
+  int64_t best;
+  bool best_base;
+  bool base_run[8];     /* runs whose baseline waits: the pick must be one of theirs */
+  uint64_t due;
+} ref_ctx_t;
+
+static int run_index(const em_tracked_t *e) { return e->run[3] - '0'; }
+
+static void ref_mins(void *ctx, em_tracked_t *e)
+{
+  ref_ctx_t *r = ctx;
+  int i = run_index(e);
+  if (e->st >= EM_T_QUEUED && e->st <= EM_T_DONE && (!r->has_min[i] || e->step < r->min[i])) {
+    r->min[i] = e->step;
+    r->has_min[i] = true;
+  }
+}
+
+static void ref_pick(void *ctx, em_tracked_t *e)
+{
+  ref_ctx_t *r = ctx;
+  if (e->st == EM_T_PENDING && !e->checking && e->fp.nweights > 0) {
+    uint64_t due = e->renamed ? 0 : e->t_changed + 1000;
+    r->due = due < r->due ? due : r->due;
+  }
+  if (e->st != EM_T_QUEUED)
+    return;
+  bool base = r->min[run_index(e)] == e->step;
+  r->base_run[run_index(e)] |= base;
+  if (r->best < 0 || (base && !r->best_base) || (base == r->best_base && e->step > r->best)) {
+    r->best = e->step;
+    r->best_base = base;
+  }
+}
+
+START_TEST(test_schedule_agrees_with_a_full_scan)
+{
+  em_tracker_t *t = em_tracker_new("/r");
+  em_tracked_t *live[400] = {0};
+  unsigned seed = 12345;
+  char path[64];
+  for (uint64_t now = 1; now < 20000; now++) {
+    seed = seed * 1103515245u + 12345u;
+    unsigned k = (seed >> 8) % 400, op = (seed >> 20) % 8;
+    em_tracked_t *e = live[k];
+    if (!e) {
+      snprintf(path, sizeof(path), "/r/run%u/checkpoint-%u", k % 5, k);
+      e = live[k] = em_tracker_track(t, path, true, now);
+      e->step = (int64_t)((k * 7919) % 1000);
+    } else if (op == 0) {
+      em_tracker_drop(t, e);
+      live[k] = NULL;
+      continue;
+    } else if (op <= 4) {
+      static const em_tstate_t next[] = {EM_T_QUEUED, EM_T_RUNNING, EM_T_DONE, EM_T_FINAL};
+      em_tracker_set_state(t, e, next[op - 1]);
+    } else if (op == 5) {
+      em_fingerprint_t f = fp(now, now, (int)(now % 3));
+      em_tracker_observe(t, e, &f, now % 5 == 0, now);
+    } else if (op == 6) {
+      em_tracker_set_checking(t, e, !e->checking);
+    } else {
+      em_tracker_touch(t, e, now);
+    }
+    ref_ctx_t r = {.best = -1, .due = UINT64_MAX};
+    em_tracker_foreach(t, ref_mins, &r);
+    em_tracker_foreach(t, ref_pick, &r);
+    em_tracked_t *got = em_tracker_pick(t); /* runs take turns among baselines, so which one is not fixed */
+    if (r.best_base)
+      ck_assert(got && got->step == r.min[run_index(got)] && r.base_run[run_index(got)]);
+    else
+      ck_assert_int_eq(got ? got->step : -1, r.best);
+    uint64_t due = em_tracker_next_due(t, 0, 1000);
+    ck_assert_uint_eq(due, r.due);
+  }
+  check_counts(t);
+  em_tracker_free(&t);
+}
+END_TEST
+
+START_TEST(test_runs_take_turns_at_their_baselines)
+{
+  em_tracker_t *t = em_tracker_new("/r");
+  char path[64];
+  for (int i = 0; i < 100; i++) { /* a run of checkpoints that all fail */
+    snprintf(path, sizeof(path), "/r/flood/model-step%d.safetensors", i);
+    queued(t, path, i);
+  }
+  em_tracked_t *other = queued(t, "/r/other/checkpoint-0", 0);
+  int picks = 0;
+  for (em_tracked_t *e; (e = em_tracker_pick(t)) != other; picks++)
+    em_tracker_set_state(t, e, EM_T_FINAL);
+  ck_assert_int_le(picks, 1);
+  em_tracker_free(&t);
+}
+END_TEST
+
+START_TEST(test_an_unchanged_rescan_does_not_restart_the_quiet_period)
+{
+  em_tracker_t *t = em_tracker_new("/r");
+  em_tracked_t *e = em_tracker_track(t, "/r/checkpoint-1", true, 0);
+  em_fingerprint_t f = fp(1, 1, 1);
+  em_tracker_observe(t, e, &f, false, 0);
+  for (uint64_t now = 500; now < 2000; now += 500) /* rescans every 0.5 s, quiet 2 s */
+    em_tracker_observe(t, e, &f, false, now);
+  ck_assert_uint_eq(em_tracker_next_due(t, 2000, 2000), 2000);
+  ck_assert_ptr_eq(em_tracker_next_ready(t, 2000, 2000), e);
+  ck_assert(e->checking);
+  ck_assert_ptr_null(em_tracker_next_ready(t, 2000, 2000));
+  em_tracker_free(&t);
+}
+END_TEST
+
 Suite *tracker_suite(void)
 {
   Suite *s = suite_create("tracker");
@@ -170,6 +289,9 @@ Suite *tracker_suite(void)
   tcase_add_test(c, test_new_version_requeues_and_running_goes_dirty);
   tcase_add_test(c, test_pick_baseline_first_then_newest);
   tcase_add_test(c, test_foreach_may_drop_and_counts_stay_exact);
+  tcase_add_test(c, test_schedule_agrees_with_a_full_scan);
+  tcase_add_test(c, test_an_unchanged_rescan_does_not_restart_the_quiet_period);
+  tcase_add_test(c, test_runs_take_turns_at_their_baselines);
   suite_add_tcase(s, c);
   return s;
 }

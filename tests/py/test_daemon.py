@@ -285,7 +285,7 @@ def test_bad_flags_and_config_exit_2_before_binding(tmp):
         p = subprocess.run([emerged, *args, "--api", f"ipc://{tmp}/x-api"], capture_output=True, text=True)
         assert p.returncode == 2 and key in p.stderr, (args, p.stderr)
         assert not os.path.exists(f"{tmp}/x-api")  # nothing was bound
-    for body, key in (('{"workers": "many"}', "workers"), ('{"colour": 1}', "colour"), ("{", "not a JSON object"),
+    for body, key in (('{"workers": "many"}', "workers"), ('{"colour": 1}', "colour"), ("{", "not valid JSON"), ("[1]", "not a JSON object"),
                       ('{"samples": 0}', "samples")):
         open(cfg, "w").write(body)
         p = subprocess.run([emerged, "--watch", root, "--config", cfg], capture_output=True, text=True)
