@@ -180,8 +180,12 @@ def test_fifos_and_odd_entries_fail_with_a_reason_and_hang_nothing(tmp):
     os.mkfifo(os.path.join(ts_ck, "trainer_state.json"))
     d = Daemon(tmp, root, "--workers", "1").start()
     want = {100: "a FIFO", 200: "a directory", 300: "missing"}
-    states = wait_for(lambda: (lambda s: s if all(k in s for k in (0, 100, 200, 300, 400)) else None)(
-        _states(d, "run")), timeout=30, what="every checkpoint settled")
+
+    def settled():
+        s = _states(d, "run")
+        final = all(k in s and (s[k] == "done" or s[k][0] != "queued") for k in (0, 100, 200, 300, 400))
+        return s if final else None
+    states = wait_for(settled, timeout=60, what="every checkpoint settled")
     for step, why in want.items():
         assert states[step][0] == "failed" and why in states[step][1], (step, states[step])
     assert states[0] == "done" and states[400] == "done", states
@@ -245,6 +249,10 @@ def test_subscriber_churn_does_not_grow_the_daemon(tmp):
         for s in subs:
             s.close()
         samples.append(_rss_kib(d.proc.pid))
+    if "address" in os.environ.get("SANITIZE", ""):  # its quarantine keeps freed memory: RSS says nothing
+        print("test_subscriber_churn: RSS bound checked in the plain build only (AddressSanitizer holds freed memory)")
+        assert d.stop() == 0
+        return
     # measured: 13 MiB at start, 24 MiB after 10 s and level (was +13 MiB/s without bound)
     assert max(samples) < 64 * 1024 and max(samples[len(samples) // 2:]) <= max(samples[:len(samples) // 2]) + 8 * 1024, \
         samples
