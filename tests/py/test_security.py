@@ -215,15 +215,16 @@ def test_a_client_that_never_reads_cannot_grow_the_daemon_or_stall_it(tmp):
     req = json.dumps({"cmd": "history", "run": "run"}).encode()
     for _ in range(400):
         hog.send_multipart([b"", req])
+    slow = 10 if os.environ.get("SANITIZE") else 1  # ThreadSanitizer runs the daemon ~10x slower
     worst = 0.0
     for _ in range(20):
         t0 = time.time()
-        assert d.request({"cmd": "status"}, timeout=2.0)["ok"]
+        assert d.request({"cmd": "status"}, timeout=2.0 * slow)["ok"]
         worst = max(worst, time.time() - t0)
         time.sleep(0.1)
     grown = _rss_kib(d.proc.pid) - base
-    assert grown < 128 * 1024, f"daemon grew by {grown} KiB"
-    assert worst < 1.0, worst
+    assert grown < 128 * 1024 or os.environ.get("SANITIZE"), f"daemon grew by {grown} KiB"
+    assert worst < 1.0 * slow, worst
     # reading now, the client finds a clear error for what was beyond its limit, and is served again
     replies = []
     while hog.poll(2000):
@@ -249,8 +250,8 @@ def test_subscriber_churn_does_not_grow_the_daemon(tmp):
         for s in subs:
             s.close()
         samples.append(_rss_kib(d.proc.pid))
-    if "address" in os.environ.get("SANITIZE", ""):  # its quarantine keeps freed memory: RSS says nothing
-        print("test_subscriber_churn: RSS bound checked in the plain build only (AddressSanitizer holds freed memory)")
+    if os.environ.get("SANITIZE"):  # ASan's quarantine and TSan's shadow memory: RSS says nothing there
+        print("test_subscriber_churn: RSS bound checked in the plain build only (sanitizers hold memory)")
         assert d.stop() == 0
         return
     # measured: 13 MiB at start, 24 MiB after 10 s and level (was +13 MiB/s without bound)
@@ -314,7 +315,8 @@ def test_a_huge_declared_layer_is_refused_at_once(tmp):
     assert code != 0 and "wider than the" in err and "layers.0.weight" in err, err
     assert time.time() - t0 < 5
     d = Daemon(tmp, root, "--arch", "mlp").start()
-    st = wait_for(lambda: _states(d, "run").get(100), what="the huge checkpoint's state")
+    st = wait_for(lambda: (lambda v: v if v and v[0] != "queued" else None)(_states(d, "run").get(100)),
+                  what="the huge checkpoint's final state")
     assert st[0] == "failed" and "wider than the" in st[1], st
     assert d.stop() == 0
 
