@@ -52,8 +52,6 @@ static const char *below_root(const char *path)
   return rest;
 }
 
-bool em_fs_confined(const char *path) { return below_root(path) != NULL; }
-
 /* Walks rel from the root descriptor, a component at a time, never following a symlink;
  * returns a descriptor of the last component's parent (O_PATH) and *last, or -errno. */
 static int walk_parent(const char *rel, char *buf, size_t cap, const char **last)

@@ -23,7 +23,6 @@
 /* Confines later opens of paths under root (see above); 0 or -errno. Not thread-safe:
  * call before starting threads. */
 int em_fs_confine(const char *root);
-bool em_fs_confined(const char *path);
 
 /* open(2) with the rules above; flags gain O_CLOEXEC and, when confined, O_NOFOLLOW.
  * Returns the descriptor or -errno (-ELOOP: a symlink was refused). */

@@ -29,3 +29,11 @@ def save_checkpoint(out, step, tensors, config, history):
         json.dump({"global_step": step, "log_history": history}, f, indent=2)
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
+
+
+def save_and_report(who, out, step, model, config, history):
+    """Saves the torch model as checkpoint-STEP and prints the step's loss and accuracy."""
+    save_checkpoint(out, step, float32_tensors(model.state_dict()), config, history)
+    entry = history[-1]
+    loss = f" loss {entry['loss']:.3f}" if "loss" in entry else ""
+    print(f"{who}: step {step}{loss} eval_accuracy {entry['eval_accuracy']:.3f}", flush=True)

@@ -31,7 +31,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hfckpt import float32_tensors, save_checkpoint  # noqa: E402
+from hfckpt import save_and_report  # noqa: E402
 
 CONFIG = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "vocab_size": 128,
           "hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
@@ -175,10 +175,7 @@ def train_step(model, opt, gen, control):
 
 
 def checkpoint(out, step, model, history):
-    save_checkpoint(out, step, float32_tensors(model.state_dict()), CONFIG, history)
-    entry = history[-1]
-    loss = f" loss {entry['loss']:.3f}" if "loss" in entry else ""
-    print(f"train_copy: step {step}{loss} eval_accuracy {entry['eval_accuracy']:.3f}", flush=True)
+    save_and_report("train_copy", out, step, model, CONFIG, history)
 
 
 def main():

@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-from hfckpt import float32_tensors, save_checkpoint  # noqa: E402
+from hfckpt import save_and_report  # noqa: E402
 from train_mlp import make_task  # noqa: E402
 
 SIZES, BATCH, LR, MOMENTUM = [64, 256, 256, 10], 64, 0.05, 0.9
@@ -49,10 +49,7 @@ def accuracy(model, x, y):
 
 
 def checkpoint(out, step, model, history):
-    save_checkpoint(out, step, float32_tensors(model.state_dict()), CONFIG, history)
-    entry = history[-1]
-    loss = f" loss {entry['loss']:.3f}" if "loss" in entry else ""
-    print(f"train_torch_mlp: step {step}{loss} eval_accuracy {entry['eval_accuracy']:.3f}", flush=True)
+    save_and_report("train_torch_mlp", out, step, model, CONFIG, history)
 
 
 def main():
