@@ -23,6 +23,10 @@
 #define PEER_INFLIGHT 4
 #define TOTAL_INFLIGHT 256
 #define TURN_REQUESTS 32
+/* A subscription is a topic prefix (kind/run/, runs are paths under the root): anything
+ * longer is an attack. Without a bound libzmq buffers whatever a peer sends, and a 60 MB
+ * subscription frame stalled the loop for 18 s and grew the daemon by 5.6 GB. */
+#define PUB_MAX_SUBSCRIPTION 8192
 
 /* A client with requests in flight, by its ROUTER identity. */
 typedef struct peer {
@@ -48,10 +52,10 @@ static int bind_socket(void *ctx, int type, const char *endpoint, void **out, ch
 {
   void *s = zmq_socket(ctx, type);
   int zero = 0, hwm = type == ZMQ_ROUTER ? SEND_HWM : PUB_HWM;
-  int64_t max = EM_API_MAX_REQUEST;
+  int64_t max = type == ZMQ_ROUTER ? EM_API_MAX_REQUEST : PUB_MAX_SUBSCRIPTION;
   if (!s || zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
       zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm)) != 0 ||
-      (type == ZMQ_ROUTER && zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof(max)) != 0) ||
+      zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof(max)) != 0 ||
       zmq_bind(s, endpoint) != 0) {
     int e = zmq_errno();
     snprintf(err, errlen, "%s endpoint %s: %s", type == ZMQ_PUB ? "PUB" : "API", endpoint, zmq_strerror(e));
@@ -152,6 +156,13 @@ void em_bus_req_free(em_bus_req_t *req)
   free(req);
 }
 
+static void on_more(uv_idle_t *h);
+
+/* A zmq call on the socket may consume the edge of its ZMQ_FD that announced a request
+ * arriving meanwhile; nothing would read that request until the next one came (a status
+ * request waited for seconds behind a burst of replies). So after sending, look again. */
+static void look_again(em_bus_t *bus) { uv_idle_start(&bus->more, on_more); }
+
 void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
 {
   if (bus && reply && req->n == 0) /* no envelope to route a reply by */
@@ -160,6 +171,7 @@ void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
     for (int i = 0; i < req->n; i++)
       zmq_send(bus->api, zmq_msg_data(&req->env[i]), zmq_msg_size(&req->env[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(bus->api, reply, strlen(reply), ZMQ_DONTWAIT);
+    look_again(bus);
   }
   free(reply);
   em_bus_req_free(req);
@@ -208,8 +220,6 @@ static void answer(em_bus_t *bus, zmq_msg_t *frames, int n, int total)
     em_bus_reply(bus, req, reply);
 }
 
-static void on_more(uv_idle_t *h);
-
 static void drain(em_bus_t *bus)
 {
   for (int turn = 0;; turn++) {
@@ -220,7 +230,7 @@ static void drain(em_bus_t *bus)
       break;
     }
     if (turn == TURN_REQUESTS) { /* the rest next turn: ZMQ_FD will not fire again for them */
-      uv_idle_start(&bus->more, on_more);
+      look_again(bus);
       break;
     }
     zmq_msg_t frames[MAX_FRAMES];

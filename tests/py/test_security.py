@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +44,11 @@ def _config(tmp, alerts):
 def _states(d, run):
     results, others = history(d, run)
     return {r["step"]: "done" for r in results} | {c["step"]: (c["state"], c.get("error") or "") for c in others}
+
+
+def _final(state):
+    """state when it is final (done, or a terminal state with its reason), else None."""
+    return state if state == "done" or (state and state[0] != "queued") else None
 
 
 def _rss_kib(pid):
@@ -150,7 +156,7 @@ def test_a_checkpoint_linked_to_another_file_fails_without_quoting_it(tmp):
     os.makedirs(ck)
     os.symlink(secret, os.path.join(ck, "model.safetensors"))
     d = Daemon(tmp, root).start()
-    st = wait_for(lambda: _states(d, "run").get(100), what="checkpoint-100's state")
+    st = wait_for(lambda: _final(_states(d, "run").get(100)), what="checkpoint-100's final state")
     assert st[0] == "failed" and "symbolic link" in st[1], st
     rep = json.dumps(d.request({"cmd": "history", "run": "run"}))
     for leak in ("SECRET", "hunter2", str(int.from_bytes(b"SECRETXY", "little"))):
@@ -183,7 +189,7 @@ def test_fifos_and_odd_entries_fail_with_a_reason_and_hang_nothing(tmp):
 
     def settled():
         s = _states(d, "run")
-        final = all(k in s and (s[k] == "done" or s[k][0] != "queued") for k in (0, 100, 200, 300, 400))
+        final = all(_final(s.get(k)) for k in (0, 100, 200, 300, 400))
         return s if final else None
     states = wait_for(settled, timeout=60, what="every checkpoint settled")
     for step, why in want.items():
@@ -260,6 +266,55 @@ def test_subscriber_churn_does_not_grow_the_daemon(tmp):
     assert d.stop() == 0
 
 
+def _raw_subscriber(path):
+    """A SUB peer speaking ZMTP 3.0 by hand on a unix socket. (libzmq's own XSUB keeps
+    its subscriptions in a trie whose teardown recurses once per byte: a 60 MB topic
+    overflows the test's own stack.)"""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(path)
+    s.sendall(b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" * 32)
+    got = b""
+    while len(got) < 64:
+        got += s.recv(64 - len(got))
+    body = b"\x05READY\x0bSocket-Type" + (3).to_bytes(4, "big") + b"SUB"
+    s.sendall(b"\x04" + bytes([len(body)]) + body)
+    return s
+
+
+def test_a_huge_subscription_is_refused_at_the_socket(tmp):
+    """A peer subscribing with a 60 MB topic is disconnected by the PUB socket's size
+    bound: the loop keeps answering, the daemon does not buffer the frame, and an ordinary
+    subscriber still gets results."""
+    root = os.path.join(tmp, "root")
+    run = os.path.join(root, "run")
+    _ckpt(run, 0)
+    d = Daemon(tmp, root).start()
+    wait_for(lambda: history(d, "run")[0], what="the baseline")
+    base = _rss_kib(d.proc.pid)
+    hog = _raw_subscriber(d.pub[len("ipc://"):])
+    try:  # the daemon hangs up once it has read the frame's declared size
+        hog.sendall(b"\x02" + (1 + (60 << 20)).to_bytes(8, "big") + b"\x01" + b"r" * (60 << 20))
+    except OSError:
+        pass
+    sub = d.subscribe(b"result/")
+    time.sleep(0.5)  # both subscriptions reach the daemon
+    slow = 10 if os.environ.get("SANITIZE") else 1
+    for _ in range(5):
+        t0 = time.time()
+        assert d.request({"cmd": "status"}, timeout=2.0 * slow)["ok"]
+        assert time.time() - t0 < 1.0 * slow
+        time.sleep(0.2)
+    grown = _rss_kib(d.proc.pid) - base
+    assert grown < 32 * 1024 or os.environ.get("SANITIZE"), f"daemon grew by {grown} KiB"
+    _ckpt(run, 100)
+    assert sub.poll(30000), "no result reached the ordinary subscriber"
+    assert sub.recv_multipart()[0].startswith(b"result/")
+    hog.close()
+    sub.close()
+    assert d.stop() == 0
+
+
 def test_quiet_poll_and_rescan_work_at_any_accepted_combination(tmp):
     """Polling or rescanning at or below the quiet period still completes checkpoints
     written in place (an unchanged checkpoint is complete after quiet); periods below the
@@ -315,8 +370,7 @@ def test_a_huge_declared_layer_is_refused_at_once(tmp):
     assert code != 0 and "wider than the" in err and "layers.0.weight" in err, err
     assert time.time() - t0 < 5
     d = Daemon(tmp, root, "--arch", "mlp").start()
-    st = wait_for(lambda: (lambda v: v if v and v[0] != "queued" else None)(_states(d, "run").get(100)),
-                  what="the huge checkpoint's final state")
+    st = wait_for(lambda: _final(_states(d, "run").get(100)), what="the huge checkpoint's final state")
     assert st[0] == "failed" and "wider than the" in st[1], st
     assert d.stop() == 0
 
