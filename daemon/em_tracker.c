@@ -6,10 +6,8 @@
 #include <string.h>
 
 #include "em_heap.h"
+#include "em_map.h"
 #include "emerge.h"
-
-#define BUCKETS 4096
-#define RUN_BUCKETS 1024
 
 /* A run's schedule: its entries queued, running or done, lowest step on top. */
 typedef struct em_run_sched {
@@ -17,28 +15,18 @@ typedef struct em_run_sched {
   em_heap_t active;
   size_t in_base;                 /* slot in the tracker's heap of runs whose baseline waits */
   uint64_t served;                /* when a baseline of this run was last picked (a tick) */
-  struct em_run_sched *next;
 } run_sched_t;
 
 struct em_tracker {
   char *root;
-  em_tracked_t *buckets[BUCKETS];
-  run_sched_t *runs[RUN_BUCKETS];
-  size_t n;
+  em_map_t entries;               /* by path: names are the job's to choose (em_map.h) */
+  em_map_t runs;                  /* run_sched_t by name */
   size_t count[EM_T_NSTATES];
   em_heap_t queued;               /* QUEUED entries, highest step on top */
   em_heap_t base;                 /* runs whose lowest active entry is QUEUED, least recently served on top */
   uint64_t tick;
   em_tracked_t *whead, *wtail;    /* PENDING entries waiting out their quiet period, soonest first */
 };
-
-static unsigned hash(const char *s)
-{
-  unsigned h = 2166136261u;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 16777619u;
-  return h;
-}
 
 /* ---------------------------------------------------------------- heaps' orders */
 
@@ -73,6 +61,8 @@ em_tracker_t *em_tracker_new(const char *root)
     return NULL;
   }
   if (t) {
+    em_map_init(&t->entries);
+    em_map_init(&t->runs);
     em_heap_init(&t->queued, offsetof(em_tracked_t, in_queued), higher_step);
     em_heap_init(&t->base, offsetof(run_sched_t, in_base), run_base_first);
   }
@@ -84,17 +74,17 @@ void em_tracker_free(em_tracker_t **self_p)
   em_tracker_t *t = *self_p;
   if (!t)
     return;
-  for (size_t b = 0; b < BUCKETS; b++)
-    while (t->buckets[b])
-      em_tracker_drop(t, t->buckets[b]);
-  for (size_t b = 0; b < RUN_BUCKETS; b++) {
-    for (run_sched_t *r = t->runs[b], *next; r; r = next) {
-      next = r->next;
-      em_heap_free(&r->active);
-      free(r->name);
-      free(r);
-    }
+  size_t pos = 0;
+  for (em_tracked_t *e; (e = em_map_next(&t->entries, &pos)) != NULL;)
+    em_tracker_drop(t, e);
+  pos = 0;
+  for (run_sched_t *r; (r = em_map_next(&t->runs, &pos)) != NULL;) {
+    em_heap_free(&r->active);
+    free(r->name);
+    free(r);
   }
+  em_map_free(&t->entries);
+  em_map_free(&t->runs);
   em_heap_free(&t->queued);
   em_heap_free(&t->base);
   free(t->root);
@@ -104,10 +94,7 @@ void em_tracker_free(em_tracker_t **self_p)
 
 em_tracked_t *em_tracker_find(em_tracker_t *t, const char *path)
 {
-  for (em_tracked_t *e = t->buckets[hash(path) % BUCKETS]; e; e = e->next)
-    if (strcmp(e->path, path) == 0)
-      return e;
-  return NULL;
+  return em_map_get(&t->entries, path, strlen(path));
 }
 
 /* The run a checkpoint belongs to: its directory relative to the root; the root's own
@@ -124,18 +111,17 @@ static char *run_name(const em_tracker_t *t, const char *run_dir)
 
 static run_sched_t *sched_of(em_tracker_t *t, const char *run)
 {
-  run_sched_t **b = &t->runs[hash(run) % RUN_BUCKETS];
-  for (run_sched_t *r = *b; r; r = r->next)
-    if (strcmp(r->name, run) == 0)
-      return r;
-  run_sched_t *r = calloc(1, sizeof(*r));
-  if (!r || !(r->name = strdup(run))) {
+  run_sched_t *r = em_map_get(&t->runs, run, strlen(run));
+  if (r)
+    return r;
+  if (!(r = calloc(1, sizeof(*r))) || !(r->name = strdup(run)) ||
+      em_map_put(&t->runs, r->name, strlen(r->name), r) != 0) {
+    if (r)
+      free(r->name);
     free(r);
     return NULL;
   }
   em_heap_init(&r->active, offsetof(em_tracked_t, in_run), lower_step);
-  r->next = *b;
-  *b = r;
   return r;
 }
 
@@ -216,7 +202,8 @@ em_tracked_t *em_tracker_track(em_tracker_t *t, const char *path, bool is_dir, u
   if (!slash || !(e = calloc(1, sizeof(*e))))
     return NULL;
   if (!(e->path = strdup(path)) || !(e->run_dir = strndup(path, (size_t)(slash - path))) ||
-      !(e->run = run_name(t, e->run_dir)) || !(e->sched = sched_of(t, e->run))) {
+      !(e->run = run_name(t, e->run_dir)) || !(e->sched = sched_of(t, e->run)) ||
+      em_map_put(&t->entries, e->path, strlen(e->path), e) != 0) {
     entry_free(e);
     return NULL;
   }
@@ -224,22 +211,14 @@ em_tracked_t *em_tracker_track(em_tracker_t *t, const char *path, bool is_dir, u
   e->has_step = em_name_step(slash + 1, &e->step);
   e->st = EM_T_PENDING;
   e->t_changed = now;
-  unsigned b = hash(path) % BUCKETS;
-  e->next = t->buckets[b];
-  t->buckets[b] = e;
-  t->n++;
   t->count[EM_T_PENDING]++;
   return e;
 }
 
 void em_tracker_drop(em_tracker_t *t, em_tracked_t *e)
 {
-  em_tracked_t **p = &t->buckets[hash(e->path) % BUCKETS];
-  while (*p != e)
-    p = &(*p)->next;
-  *p = e->next;
+  em_map_remove(&t->entries, e->path, strlen(e->path));
   t->count[e->st]--;
-  t->n--;
   em_heap_remove(&e->sched->active, e);
   em_heap_remove(&t->queued, e);
   refresh_base(t, e->sched);
@@ -256,7 +235,7 @@ void em_tracker_set_state(em_tracker_t *t, em_tracked_t *e, em_tstate_t st)
 }
 
 size_t em_tracker_count(const em_tracker_t *t, em_tstate_t st) { return t->count[st]; }
-size_t em_tracker_size(const em_tracker_t *t) { return t->n; }
+size_t em_tracker_size(const em_tracker_t *t) { return em_map_size(&t->entries); }
 
 bool em_tracker_observe(em_tracker_t *t, em_tracked_t *e, const em_fingerprint_t *fp, bool renamed, uint64_t now)
 {
@@ -335,10 +314,7 @@ em_tracked_t *em_tracker_pick(em_tracker_t *t)
 
 void em_tracker_foreach(em_tracker_t *t, void (*fn)(void *ctx, em_tracked_t *e), void *ctx)
 {
-  for (size_t b = 0; b < BUCKETS; b++) {
-    for (em_tracked_t *e = t->buckets[b], *next; e; e = next) {
-      next = e->next;
-      fn(ctx, e);
-    }
-  }
+  size_t pos = 0; /* fn may drop e: removal leaves the table's layout as it is */
+  for (em_tracked_t *e; (e = em_map_next(&t->entries, &pos)) != NULL;)
+    fn(ctx, e);
 }

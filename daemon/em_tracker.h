@@ -48,7 +48,6 @@ typedef struct em_tracked {
   int64_t ckpt_id;
   em_tstate_t st;             /* read only: em_tracker_set_state changes it */
   /* The tracker's own scheduling links (read only): */
-  struct em_tracked *next;    /* hash chain */
   struct em_run_sched *sched; /* its run's baseline heap */
   size_t in_run, in_queued;   /* em_heap slots */
   struct em_tracked *wprev, *wnext; /* the list of entries waiting out their quiet period */

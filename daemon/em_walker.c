@@ -13,10 +13,15 @@
 #include "em_fifo.h"
 #include "em_fs.h"
 #include "em_log.h"
+#include "em_map.h"
 #include "em_watch.h"
 #include "emerge.h"
 
 #define MAX_DEPTH 8           /* run directories nest at most this deep below the root */
+/* Looks waiting for the walker thread beyond which events are dropped for one rescan: a
+ * writer creating files faster than the walker can stat them must not grow the queue
+ * without bound (docs/SECURITY.md). A rescan finds whatever the dropped events named. */
+#define MAX_BEHIND 65536
 
 typedef struct request {
   em_fifo_item_t link;        /* first: the walker's queue */
@@ -24,6 +29,7 @@ typedef struct request {
   char *path;                 /* CONSIDER: the directory; CHANGED, QUIET: the checkpoint */
   char *name;                 /* CONSIDER: the entry */
   bool is_dir, renamed;
+  bool again;                 /* loop thread: asked for again while in flight */
   size_t n, cap;
   em_found_t *found;
 } request_t;
@@ -39,7 +45,11 @@ struct em_walker {
   void *ctx;
   uint64_t *told;             /* walker thread: hashes of paths already logged (once_only) */
   size_t ntold, cap_told;
+  uint64_t told_k0, told_k1;  /* their hash's random key: names are the job's (em_map.h) */
   bool told_watch_limit;
+  em_map_t changed;           /* loop thread: CHANGED looks not yet served, by path */
+  request_t *scan;            /* loop thread: the scan not yet served */
+  bool told_behind;
 };
 
 /* ---------------------------------------------------------------- walker thread */
@@ -77,10 +87,7 @@ static void told_insert(uint64_t *set, size_t cap, uint64_t h)
 
 static bool once_only(em_walker_t *w, const char *path)
 {
-  uint64_t h = 14695981039346656037ULL;
-  for (const char *p = path; *p; p++)
-    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-  h |= 1; /* 0 marks a free slot */
+  uint64_t h = em_siphash(w->told_k0, w->told_k1, path, strlen(path)) | 1; /* 0 marks a free slot */
   for (size_t j = w->cap_told ? h % w->cap_told : 0; w->cap_told && w->told[j]; j = (j + 1) % w->cap_told)
     if (w->told[j] == h)
       return false;
@@ -242,17 +249,59 @@ static void request_free(request_t *r)
   free(r);
 }
 
+static void submit(em_walker_t *w, em_walk_t why, const char *path, const char *name, bool is_dir, bool renamed);
+
 static void served(void *ctx, em_fifo_item_t *item)
 {
   em_walker_t *w = ctx;
   request_t *r = (request_t *)item;
-  if (w->cb.found) /* NULL once stopping */
-    w->cb.found(w->ctx, r->why, r->found, r->n);
+  if (r == w->scan)
+    w->scan = NULL;
+  if (r->why == EM_WALK_CHANGED && em_map_get(&w->changed, r->path, strlen(r->path)) == r)
+    em_map_remove(&w->changed, r->path, strlen(r->path));
+  if (!w->cb.found) { /* stopping */
+    request_free(r);
+    return;
+  }
+  w->cb.found(w->ctx, r->why, r->found, r->n);
+  if (r->again) /* changed again after this look began: one more look covers every change since */
+    submit(w, r->why, r->path, NULL, r->is_dir, false);
+  if (w->told_behind && w->fifo.busy < MAX_BEHIND / 2) {
+    w->told_behind = false;
+    EM_NOTICE("watch: the walker has caught up with events");
+  }
   request_free(r);
+}
+
+/* An earlier look not yet served that this one would repeat, marked to run again. */
+static bool coalesced(em_walker_t *w, em_walk_t why, const char *path)
+{
+  request_t *q = why == EM_WALK_SCAN ? w->scan
+                 : why == EM_WALK_CHANGED ? em_map_get(&w->changed, path, strlen(path)) : NULL;
+  if (q)
+    q->again = true;
+  return q != NULL;
+}
+
+/* Whether the walker is too far behind for another event-driven look; if so one scan
+ * stands for the dropped ones. */
+static bool behind(em_walker_t *w, em_walk_t why)
+{
+  if (why == EM_WALK_SCAN || why == EM_WALK_QUIET || w->fifo.busy < MAX_BEHIND)
+    return false; /* scans and quiet looks are bounded by the timers and the tracked entries */
+  if (!w->told_behind) {
+    w->told_behind = true;
+    EM_WARN("watch: %d looks wait for the walker; dropping events and rescanning instead", MAX_BEHIND);
+  }
+  if (!coalesced(w, EM_WALK_SCAN, NULL))
+    submit(w, EM_WALK_SCAN, NULL, NULL, true, false);
+  return true;
 }
 
 static void submit(em_walker_t *w, em_walk_t why, const char *path, const char *name, bool is_dir, bool renamed)
 {
+  if (coalesced(w, why, path) || behind(w, why))
+    return;
   request_t *r = calloc(1, sizeof(*r));
   if (!r || (path && !(r->path = strdup(path))) || (name && !(r->name = strdup(name)))) {
     EM_ERR("walker: out of memory");
@@ -263,6 +312,10 @@ static void submit(em_walker_t *w, em_walk_t why, const char *path, const char *
   r->why = why;
   r->is_dir = is_dir;
   r->renamed = renamed;
+  if (why == EM_WALK_SCAN)
+    w->scan = r;
+  if (why == EM_WALK_CHANGED) /* out of memory: this look is simply not coalesced */
+    (void)em_map_put(&w->changed, r->path, strlen(r->path), r);
   em_fifo_push(&w->fifo, &r->link);
 }
 
@@ -301,6 +354,8 @@ int em_walker_start(em_walker_t **out, uv_loop_t *loop, const char *root, bool p
   w->cb = *cb;
   w->ctx = ctx;
   em_fifo_init(&w->fifo, loop, served, w);
+  em_map_init(&w->changed);
+  em_map_random_key(&w->told_k0, &w->told_k1);
   int rc = polling ? 0 : em_watch_start(&w->watch, loop, on_event, w);
   if (rc)
     EM_WARN("watch: inotify unavailable (%s); polling every %g s instead", strerror(-rc), period);
@@ -317,6 +372,7 @@ static void free_walker(uv_handle_t *h)
 {
   em_walker_t *w = h->data;
   em_fifo_destroy(&w->fifo);
+  em_map_free(&w->changed);
   free(w->told);
   free(w->root);
   free(w);

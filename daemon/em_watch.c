@@ -9,9 +9,19 @@
 #include <unistd.h>
 
 #include "em_log.h"
+#include "em_map.h"
 
 #define MASK (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | \
               IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+
+/* inotify reads per callback: the loop's other handles run between them whatever a
+ * writer in the tree does (the poll is level-triggered, so the rest comes next turn). */
+#define READS_PER_TURN 4
+
+typedef struct wd_path {
+  int wd;                     /* the key */
+  char path[];
+} wd_path_t;
 
 struct em_watch {
   int fd;
@@ -19,31 +29,16 @@ struct em_watch {
   uv_poll_t poll;
   em_watch_fn fn;
   void *ctx;
-  size_t n, cap;
-  struct wd_path {
-    int wd;
-    char *path;
-  } *wds;
+  em_map_t wds;               /* wd_path_t by wd: one lookup per event, 100,000 watches or ten */
 };
 
 static const char *path_of(em_watch_t *w, int wd)
 {
-  for (size_t i = 0; i < w->n; i++)
-    if (w->wds[i].wd == wd)
-      return w->wds[i].path;
-  return NULL;
+  wd_path_t *e = em_map_get(&w->wds, &wd, sizeof(wd));
+  return e ? e->path : NULL;
 }
 
-static void forget(em_watch_t *w, int wd)
-{
-  for (size_t i = 0; i < w->n; i++) {
-    if (w->wds[i].wd == wd) {
-      free(w->wds[i].path);
-      w->wds[i] = w->wds[--w->n];
-      return;
-    }
-  }
-}
+static void forget(em_watch_t *w, int wd) { free(em_map_remove(&w->wds, &wd, sizeof(wd))); }
 
 static int add_locked(em_watch_t *w, const char *dir, int wd)
 {
@@ -52,18 +47,16 @@ static int add_locked(em_watch_t *w, const char *dir, int wd)
     return 0;
   if (known) /* the inode moved: the watch follows it, its path changed */
     forget(w, wd);
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? 2 * w->cap : 64;
-    struct wd_path *grown = realloc(w->wds, cap * sizeof(*grown));
-    if (!grown)
-      return -ENOMEM;
-    w->wds = grown;
-    w->cap = cap;
-  }
-  w->wds[w->n].wd = wd;
-  if (!(w->wds[w->n].path = strdup(dir)))
+  size_t len = strlen(dir);
+  wd_path_t *e = malloc(sizeof(*e) + len + 1);
+  if (!e)
     return -ENOMEM;
-  w->n++;
+  e->wd = wd;
+  memcpy(e->path, dir, len + 1);
+  if (em_map_put(&w->wds, &e->wd, sizeof(e->wd), e) != 0) {
+    free(e);
+    return -ENOMEM;
+  }
   return 0;
 }
 
@@ -96,7 +89,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
   (void)events;
   em_watch_t *w = h->data;
   char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-  for (;;) {
+  for (int turn = 0; turn < READS_PER_TURN; turn++) {
     ssize_t len = read(w->fd, buf, sizeof(buf));
     if (len <= 0)
       break;
@@ -131,6 +124,7 @@ int em_watch_start(em_watch_t **out, uv_loop_t *loop, em_watch_fn fn, void *ctx)
   w->fn = fn;
   w->ctx = ctx;
   uv_mutex_init(&w->lock);
+  em_map_init(&w->wds);
   w->poll.data = w;
   uv_poll_start(&w->poll, UV_READABLE, on_readable);
   *out = w;
@@ -142,9 +136,10 @@ static void free_watch(uv_handle_t *h)
   em_watch_t *w = h->data;
   close(w->fd);
   uv_mutex_destroy(&w->lock);
-  for (size_t i = 0; i < w->n; i++)
-    free(w->wds[i].path);
-  free(w->wds);
+  size_t pos = 0;
+  for (wd_path_t *e; (e = em_map_next(&w->wds, &pos)) != NULL;)
+    free(e);
+  em_map_free(&w->wds);
   free(w);
 }
 

@@ -6,6 +6,7 @@
 #include <check.h>
 
 Suite *mt_suite(void);
+Suite *map_suite(void);
 Suite *spectrum_suite(void);
 Suite *dtype_suite(void);
 Suite *safetensors_suite(void);

@@ -392,6 +392,57 @@ def test_runs_under_tmp_dirs_are_watched_and_skips_are_logged_once(tmp):
     assert d.stop() == 0
 
 
+FLOOD = """
+import os, sys, time
+mode, where, until = sys.argv[1], sys.argv[2], float(sys.argv[3])
+if mode == "write":  # one byte per write: one IN_MODIFY each
+    fd = os.open(os.path.join(where, "junk"), os.O_WRONLY | os.O_CREAT, 0o644)
+    while time.time() < until:
+        for _ in range(1000):
+            os.write(fd, b"x")
+else:  # entries that come and go: one IN_CREATE and one IN_DELETE each
+    i = 0
+    while time.time() < until:
+        p = os.path.join(where, f"f{i % 1000}")
+        open(p, "w").close()
+        os.unlink(p)
+        i += 1
+"""
+
+
+def test_an_event_flood_among_many_watches_stalls_nothing(tmp):
+    """5,000 watched checkpoint directories, and for 8 s one-byte writes into one of them
+    and files created and deleted in the run: status stays prompt, the daemon's memory
+    bounded, and a checkpoint saved after the flood is analysed."""
+    root = os.path.join(tmp, "root")
+    run = os.path.join(root, "run")
+    _ckpt(run, 0)
+    for i in range(5000):
+        os.makedirs(os.path.join(run, f"checkpoint-{1000 + i}"))
+    d = Daemon(tmp, root).start()
+    wait_for(lambda: history(d, "run")[0], timeout=60, what="the baseline")
+    time.sleep(2)  # the start-up walk has watched every directory
+    base = _rss_kib(d.proc.pid)
+    until = time.time() + 8
+    floods = [subprocess.Popen([sys.executable, "-c", FLOOD, "write", os.path.join(run, "checkpoint-1000"), str(until)]),
+              subprocess.Popen([sys.executable, "-c", FLOOD, "churn", run, str(until)])]
+    slow = 10 if os.environ.get("SANITIZE") else 1
+    worst = 0.0
+    while time.time() < until:
+        t0 = time.time()
+        assert d.request({"cmd": "status"}, timeout=3.0 * slow)["ok"]
+        worst = max(worst, time.time() - t0)
+        time.sleep(0.2)
+    for p in floods:
+        assert p.wait(timeout=30) == 0
+    grown = _rss_kib(d.proc.pid) - base
+    assert worst < 1.0 * slow, worst
+    assert grown < 64 * 1024 or os.environ.get("SANITIZE"), f"daemon grew by {grown} KiB"
+    _ckpt(run, 100)
+    wait_for(lambda: 100 in [r["step"] for r in history(d, "run")[0]], timeout=60 * slow, what="the result after the flood")
+    assert d.stop() == 0
+
+
 def test_an_exhausted_inotify_limit_is_logged_once(tmp):
     """With the inotify watch limit reached, one warning names the sysctl, rescans still
     find every checkpoint, and no rescan repeats the warning. (Lowers the machine's
