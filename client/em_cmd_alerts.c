@@ -108,7 +108,7 @@ static int clear_stop_file(em_cmd_opts_t *o)
   }
   /* RUN_DIR/.emerge may be a link planted by whoever writes the tree: never followed, so
    * the STOP removed is always this run's own (docs/SECURITY.md). */
-  int run = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int run = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   int dot = run < 0 ? -1 : openat(run, EM_DOT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   rc = dot < 0 ? -1 : unlinkat(dot, EM_STOP_FILE, 0);
   int saved = errno;

@@ -23,21 +23,12 @@ struct em_answer {
   em_fifo_t fifo;
   uv_thread_t thread;
   bool started;
-  char *db_path;
-  em_db_t *db;              /* the answer thread's own, opened on first use */
+  em_db_t *db;              /* the answer thread's own, opened at start: a failure is told then */
   em_answer_fn done;
   void *ctx;
 };
 
-static char *answer(em_answer_t *a, const em_api_request_t *req)
-{
-  char err[512];
-  if (!a->db && em_db_open(a->db_path, false, &a->db, err, sizeof(err)) != 0) {
-    EM_ERR("query: %s", err);
-    return em_api_error("database unavailable");
-  }
-  return em_query_reply(a->db, req, NULL);
-}
+static char *answer(em_answer_t *a, const em_api_request_t *req) { return em_query_reply(a->db, req, NULL); }
 
 static void thread_main(void *arg)
 {
@@ -60,18 +51,27 @@ static void answered(void *ctx, em_fifo_item_t *item)
   free(q);
 }
 
-int em_answer_start(em_answer_t **out, uv_loop_t *loop, const char *db_path, em_answer_fn done, void *ctx)
+int em_answer_start(em_answer_t **out, uv_loop_t *loop, const char *db_path, em_answer_fn done, void *ctx,
+                    char *err, size_t errlen)
 {
+  *out = NULL;
   em_answer_t *a = calloc(1, sizeof(*a));
-  if (!a || !(a->db_path = strdup(db_path))) {
-    free(a);
+  if (!a) {
+    snprintf(err, errlen, "answer thread: out of memory");
     return -ENOMEM;
+  }
+  int rc = em_db_open(db_path, false, &a->db, err, errlen);
+  if (rc) {
+    free(a);
+    return rc;
   }
   a->done = done;
   a->ctx = ctx;
   em_fifo_init(&a->fifo, loop, answered, a);
   a->started = uv_thread_create(&a->thread, thread_main, a) == 0;
   *out = a;
+  if (!a->started)
+    snprintf(err, errlen, "cannot start the answer thread");
   return a->started ? 0 : -EAGAIN;
 }
 
@@ -91,7 +91,7 @@ static void free_answer(uv_handle_t *h)
 {
   em_answer_t *a = h->data;
   em_fifo_destroy(&a->fifo);
-  free(a->db_path);
+  em_db_close(&a->db); /* the thread's, if it never started */
   free(a);
 }
 

@@ -15,7 +15,8 @@ typedef struct em_answer em_answer_t;
  * The callee owns reply. */
 typedef void (*em_answer_fn)(void *ctx, void *token, char *reply);
 
-int em_answer_start(em_answer_t **out, uv_loop_t *loop, const char *db_path, em_answer_fn done, void *ctx);
+int em_answer_start(em_answer_t **out, uv_loop_t *loop, const char *db_path, em_answer_fn done, void *ctx,
+                    char *err, size_t errlen);
 /* Queues a decoded request (not status: the loop answers that itself). Loop thread. */
 void em_answer_push(em_answer_t *a, const em_api_request_t *req, void *token);
 /* Answers already computed are handed on; the rest get done(token, NULL). Loop thread. */

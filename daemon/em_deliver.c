@@ -140,7 +140,7 @@ static void write_stop_file(uv_work_t *req)
     return;
   }
   const char *what = "open the run directory";
-  int run_fd = em_fs_open(a->run_dir, O_RDONLY | O_DIRECTORY, 0);
+  int run_fd = em_fs_open_inside(a->run_dir, O_RDONLY | O_DIRECTORY, 0); /* a stored row may name any dir */
   int rc = run_fd < 0 ? run_fd : stop_file_at(run_fd, a->seq, payload, &what);
   if (run_fd >= 0)
     close(run_fd);

@@ -195,8 +195,8 @@ static int start_services(server_t *s, bool polling, char *err, size_t errlen)
   em_config_t *cfg = s->cfg;
   static const em_walker_cb_t walker_cb = {em_pipeline_found, em_pipeline_event};
   int rc = em_store_start(&s->pipe.store, s->db_path, &s->loop, err, errlen);
-  if (!rc && (rc = em_answer_start(&s->answer, &s->loop, s->db_path, on_answer, s)) != 0)
-    snprintf(err, errlen, "cannot start the answer thread");
+  if (!rc)
+    rc = em_answer_start(&s->answer, &s->loop, s->db_path, on_answer, s, err, errlen);
   if (!rc)
     rc = em_bus_start(&s->pipe.bus, &s->loop, cfg->pub, cfg->api, on_request, s, err, errlen);
   if (!rc && (em_deliver_start(&s->pipe.deliver, &s->loop, em_pipeline_alert_delivered, &s->pipe) != 0 ||

@@ -110,6 +110,13 @@ int em_fs_open(const char *path, int flags, mode_t mode)
   return fd < 0 ? -saved : fd;
 }
 
+int em_fs_open_inside(const char *path, int flags, mode_t mode)
+{
+  if (confined.fd >= 0 && !below_root(path))
+    return -EXDEV;
+  return em_fs_open(path, flags, mode);
+}
+
 int em_fs_stat(const char *path, struct stat *st)
 {
   const char *rel = below_root(path);
@@ -178,6 +185,6 @@ const char *em_fs_strerror(int neg_errno)
   if (neg_errno == -ELOOP)
     return "a symbolic link (links inside the watched tree are not followed)";
   if (neg_errno == -EXDEV)
-    return "leaves the watched tree ('..')";
+    return "outside the watched tree (or leaves it with '..')";
   return strerror(-neg_errno);
 }

@@ -28,6 +28,10 @@ int em_fs_confine(const char *root);
  * Returns the descriptor or -errno (-ELOOP: a symlink was refused). */
 int em_fs_open(const char *path, int flags, mode_t mode);
 
+/* em_fs_open, but when confined a path outside the root is refused (-EXDEV): for what
+ * the daemon writes, which must stay in the tree whatever a stored row says. */
+int em_fs_open_inside(const char *path, int flags, mode_t mode);
+
 /* A regular file opened for reading, or -errno with err saying which and why
  * ("path: not a regular file (a FIFO)", "path: a symbolic link, not followed"). */
 int em_fs_open_regular(const char *path, em_err_t *err);

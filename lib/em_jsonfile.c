@@ -2,6 +2,7 @@
 #include "em_jsonfile.h"
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,6 +10,28 @@
 
 #include "em_err.h"
 #include "em_fs.h"
+
+/* At least the number of values cJSON would allocate a node for, less one: the commas
+ * and openings outside strings. cJSON spends ~64 bytes a node, so "[0,0,0,...]" of 64 MiB
+ * would cost 2 GiB; counting first bounds what a side file can cost. */
+static size_t count_values(const char *s, size_t len)
+{
+  size_t n = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < len; i++) {
+    if (in_string) {
+      if (s[i] == '\\')
+        i++;
+      else if (s[i] == '"')
+        in_string = false;
+    } else if (s[i] == '"') {
+      in_string = true;
+    } else if (s[i] == ',' || s[i] == '[' || s[i] == '{') {
+      n++;
+    }
+  }
+  return n;
+}
 
 int em_jsonfile_read(const char *path, cJSON **out, em_err_t *err)
 {
@@ -37,6 +60,10 @@ int em_jsonfile_read(const char *path, cJSON **out, em_err_t *err)
   }
   close(fd);
   buf[got] = 0;
+  if (count_values(buf, got) >= EM_JSONFILE_MAX_VALUES) {
+    free(buf);
+    return em_err_set(err, -EINVAL, "%s: more than %u JSON values", path, EM_JSONFILE_MAX_VALUES);
+  }
   *out = cJSON_ParseWithLength(buf, got);
   free(buf);
   if (!*out)

@@ -10,14 +10,23 @@
 #include "em_jsonfile.h"
 #include "emerge.h"
 
+/* Metrics kept per step, and the longest name kept: a log_history entry holds a dozen;
+ * more is a file made to cost the daemon time (each name is looked up among the kept). */
+#define MAX_METRICS 256
+#define MAX_METRIC_NAME 256
+
 static int put_metric(em_trainer_t *t, const char *name, double value)
 {
+  if (strlen(name) > MAX_METRIC_NAME)
+    return 0;
   for (size_t i = 0; i < t->nmetrics; i++) {
     if (strcmp(t->metrics[i].name, name) == 0) {
       t->metrics[i].value = value;
       return 0;
     }
   }
+  if (t->nmetrics == MAX_METRICS)
+    return 0;
   em_metric_t *m = realloc(t->metrics, (t->nmetrics + 1) * sizeof(*m));
   if (!m)
     return -ENOMEM;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 static const char *const schema_v1 =
   "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
@@ -80,7 +81,9 @@ static int check_db_files(const char *path, char *err, size_t errlen)
     if (lstat(f, &st) != 0)
       continue;
     const char *why = S_ISLNK(st.st_mode) ? "is a symbolic link" : !S_ISREG(st.st_mode) ? "is not a regular file"
-                      : st.st_nlink > 1 ? "has more than one hard link" : NULL;
+                      : st.st_nlink > 1 ? "has more than one hard link"
+                      : st.st_uid != geteuid() ? "belongs to another user"
+                      : st.st_mode & (S_IWGRP | S_IWOTH) ? "is writable by other users" : NULL;
     if (why) {
       snprintf(err, errlen, "database file %s %s: refusing to open it (docs/SECURITY.md; use --db)", f, why);
       return -EPERM;
@@ -89,10 +92,56 @@ static int check_db_files(const char *path, char *err, size_t errlen)
   return 0;
 }
 
+/* Why a directory holding the database, or that directory's parent, is not safe to
+ * write a database in, or NULL: whoever else can write there (or owns it) can swap the
+ * files between our checks and SQLite's opens, which go by name. As ssh and sudo judge
+ * their files: owned by us or root, and writable by no one else unless sticky. */
+static const char *unsafe_dir(const struct stat *st, char *why, size_t len)
+{
+  if (S_ISLNK(st->st_mode))
+    snprintf(why, len, "is a symbolic link");
+  else if (st->st_uid != geteuid() && st->st_uid != 0)
+    snprintf(why, len, "is owned by uid %u, not by this process (uid %u) or root", (unsigned)st->st_uid,
+             (unsigned)geteuid());
+  else if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX))
+    snprintf(why, len, "is writable by %s", st->st_mode & S_IWOTH ? "every user" : "its group");
+  else
+    return NULL;
+  return why;
+}
+
+static int check_db_dir(const char *path, char *err, size_t errlen)
+{
+  char dir[4200], why[128];
+  snprintf(dir, sizeof(dir), "%s", path);
+  for (int level = 0; level < 2; level++) { /* the database's directory, then its parent */
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+      slash[1] = 0;
+    else if (slash)
+      *slash = 0;
+    else
+      snprintf(dir, sizeof(dir), ".");
+    struct stat st;
+    if (lstat(dir, &st) != 0)
+      return 0; /* SQLite reports a missing directory */
+    if (unsafe_dir(&st, why, sizeof(why))) {
+      snprintf(err, errlen, "database directory %s %s: another user could replace the database; refusing "
+               "it (docs/SECURITY.md; use --db with a directory of the daemon's own)", dir, why);
+      return -EPERM;
+    }
+    if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
+      break;
+  }
+  return 0;
+}
+
 int em_db_open(const char *path, bool write, em_db_t **out, char *err, size_t errlen)
 {
   *out = NULL;
-  int bad = write ? check_db_files(path, err, errlen) : 0;
+  int bad = write ? check_db_dir(path, err, errlen) : 0;
+  if (!bad && write)
+    bad = check_db_files(path, err, errlen);
   if (bad)
     return bad;
   em_db_t *db = calloc(1, sizeof(*db));

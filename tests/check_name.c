@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "em_arch.h"
+#include "em_jsonfile.h"
 #include "helpers/st_build.h"
 #include "suites.h"
 
@@ -107,6 +108,43 @@ START_TEST(test_name_locate_and_trainer)
 }
 END_TEST
 
+/* A trainer_state.json made to cost the daemon: an entry of 10,000 distinct metrics keeps
+ * the first 256 (each name is looked up among those kept: 10,000 would be quadratic), and
+ * a file of more values than the bound is refused before cJSON spends ~64 bytes on each. */
+START_TEST(test_trainer_state_costs_are_bounded)
+{
+  size_t cap = 10000 * 24 + 64, n = 0;
+  char *text = malloc(cap);
+  n += (size_t)snprintf(text + n, cap - n, "{\"log_history\":[{\"step\":7");
+  for (int i = 0; i < 10000; i++)
+    n += (size_t)snprintf(text + n, cap - n, ",\"m%d\":%d", i, i);
+  n += (size_t)snprintf(text + n, cap - n, "}]}");
+  em_trainer_t t;
+  em_err_t err;
+  ck_assert_int_eq(em_trainer_parse(text, n, 7, &t, &err), 0);
+  ck_assert_uint_eq(t.nmetrics, 256);
+  ck_assert_str_eq(t.metrics[255].name, "m255");
+  em_trainer_free(&t);
+  free(text);
+
+  char *root = st_tmpdir(), path[600];
+  snprintf(path, sizeof(path), "%s/trainer_state.json", root);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("{\"log_history\":[", f);
+  for (unsigned i = 0; i < EM_JSONFILE_MAX_VALUES; i++)
+    fputs("0,", f);
+  fputs("0]}", f);
+  fclose(f);
+  ck_assert_int_eq(em_trainer_read(root, 7, &t, &err), -EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "more than"));
+  ck_assert_ptr_nonnull(strstr(err.msg, "JSON values"));
+  unlink(path);
+  rmdir(root);
+  free(root);
+}
+END_TEST
+
 Suite *name_suite(void)
 {
   Suite *s = suite_create("name");
@@ -114,6 +152,7 @@ Suite *name_suite(void)
   tcase_add_loop_test(tc, test_name_step, 0, sizeof(steps) / sizeof(*steps));
   tcase_add_test(tc, test_name_natural_order);
   tcase_add_test(tc, test_name_locate_and_trainer);
+  tcase_add_test(tc, test_trainer_state_costs_are_bounded);
   suite_add_tcase(s, tc);
   return s;
 }

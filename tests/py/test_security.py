@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -113,6 +114,73 @@ def test_a_database_location_behind_a_link_is_refused(tmp):
         assert p.returncode != 0, (name, p.stderr)
         assert "refusing" in p.stderr and ("symbolic link" in p.stderr), (name, p.stderr)
     assert sorted(os.listdir(elsewhere)) == ["empty"] and os.path.getsize(os.path.join(elsewhere, "empty")) == 0
+
+
+def _refused(tmp, root, *extra):
+    p = subprocess.run([EMERGED, "--watch", root, "--pub", f"ipc://{tmp}/p", "--api", f"ipc://{tmp}/a", *extra],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0, p.stderr
+    return p.stderr
+
+
+def test_a_database_directory_others_can_write_is_refused(tmp):
+    """Whoever can write the database's directory or its parent could swap the files
+    between the daemon's checks and SQLite's opens by name: a group- or world-writable
+    ROOT (unless sticky), a --db directory anyone can write, and (as root) a .emerge or a
+    database of another user are refused with the reason; a sticky ROOT is accepted."""
+    root = os.path.join(tmp, "shared")
+    os.makedirs(root)
+    os.chmod(root, 0o775)
+    err = _refused(tmp, root)
+    assert f"database directory {root} is writable by its group" in err and "--db" in err, err
+    assert not os.path.exists(os.path.join(root, ".emerge", "emerge.db"))
+    open_dir = os.path.join(tmp, "open")
+    os.makedirs(open_dir)
+    os.chmod(open_dir, 0o777)
+    os.makedirs(os.path.join(tmp, "elsewhere"))
+    err = _refused(tmp, os.path.join(tmp, "elsewhere"), "--db", os.path.join(open_dir, "e.db"))
+    assert f"database directory {open_dir} is writable by every user" in err, err
+    os.chmod(root, 0o1777)  # sticky, as /tmp: others cannot rename what the daemon owns
+    d = Daemon(tmp, root).start()
+    assert d.stop() == 0
+    if os.geteuid() != 0:
+        print("test_a_database_directory_others_can_write_is_refused: ownership cases need root; checked modes only")
+        return
+    mine = os.path.join(tmp, "mine")
+    os.makedirs(os.path.join(mine, ".emerge"))
+    os.chown(os.path.join(mine, ".emerge"), 65534, 65534)
+    err = _refused(tmp, mine)
+    assert "is owned by uid 65534, not by this process (uid 0) or root" in err, err
+    os.chown(os.path.join(mine, ".emerge"), 0, 0)
+    open(os.path.join(mine, ".emerge", "emerge.db"), "w").close()
+    os.chown(os.path.join(mine, ".emerge", "emerge.db"), 65534, 65534)
+    err = _refused(tmp, mine)
+    assert "emerge.db belongs to another user" in err, err
+
+
+def test_a_stored_alert_naming_a_directory_outside_the_root_writes_nothing_there(tmp):
+    """An undelivered alert is delivered again after a restart from its stored row; a row
+    whose run_dir points outside the watched root (a database moved between roots, or
+    edited) gets no stop file there, and the log says why."""
+    root, outside = os.path.join(tmp, "root"), os.path.join(tmp, "outside")
+    run = os.path.join(root, "run")
+    os.makedirs(outside)
+    _ckpt(run, 0)
+    _ckpt(run, 100, seed=3)
+    cfg = _config(tmp, [{"name": "first", "monitor": "alpha0", "stopping_threshold": 10.0}])
+    d = Daemon(tmp, root, "--config", cfg).start()
+    stop_file = os.path.join(run, ".emerge", "STOP")
+    wait_for(lambda: os.path.exists(stop_file), what="the stop file")
+    assert d.stop() == 0
+    os.remove(stop_file)
+    db = sqlite3.connect(os.path.join(root, ".emerge", "emerge.db"))
+    with db:
+        db.execute("UPDATE alerts SET delivered = 0, json = json_set(json, '$.run_dir', ?)", (outside,))
+    db.close()
+    d = Daemon(tmp, root, "--config", cfg).start()
+    wait_for(lambda: "outside the watched tree" in d.read_log(), what="the refusal in the log")
+    assert d.stop() == 0
+    assert not os.path.exists(os.path.join(outside, ".emerge")) and not os.path.exists(stop_file)
 
 
 def test_the_walk_stays_inside_the_root_and_visits_each_checkpoint_once(tmp):
