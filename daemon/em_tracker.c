@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "em_heap.h"
-#include "em_map.h"
+#include "em_hash.h"
 #include "emerge.h"
 
 /* A run's schedule: its entries queued, running or done, lowest step on top. */
@@ -19,8 +19,8 @@ typedef struct em_run_sched {
 
 struct em_tracker {
   char *root;
-  em_map_t entries;               /* by path: names are the job's to choose (em_map.h) */
-  em_map_t runs;                  /* run_sched_t by name */
+  em_hash_t entries;               /* by path: names are the job's to choose (em_hash.h) */
+  em_hash_t runs;                  /* run_sched_t by name */
   size_t count[EM_T_NSTATES];
   em_heap_t queued;               /* QUEUED entries, highest step on top */
   em_heap_t base;                 /* runs whose lowest active entry is QUEUED, least recently served on top */
@@ -61,8 +61,8 @@ em_tracker_t *em_tracker_new(const char *root)
     return NULL;
   }
   if (t) {
-    em_map_init(&t->entries);
-    em_map_init(&t->runs);
+    em_hash_init(&t->entries);
+    em_hash_init(&t->runs);
     em_heap_init(&t->queued, offsetof(em_tracked_t, in_queued), higher_step);
     em_heap_init(&t->base, offsetof(run_sched_t, in_base), run_base_first);
   }
@@ -75,16 +75,16 @@ void em_tracker_free(em_tracker_t **self_p)
   if (!t)
     return;
   size_t pos = 0;
-  for (em_tracked_t *e; (e = em_map_next(&t->entries, &pos)) != NULL;)
+  for (em_tracked_t *e; (e = em_hash_next(&t->entries, &pos)) != NULL;)
     em_tracker_drop(t, e);
   pos = 0;
-  for (run_sched_t *r; (r = em_map_next(&t->runs, &pos)) != NULL;) {
+  for (run_sched_t *r; (r = em_hash_next(&t->runs, &pos)) != NULL;) {
     em_heap_free(&r->active);
     free(r->name);
     free(r);
   }
-  em_map_free(&t->entries);
-  em_map_free(&t->runs);
+  em_hash_free(&t->entries);
+  em_hash_free(&t->runs);
   em_heap_free(&t->queued);
   em_heap_free(&t->base);
   free(t->root);
@@ -94,7 +94,7 @@ void em_tracker_free(em_tracker_t **self_p)
 
 em_tracked_t *em_tracker_find(em_tracker_t *t, const char *path)
 {
-  return em_map_get(&t->entries, path, strlen(path));
+  return em_hash_get(&t->entries, path, strlen(path));
 }
 
 /* The run a checkpoint belongs to: its directory relative to the root; the root's own
@@ -111,11 +111,11 @@ static char *run_name(const em_tracker_t *t, const char *run_dir)
 
 static run_sched_t *sched_of(em_tracker_t *t, const char *run)
 {
-  run_sched_t *r = em_map_get(&t->runs, run, strlen(run));
+  run_sched_t *r = em_hash_get(&t->runs, run, strlen(run));
   if (r)
     return r;
   if (!(r = calloc(1, sizeof(*r))) || !(r->name = strdup(run)) ||
-      em_map_put(&t->runs, r->name, strlen(r->name), r) != 0) {
+      em_hash_put(&t->runs, r->name, strlen(r->name), r) != 0) {
     if (r)
       free(r->name);
     free(r);
@@ -203,7 +203,7 @@ em_tracked_t *em_tracker_track(em_tracker_t *t, const char *path, bool is_dir, u
     return NULL;
   if (!(e->path = strdup(path)) || !(e->run_dir = strndup(path, (size_t)(slash - path))) ||
       !(e->run = run_name(t, e->run_dir)) || !(e->sched = sched_of(t, e->run)) ||
-      em_map_put(&t->entries, e->path, strlen(e->path), e) != 0) {
+      em_hash_put(&t->entries, e->path, strlen(e->path), e) != 0) {
     entry_free(e);
     return NULL;
   }
@@ -217,7 +217,7 @@ em_tracked_t *em_tracker_track(em_tracker_t *t, const char *path, bool is_dir, u
 
 void em_tracker_drop(em_tracker_t *t, em_tracked_t *e)
 {
-  em_map_remove(&t->entries, e->path, strlen(e->path));
+  em_hash_remove(&t->entries, e->path, strlen(e->path));
   t->count[e->st]--;
   em_heap_remove(&e->sched->active, e);
   em_heap_remove(&t->queued, e);
@@ -235,7 +235,7 @@ void em_tracker_set_state(em_tracker_t *t, em_tracked_t *e, em_tstate_t st)
 }
 
 size_t em_tracker_count(const em_tracker_t *t, em_tstate_t st) { return t->count[st]; }
-size_t em_tracker_size(const em_tracker_t *t) { return em_map_size(&t->entries); }
+size_t em_tracker_size(const em_tracker_t *t) { return em_hash_size(&t->entries); }
 
 bool em_tracker_observe(em_tracker_t *t, em_tracked_t *e, const em_fingerprint_t *fp, bool renamed, uint64_t now)
 {
@@ -315,6 +315,6 @@ em_tracked_t *em_tracker_pick(em_tracker_t *t)
 void em_tracker_foreach(em_tracker_t *t, void (*fn)(void *ctx, em_tracked_t *e), void *ctx)
 {
   size_t pos = 0; /* fn may drop e: removal leaves the table's layout as it is */
-  for (em_tracked_t *e; (e = em_map_next(&t->entries, &pos)) != NULL;)
+  for (em_tracked_t *e; (e = em_hash_next(&t->entries, &pos)) != NULL;)
     fn(ctx, e);
 }

@@ -13,7 +13,7 @@
 #include "em_fifo.h"
 #include "em_fs.h"
 #include "em_log.h"
-#include "em_map.h"
+#include "em_hash.h"
 #include "em_watch.h"
 #include "emerge.h"
 
@@ -45,9 +45,9 @@ struct em_walker {
   void *ctx;
   uint64_t *told;             /* walker thread: hashes of paths already logged (once_only) */
   size_t ntold, cap_told;
-  uint64_t told_k0, told_k1;  /* their hash's random key: names are the job's (em_map.h) */
+  uint64_t told_k0, told_k1;  /* their hash's random key: names are the job's (em_hash.h) */
   bool told_watch_limit;
-  em_map_t changed;           /* loop thread: CHANGED looks not yet served, by path */
+  em_hash_t changed;           /* loop thread: CHANGED looks not yet served, by path */
   request_t *scan;            /* loop thread: the scan not yet served */
   bool told_behind;
 };
@@ -257,8 +257,8 @@ static void served(void *ctx, em_fifo_item_t *item)
   request_t *r = (request_t *)item;
   if (r == w->scan)
     w->scan = NULL;
-  if (r->why == EM_WALK_CHANGED && em_map_get(&w->changed, r->path, strlen(r->path)) == r)
-    em_map_remove(&w->changed, r->path, strlen(r->path));
+  if (r->why == EM_WALK_CHANGED && em_hash_get(&w->changed, r->path, strlen(r->path)) == r)
+    em_hash_remove(&w->changed, r->path, strlen(r->path));
   if (!w->cb.found) { /* stopping */
     request_free(r);
     return;
@@ -277,7 +277,7 @@ static void served(void *ctx, em_fifo_item_t *item)
 static bool coalesced(em_walker_t *w, em_walk_t why, const char *path)
 {
   request_t *q = why == EM_WALK_SCAN ? w->scan
-                 : why == EM_WALK_CHANGED ? em_map_get(&w->changed, path, strlen(path)) : NULL;
+                 : why == EM_WALK_CHANGED ? em_hash_get(&w->changed, path, strlen(path)) : NULL;
   if (q)
     q->again = true;
   return q != NULL;
@@ -315,7 +315,7 @@ static void submit(em_walker_t *w, em_walk_t why, const char *path, const char *
   if (why == EM_WALK_SCAN)
     w->scan = r;
   if (why == EM_WALK_CHANGED) /* out of memory: this look is simply not coalesced */
-    (void)em_map_put(&w->changed, r->path, strlen(r->path), r);
+    (void)em_hash_put(&w->changed, r->path, strlen(r->path), r);
   em_fifo_push(&w->fifo, &r->link);
 }
 
@@ -354,8 +354,8 @@ int em_walker_start(em_walker_t **out, uv_loop_t *loop, const char *root, bool p
   w->cb = *cb;
   w->ctx = ctx;
   em_fifo_init(&w->fifo, loop, served, w);
-  em_map_init(&w->changed);
-  em_map_random_key(&w->told_k0, &w->told_k1);
+  em_hash_init(&w->changed);
+  em_hash_random_key(&w->told_k0, &w->told_k1);
   int rc = polling ? 0 : em_watch_start(&w->watch, loop, on_event, w);
   if (rc)
     EM_WARN("watch: inotify unavailable (%s); polling every %g s instead", strerror(-rc), period);
@@ -372,7 +372,7 @@ static void free_walker(uv_handle_t *h)
 {
   em_walker_t *w = h->data;
   em_fifo_destroy(&w->fifo);
-  em_map_free(&w->changed);
+  em_hash_free(&w->changed);
   free(w->told);
   free(w->root);
   free(w);

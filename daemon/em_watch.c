@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "em_log.h"
-#include "em_map.h"
+#include "em_hash.h"
 
 #define MASK (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | \
               IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
@@ -29,16 +29,16 @@ struct em_watch {
   uv_poll_t poll;
   em_watch_fn fn;
   void *ctx;
-  em_map_t wds;               /* wd_path_t by wd: one lookup per event, 100,000 watches or ten */
+  em_hash_t wds;               /* wd_path_t by wd: one lookup per event, 100,000 watches or ten */
 };
 
 static const char *path_of(em_watch_t *w, int wd)
 {
-  wd_path_t *e = em_map_get(&w->wds, &wd, sizeof(wd));
+  wd_path_t *e = em_hash_get(&w->wds, &wd, sizeof(wd));
   return e ? e->path : NULL;
 }
 
-static void forget(em_watch_t *w, int wd) { free(em_map_remove(&w->wds, &wd, sizeof(wd))); }
+static void forget(em_watch_t *w, int wd) { free(em_hash_remove(&w->wds, &wd, sizeof(wd))); }
 
 static int add_locked(em_watch_t *w, const char *dir, int wd)
 {
@@ -53,7 +53,7 @@ static int add_locked(em_watch_t *w, const char *dir, int wd)
     return -ENOMEM;
   e->wd = wd;
   memcpy(e->path, dir, len + 1);
-  if (em_map_put(&w->wds, &e->wd, sizeof(e->wd), e) != 0) {
+  if (em_hash_put(&w->wds, &e->wd, sizeof(e->wd), e) != 0) {
     free(e);
     return -ENOMEM;
   }
@@ -124,7 +124,7 @@ int em_watch_start(em_watch_t **out, uv_loop_t *loop, em_watch_fn fn, void *ctx)
   w->fn = fn;
   w->ctx = ctx;
   uv_mutex_init(&w->lock);
-  em_map_init(&w->wds);
+  em_hash_init(&w->wds);
   w->poll.data = w;
   uv_poll_start(&w->poll, UV_READABLE, on_readable);
   *out = w;
@@ -137,9 +137,9 @@ static void free_watch(uv_handle_t *h)
   close(w->fd);
   uv_mutex_destroy(&w->lock);
   size_t pos = 0;
-  for (wd_path_t *e; (e = em_map_next(&w->wds, &pos)) != NULL;)
+  for (wd_path_t *e; (e = em_hash_next(&w->wds, &pos)) != NULL;)
     free(e);
-  em_map_free(&w->wds);
+  em_hash_free(&w->wds);
   free(w);
 }
 

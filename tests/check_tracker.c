@@ -283,6 +283,7 @@ Suite *tracker_suite(void)
 {
   Suite *s = suite_create("tracker");
   TCase *c = tcase_create("core");
+  tcase_set_timeout(c, 60); /* the full-scan cross-check takes ~5 s under ThreadSanitizer */
   tcase_add_test(c, test_track_names_run_and_step);
   tcase_add_test(c, test_quiet_period_then_complete);
   tcase_add_test(c, test_renamed_is_due_at_once_and_checking_waits);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "em_map.h"
+#include "em_hash.h"
 #include "suites.h"
 
 START_TEST(test_siphash_reference_vectors)
@@ -26,29 +26,29 @@ START_TEST(test_map_put_get_remove_across_growth)
 {
   enum { N = 20000 };
   char (*keys)[16] = malloc(N * sizeof(*keys));
-  em_map_t m;
-  em_map_init(&m);
+  em_hash_t m;
+  em_hash_init(&m);
   for (int i = 0; i < N; i++) {
     snprintf(keys[i], sizeof(keys[i]), "run/ckpt-%d", i);
-    ck_assert_int_eq(em_map_put(&m, keys[i], strlen(keys[i]), keys[i]), 0);
+    ck_assert_int_eq(em_hash_put(&m, keys[i], strlen(keys[i]), keys[i]), 0);
   }
-  ck_assert_uint_eq(em_map_size(&m), N);
+  ck_assert_uint_eq(em_hash_size(&m), N);
   for (int i = 0; i < N; i += 2)
-    ck_assert_ptr_eq(em_map_remove(&m, keys[i], strlen(keys[i])), keys[i]);
-  ck_assert_ptr_null(em_map_remove(&m, keys[0], strlen(keys[0])));
+    ck_assert_ptr_eq(em_hash_remove(&m, keys[i], strlen(keys[i])), keys[i]);
+  ck_assert_ptr_null(em_hash_remove(&m, keys[0], strlen(keys[0])));
   for (int i = 0; i < N; i++) {
     char probe[16];
     snprintf(probe, sizeof(probe), "run/ckpt-%d", i); /* equal bytes, another address */
-    ck_assert_ptr_eq(em_map_get(&m, probe, strlen(probe)), i % 2 ? keys[i] : NULL);
+    ck_assert_ptr_eq(em_hash_get(&m, probe, strlen(probe)), i % 2 ? keys[i] : NULL);
   }
   for (int round = 0; round < 5; round++) /* churn: tombstones are reclaimed, not piled up */
     for (int i = 0; i < N; i += 2) {
-      ck_assert_int_eq(em_map_put(&m, keys[i], strlen(keys[i]), keys[i]), 0);
-      ck_assert_ptr_eq(em_map_remove(&m, keys[i], strlen(keys[i])), keys[i]);
+      ck_assert_int_eq(em_hash_put(&m, keys[i], strlen(keys[i]), keys[i]), 0);
+      ck_assert_ptr_eq(em_hash_remove(&m, keys[i], strlen(keys[i])), keys[i]);
     }
   ck_assert_uint_le(m.cap, 8 * N);
-  ck_assert_uint_eq(em_map_size(&m), N / 2);
-  em_map_free(&m);
+  ck_assert_uint_eq(em_hash_size(&m), N / 2);
+  em_hash_free(&m);
   free(keys);
 }
 END_TEST
@@ -57,37 +57,37 @@ START_TEST(test_map_remove_while_iterating_visits_each_once)
 {
   enum { N = 1000 };
   int vals[N], seen[N] = {0};
-  em_map_t m;
-  em_map_init(&m);
+  em_hash_t m;
+  em_hash_init(&m);
   for (int i = 0; i < N; i++) {
     vals[i] = i;
-    em_map_put(&m, &vals[i], sizeof(vals[i]), &vals[i]);
+    em_hash_put(&m, &vals[i], sizeof(vals[i]), &vals[i]);
   }
   size_t pos = 0;
-  for (int *v; (v = em_map_next(&m, &pos)) != NULL;) {
+  for (int *v; (v = em_hash_next(&m, &pos)) != NULL;) {
     seen[*v]++;
     if (*v % 3 == 0)
-      ck_assert_ptr_eq(em_map_remove(&m, v, sizeof(*v)), v);
+      ck_assert_ptr_eq(em_hash_remove(&m, v, sizeof(*v)), v);
   }
   for (int i = 0; i < N; i++)
     ck_assert_int_eq(seen[i], 1);
-  ck_assert_uint_eq(em_map_size(&m), N - (N + 2) / 3);
-  em_map_free(&m);
+  ck_assert_uint_eq(em_hash_size(&m), N - (N + 2) / 3);
+  em_hash_free(&m);
 }
 END_TEST
 
 START_TEST(test_map_keys_are_hashed_under_a_random_key)
 {
-  em_map_t a, b;
-  em_map_init(&a);
-  em_map_init(&b);
+  em_hash_t a, b;
+  em_hash_init(&a);
+  em_hash_init(&b);
   ck_assert(a.k0 != b.k0 || a.k1 != b.k1); /* else one crafted set of names fits every table */
 }
 END_TEST
 
-Suite *map_suite(void)
+Suite *hash_suite(void)
 {
-  Suite *s = suite_create("map");
+  Suite *s = suite_create("hash");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_siphash_reference_vectors);
   tcase_add_test(tc, test_map_put_get_remove_across_growth);

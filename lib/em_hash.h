@@ -8,41 +8,41 @@
  *
  * The table stores the key's address, not a copy: the key must live, unchanged, as long
  * as its entry (it is usually a field of the value). Removing marks the slot, so removing
- * the current entry while iterating with em_map_next is safe; adding is not. */
-#ifndef EM_MAP_H
-#define EM_MAP_H
+ * the current entry while iterating with em_hash_next is safe; adding is not. */
+#ifndef EM_HASH_H
+#define EM_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct em_map_slot {
+typedef struct em_hash_slot {
   uint64_t hash;
   const void *key;            /* NULL: free; the table's own tombstone: removed */
   size_t len;
   void *value;
-} em_map_slot_t;
+} em_hash_slot_t;
 
-typedef struct em_map {
-  em_map_slot_t *slots;
+typedef struct em_hash {
+  em_hash_slot_t *slots;
   size_t cap, n, used;        /* used: live entries and tombstones */
   uint64_t k0, k1;
-} em_map_t;
+} em_hash_t;
 
 /* SipHash-2-4 of data under the 128-bit key (k0, k1). */
 uint64_t em_siphash(uint64_t k0, uint64_t k1, const void *data, size_t len);
 /* Fills k0, k1 from getrandom(2) (a fixed fallback if it fails: still correct, no longer
  * collision-resistant). */
-void em_map_random_key(uint64_t *k0, uint64_t *k1);
+void em_hash_random_key(uint64_t *k0, uint64_t *k1);
 
-void em_map_init(em_map_t *m);
-void em_map_free(em_map_t *m);  /* the slots; keys and values are the caller's */
-void *em_map_get(const em_map_t *m, const void *key, size_t len);
+void em_hash_init(em_hash_t *m);
+void em_hash_free(em_hash_t *m);  /* the slots; keys and values are the caller's */
+void *em_hash_get(const em_hash_t *m, const void *key, size_t len);
 /* Adds key -> value, or replaces the value of an equal key. 0, or -ENOMEM. */
-int em_map_put(em_map_t *m, const void *key, size_t len, void *value);
+int em_hash_put(em_hash_t *m, const void *key, size_t len, void *value);
 /* Removes key; returns its value, NULL when absent. */
-void *em_map_remove(em_map_t *m, const void *key, size_t len);
+void *em_hash_remove(em_hash_t *m, const void *key, size_t len);
 /* Iterates: start with *pos = 0; returns the next value, NULL at the end. */
-void *em_map_next(const em_map_t *m, size_t *pos);
-static inline size_t em_map_size(const em_map_t *m) { return m->n; }
+void *em_hash_next(const em_hash_t *m, size_t *pos);
+static inline size_t em_hash_size(const em_hash_t *m) { return m->n; }
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "em_map.h"
+#include "em_hash.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -55,7 +55,7 @@ uint64_t em_siphash(uint64_t k0, uint64_t k1, const void *data, size_t len)
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
-void em_map_random_key(uint64_t *k0, uint64_t *k1)
+void em_hash_random_key(uint64_t *k0, uint64_t *k1)
 {
   uint64_t k[2] = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
   (void)!getrandom(k, sizeof(k), GRND_NONBLOCK);
@@ -68,28 +68,28 @@ void em_map_random_key(uint64_t *k0, uint64_t *k1)
 static const char tombstone;   /* a removed slot's key: probes pass over it */
 #define MIN_CAP 16
 
-void em_map_init(em_map_t *m)
+void em_hash_init(em_hash_t *m)
 {
-  *m = (em_map_t){0};
-  em_map_random_key(&m->k0, &m->k1);
+  *m = (em_hash_t){0};
+  em_hash_random_key(&m->k0, &m->k1);
 }
 
-void em_map_free(em_map_t *m)
+void em_hash_free(em_hash_t *m)
 {
   free(m->slots);
   m->slots = NULL;
   m->cap = m->n = m->used = 0;
 }
 
-static bool live(const em_map_slot_t *s) { return s->key && s->key != &tombstone; }
+static bool live(const em_hash_slot_t *s) { return s->key && s->key != &tombstone; }
 
 /* The slot holding key, or NULL. */
-static em_map_slot_t *find(const em_map_t *m, const void *key, size_t len, uint64_t h)
+static em_hash_slot_t *find(const em_hash_t *m, const void *key, size_t len, uint64_t h)
 {
   if (!m->cap)
     return NULL;
   for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-    em_map_slot_t *s = &m->slots[i];
+    em_hash_slot_t *s = &m->slots[i];
     if (!s->key)
       return NULL;
     if (live(s) && s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
@@ -98,9 +98,9 @@ static em_map_slot_t *find(const em_map_t *m, const void *key, size_t len, uint6
 }
 
 /* Rehashes the live entries into cap slots (a power of two, more than twice n). */
-static int rehash(em_map_t *m, size_t cap)
+static int rehash(em_hash_t *m, size_t cap)
 {
-  em_map_slot_t *slots = calloc(cap, sizeof(*slots));
+  em_hash_slot_t *slots = calloc(cap, sizeof(*slots));
   if (!slots)
     return -ENOMEM;
   for (size_t i = 0; i < m->cap; i++) {
@@ -118,16 +118,16 @@ static int rehash(em_map_t *m, size_t cap)
   return 0;
 }
 
-void *em_map_get(const em_map_t *m, const void *key, size_t len)
+void *em_hash_get(const em_hash_t *m, const void *key, size_t len)
 {
-  em_map_slot_t *s = find(m, key, len, em_siphash(m->k0, m->k1, key, len));
+  em_hash_slot_t *s = find(m, key, len, em_siphash(m->k0, m->k1, key, len));
   return s ? s->value : NULL;
 }
 
-int em_map_put(em_map_t *m, const void *key, size_t len, void *value)
+int em_hash_put(em_hash_t *m, const void *key, size_t len, void *value)
 {
   uint64_t h = em_siphash(m->k0, m->k1, key, len);
-  em_map_slot_t *s = find(m, key, len, h);
+  em_hash_slot_t *s = find(m, key, len, h);
   if (s) {
     s->key = key;
     s->value = value;
@@ -143,15 +143,15 @@ int em_map_put(em_map_t *m, const void *key, size_t len, void *value)
   size_t i = h & (m->cap - 1);
   while (m->slots[i].key)
     i = (i + 1) & (m->cap - 1);
-  m->slots[i] = (em_map_slot_t){.hash = h, .key = key, .len = len, .value = value};
+  m->slots[i] = (em_hash_slot_t){.hash = h, .key = key, .len = len, .value = value};
   m->n++;
   m->used++;
   return 0;
 }
 
-void *em_map_remove(em_map_t *m, const void *key, size_t len)
+void *em_hash_remove(em_hash_t *m, const void *key, size_t len)
 {
-  em_map_slot_t *s = find(m, key, len, em_siphash(m->k0, m->k1, key, len));
+  em_hash_slot_t *s = find(m, key, len, em_siphash(m->k0, m->k1, key, len));
   if (!s)
     return NULL;
   void *value = s->value;
@@ -161,7 +161,7 @@ void *em_map_remove(em_map_t *m, const void *key, size_t len)
   return value;
 }
 
-void *em_map_next(const em_map_t *m, size_t *pos)
+void *em_hash_next(const em_hash_t *m, size_t *pos)
 {
   for (; *pos < m->cap; (*pos)++)
     if (live(&m->slots[*pos]))
