@@ -11,11 +11,11 @@ CFLAGS     ?= -O2 -g
 # Debian packages the build, the tests and the demo need (`make deps` installs them); torch
 # trains a real PyTorch job for the tests (with a threaded BLAS, or it trains ~50x slower).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
-            check python3-numpy python3-zmq time systemd util-linux \
+            libminizip-dev check python3-numpy python3-zmq time systemd util-linux \
             python3-torch libopenblas0-pthread
 # `make validate` also draws its plot.
 VALIDATE_PKGS := python3-matplotlib
-PC_DEPS  := libcjson libuv libzmq sqlite3
+PC_DEPS  := libcjson libuv libzmq sqlite3 minizip
 PC_TEST  := check
 
 PC_OK := $(shell $(PKG_CONFIG) --exists $(PC_DEPS) 2>/dev/null && echo yes)
@@ -98,7 +98,7 @@ $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(LOWER_LIBS)
 $(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
-FUZZ_TARGETS := safetensors sidefiles api rules replies
+FUZZ_TARGETS := safetensors sidefiles api rules replies pickle torch
 $(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 

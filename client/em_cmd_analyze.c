@@ -124,7 +124,8 @@ static void analyze_item(item_t *it, const opts_t *o)
     rc = em_analyze(ck, &o->params, &it->res, &err);
   em_ckpt_destroy(&ck);
   if (rc) {
-    em_cli_error("analyze", "%s: %s (%s)", it->arg, err.msg, em_strerror(rc));
+    bool named = strncmp(err.msg, it->arg, strlen(it->arg)) == 0; /* the library's messages start with the path */
+    em_cli_error("analyze", "%s%s%s (%s)", named ? "" : it->arg, named ? "" : ": ", err.msg, em_strerror(rc));
     return;
   }
   it->ok = true;

@@ -158,7 +158,8 @@ int em_emergence_se(const em_sample_t *s, size_t n, const em_sample_t *base, siz
 /* ---------------------------------------------------------------- names, trainer state */
 
 /* The training step carried by a checkpoint's own name: the number after the last of the
- * words checkpoint, global_step, iter, step (case-insensitive, optionally joined by - _ =).
+ * words checkpoint, global_step, iter, step, ckpt (case-insensitive, optionally joined by
+ * - _ =) or model- (model-00050.pt; model_3 is left alone, as it often names a run).
  * Returns true and sets *step when there is one. */
 bool em_name_step(const char *name, int64_t *step);
 

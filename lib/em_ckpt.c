@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Opening a checkpoint: one .safetensors file, a sharded set through its
- * *.safetensors.index.json, or a Hugging Face checkpoint directory holding either. */
+/* Opening a checkpoint: one weight file (safetensors, or a torch zip: .bin .pt .pth .ckpt),
+ * a sharded set through its *.safetensors.index.json or pytorch_model.bin.index.json, or
+ * a checkpoint directory holding one of these (Hugging Face, DeepSpeed global_stepN,
+ * Megatron iter_N/mp_rank_00). */
 #include "em_ckpt.h"
 
 #include <dirent.h>
@@ -12,6 +14,7 @@
 #include "em_err.h"
 #include "em_fs.h"
 #include "em_jsonfile.h"
+#include "em_torch.h"
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -28,7 +31,8 @@ static int add_file(em_ckpt_t *ck, const char *path, em_err_t *err)
   if (!files)
     return em_err_set(err, -ENOMEM, "%s: out of memory", path);
   ck->files = files;
-  int rc = em_file_open(&em_format_safetensors, path, &files[ck->nfiles], err);
+  const em_format_t *format = em_name_is_torch(path) ? &em_format_torch : &em_format_safetensors;
+  int rc = em_file_open(format, path, &files[ck->nfiles], err);
   if (rc == -ENOENT)
     em_err_set(err, rc, "%s: missing", path);
   if (rc == 0)
@@ -161,51 +165,101 @@ done:
   return rc;
 }
 
+/* What a checkpoint directory holds, by kind: for each, the preferred name if present
+ * (else the first seen) and how many there are. */
+enum { K_ST_INDEX, K_ST, K_BIN_INDEX, K_TORCH, K_COUNT };
+typedef struct listing {
+  char *pick[K_COUNT];
+  int count[K_COUNT];
+  bool distcp, latest, mp_rank;
+} listing_t;
+
+static const char *const preferred[K_COUNT][3] = {
+  {"model.safetensors.index.json"}, {"model.safetensors"}, {"pytorch_model.bin.index.json"},
+  {"pytorch_model.bin", "mp_rank_00_model_states.pt", "model_optim_rng.pt"}};
+
+static int kind_of(const char *n)
+{
+  if (em_name_ends_with(n, ".safetensors.index.json"))
+    return K_ST_INDEX;
+  if (em_name_ends_with(n, ".bin.index.json"))
+    return K_BIN_INDEX;
+  if (em_name_is_shard(n) || !em_name_is_weight_file(n))
+    return -1;
+  return em_name_ends_with(n, ".safetensors") ? K_ST : K_TORCH;
+}
+
+static bool is_preferred(int k, const char *n)
+{
+  for (int i = 0; i < 3 && preferred[k][i]; i++)
+    if (strcmp(n, preferred[k][i]) == 0)
+      return true;
+  return false;
+}
+
+static void note(listing_t *l, const char *n)
+{
+  l->distcp |= em_name_ends_with(n, ".distcp");
+  l->latest |= strcmp(n, "latest") == 0;
+  l->mp_rank |= strcmp(n, "mp_rank_00") == 0;
+  int k = n[0] == '.' ? -1 : kind_of(n);
+  if (k < 0)
+    return;
+  l->count[k]++;
+  if (!l->pick[k] || (is_preferred(k, n) && !is_preferred(k, l->pick[k]))) {
+    free(l->pick[k]);
+    l->pick[k] = strdup(n);
+  }
+}
+
+/* The message for a directory with nothing this reader opens. */
+static int nothing_to_open(const char *dir, const listing_t *l, em_err_t *err)
+{
+  if (l->distcp)
+    return em_err_set(err, EM_EUNSUPPORTED, "%s: an FSDP / torch.distributed.checkpoint sharded checkpoint (.distcp): "
+                      "save with StateDictType.FULL_STATE_DICT, or convert it with "
+                      "torch.distributed.checkpoint.format_utils.dcp_to_torch_save", dir);
+  if (l->latest)
+    return em_err_set(err, -ENOENT, "%s: a DeepSpeed output directory: its checkpoints are the global_stepN "
+                      "directories inside", dir);
+  return em_err_set(err, -ENOENT, "%s: no weight file (.safetensors, .bin, .pt, .pth, .ckpt) in this directory", dir);
+}
+
+/* Safetensors first, then torch files; an index before the files it names. */
+static int choose(const char *dir, listing_t *l, char **found, em_err_t *err)
+{
+  static const char *const what[K_COUNT] = {".safetensors.index.json", ".safetensors", ".bin.index.json",
+                                            "torch weight"};
+  for (int k = 0; k < K_COUNT; k++) {
+    if (!l->pick[k])
+      continue;
+    if (l->count[k] > 1 && !is_preferred(k, l->pick[k]))
+      return em_err_set(err, -EINVAL, "%s: %d %s files and none named %s to choose", dir, l->count[k], what[k],
+                        preferred[k][0]);
+    *found = path_join(dir, l->pick[k]);
+    return *found ? 0 : em_err_set(err, -ENOMEM, "out of memory");
+  }
+  if (l->mp_rank) { /* Megatron: iter_N/mp_rank_00/model_optim_rng.pt */
+    *found = path_join(dir, "mp_rank_00/model_optim_rng.pt");
+    return *found ? 0 : em_err_set(err, -ENOMEM, "out of memory");
+  }
+  return nothing_to_open(dir, l, err);
+}
+
 /* Picks what to open inside a checkpoint directory. Caller owns *found. */
-static int scan_dir(const char *dir, char **found, bool *is_index, em_err_t *err)
+static int scan_dir(const char *dir, char **found, em_err_t *err)
 {
   DIR *d = em_fs_opendir(dir);
   if (!d)
     return em_err_set(err, -errno, "%s: %s", dir, em_fs_strerror(-errno));
-  char *st = NULL, *idx = NULL, *torch = NULL;
-  int nst = 0, nidx = 0;
+  listing_t l = {0};
   struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    const char *n = e->d_name;
-    if (n[0] == '.')
-      continue;
-    if (em_name_ends_with(n, ".safetensors.index.json")) {
-      nidx++;
-      if (!idx || strcmp(n, "model.safetensors.index.json") == 0) { free(idx); idx = strdup(n); }
-    } else if (em_name_ends_with(n, ".safetensors")) {
-      nst++;
-      if (!st || strcmp(n, "model.safetensors") == 0) { free(st); st = strdup(n); }
-    } else if (em_name_is_torch(n) && em_name_is_weight_file(n) && !torch) {
-      torch = strdup(n);
-    }
-  }
+  while ((e = readdir(d)) != NULL)
+    note(&l, e->d_name);
   closedir(d);
-  int rc = 0;
-  bool want_idx = idx && (nidx == 1 || strcmp(idx, "model.safetensors.index.json") == 0);
-  if (want_idx) {
-    *found = path_join(dir, idx);
-    *is_index = true;
-  } else if (st && (nst == 1 || strcmp(st, "model.safetensors") == 0)) {
-    *found = path_join(dir, st);
-    *is_index = false;
-  } else if (nst > 1) {
-    rc = em_err_set(err, -EINVAL, "%s: %d .safetensors files and no model.safetensors or index to choose", dir, nst);
-  } else if (torch) {
-    rc = em_err_set(err, EM_EUNSUPPORTED, "%s: only a torch file (%s): torch formats cannot be read yet; "
-                    "save with safetensors (save_safetensors=True)", dir, torch);
-  } else {
-    rc = em_err_set(err, -ENOENT, "%s: no .safetensors weight file in this directory", dir);
-  }
-  if (!rc && !*found)
-    rc = em_err_set(err, -ENOMEM, "out of memory");
-  free(st);
-  free(idx);
-  free(torch);
+  int rc = choose(dir, &l, found, err);
+  for (int k = 0; k < K_COUNT; k++)
+    free(l.pick[k]);
   return rc;
 }
 
@@ -215,11 +269,9 @@ static int open_file(em_ckpt_t *ck, const char *path, em_err_t *err)
 {
   if (em_name_ends_with(path, ".index.json"))
     return open_index(ck, path, err);
-  if (em_name_is_torch(path))
-    return em_err_set(err, EM_EUNSUPPORTED, "%s: torch formats (.bin .pt .pth .ckpt) cannot be read yet; "
-                      "save with safetensors", path);
-  if (!em_name_ends_with(path, ".safetensors"))
-    return em_err_set(err, -EINVAL, "%s: not a checkpoint (expected a directory, .safetensors or .index.json)", path);
+  if (!em_name_ends_with(path, ".safetensors") && !em_name_is_torch(path))
+    return em_err_set(err, -EINVAL, "%s: not a checkpoint (expected a directory, .safetensors, .bin, .pt, .pth, "
+                      ".ckpt or .index.json)", path);
   int rc = add_file(ck, path, err);
   return rc ? rc : build_table(ck, err);
 }
@@ -233,8 +285,7 @@ static int open_path(em_ckpt_t *ck, const char *path, em_err_t *err)
   if (!S_ISDIR(sb.st_mode))
     return open_file(ck, path, err);
   char *found = NULL;
-  bool is_index = false;
-  rc = scan_dir(path, &found, &is_index, err);
+  rc = scan_dir(path, &found, err);
   if (!rc)
     rc = open_file(ck, found, err);
   free(found);

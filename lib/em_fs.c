@@ -180,6 +180,22 @@ DIR *em_fs_opendir(const char *path)
   return d;
 }
 
+int em_fs_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+  size_t done = 0;
+  while (done < len) {
+    ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -errno;
+    if (r == 0)
+      return EM_ECHANGED;
+    done += (size_t)r;
+  }
+  return 0;
+}
+
 const char *em_fs_strerror(int neg_errno)
 {
   if (neg_errno == -ELOOP)

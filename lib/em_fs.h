@@ -14,6 +14,8 @@
 #define EM_FS_H
 
 #include <dirent.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -42,6 +44,10 @@ int em_fs_stat(const char *path, struct stat *st);
 
 /* A directory, opened with the rules above, for readdir; NULL with errno set. */
 DIR *em_fs_opendir(const char *path);
+
+/* pread(2) of exactly len bytes at off: 0, -errno, or EM_ECHANGED when the file ends
+ * first (it shrank under us: an error, never SIGBUS as a mapping would give). */
+int em_fs_pread(int fd, void *buf, size_t len, uint64_t off);
 
 /* The reason text of an open error: strerror, but ELOOP says a symlink was refused. */
 const char *em_fs_strerror(int neg_errno);

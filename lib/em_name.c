@@ -11,15 +11,21 @@
 
 bool em_name_step(const char *name, int64_t *step)
 {
-  static const char *words[] = {"checkpoint", "global_step", "iter", "step"};
+  /* "model" only as model-N (torch loops' model-00050.pt): model_3 is more often a run. */
+  static const struct {
+    const char *word, *joins;
+  } words[] = {{"checkpoint", "-_="}, {"global_step", "-_="}, {"iter", "-_="}, {"step", "-_="}, {"ckpt", "-_="},
+               {"model", "-"}};
   bool found = false;
   for (size_t i = 0; name[i]; i++) {
     for (size_t w = 0; w < sizeof(words) / sizeof(*words); w++) {
-      size_t len = strlen(words[w]), j = i + len;
-      if (strncasecmp(name + i, words[w], len) != 0)
+      size_t len = strlen(words[w].word), j = i + len;
+      if (strncasecmp(name + i, words[w].word, len) != 0)
         continue;
-      if (name[j] == '-' || name[j] == '_' || name[j] == '=')
+      if (name[j] && strchr(words[w].joins, name[j]))
         j++;
+      else if (strcmp(words[w].word, "model") == 0)
+        continue;
       int64_t v = 0;
       size_t digits = 0;
       while (name[j + digits] >= '0' && name[j + digits] <= '9') {
@@ -47,18 +53,31 @@ bool em_name_is_torch(const char *name)
          em_name_ends_with(name, ".ckpt");
 }
 
+/* What trainers save beside the weights under torch names: the HF Trainer's optimizer.pt,
+ * scheduler.pt, scaler.pt, rng_state*.pth and training_args.bin, DeepSpeed's
+ * *_optim_states.pt. Not weights: never chosen, never a checkpoint of their own. */
+static bool is_torch_aux(const char *name)
+{
+  static const char *const starts[] = {"optimizer", "scheduler", "scaler", "rng_state", "training_args"};
+  for (size_t i = 0; i < sizeof(starts) / sizeof(*starts); i++)
+    if (strncmp(name, starts[i], strlen(starts[i])) == 0)
+      return true;
+  return em_name_ends_with(name, "optim_states.pt");
+}
+
 bool em_name_is_weight_file(const char *name)
 {
-  if (strcmp(name, "training_args.bin") == 0)
+  if (em_name_is_torch(name) && is_torch_aux(name))
     return false;
   return em_name_ends_with(name, ".safetensors") || em_name_ends_with(name, ".safetensors.index.json") ||
-         em_name_is_torch(name);
+         em_name_ends_with(name, ".bin.index.json") || em_name_is_torch(name);
 }
 
 bool em_name_is_shard(const char *name)
 {
   const char *of = strstr(name, "-of-");
-  return of && em_name_ends_with(name, ".safetensors") && of > name && of[-1] >= '0' && of[-1] <= '9';
+  return of && (em_name_ends_with(name, ".safetensors") || em_name_ends_with(name, ".bin")) && of > name &&
+         of[-1] >= '0' && of[-1] <= '9';
 }
 
 static char *dup_dirname(const char *path)

@@ -363,22 +363,6 @@ int em_st_parse_bytes(const uint8_t *buf, size_t len, const char *label, em_st_f
   return 0;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-  size_t done = 0;
-  while (done < len) {
-    ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return -errno;
-    if (r == 0)
-      return EM_ECHANGED;
-    done += (size_t)r;
-  }
-  return 0;
-}
-
 int em_st_open(const char *path, em_st_file_t **out, em_err_t *err)
 {
   *out = NULL;
@@ -403,7 +387,7 @@ int em_st_open(const char *path, em_st_file_t **out, em_err_t *err)
     goto fail;
   }
   uint8_t pre[8];
-  if ((rc = pread_full(f->fd, pre, 8, 0)) != 0)
+  if ((rc = em_fs_pread(f->fd, pre, 8, 0)) != 0)
     goto read_fail;
   if ((rc = check_prefix(f, le64(pre), err)) != 0)
     goto fail;
@@ -413,7 +397,7 @@ int em_st_open(const char *path, em_st_file_t **out, em_err_t *err)
     rc = em_err_set(err, -ENOMEM, "%s: out of memory for a %zu-byte header", path, n);
     goto fail;
   }
-  if ((rc = pread_full(f->fd, hdr, n, 8)) != 0)
+  if ((rc = em_fs_pread(f->fd, hdr, n, 8)) != 0)
     goto read_fail;
   if ((rc = parse_header(f, hdr, n, err)) != 0)
     goto fail;
@@ -431,7 +415,7 @@ fail:
 int em_st_read(const em_st_file_t *f, uint64_t off, size_t len, void *buf, em_err_t *err)
 {
   uint64_t abs = f->data_start + off;
-  int rc = pread_full(f->fd, buf, len, abs);
+  int rc = em_fs_pread(f->fd, buf, len, abs);
   if (rc == EM_ECHANGED)
     return em_err_set(err, rc, "%s: the file ended before byte %llu: it shrank while being read", f->path,
                       (ull)(abs + len));

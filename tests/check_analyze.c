@@ -250,13 +250,13 @@ START_TEST(test_analyze_unmappable_and_torch)
   char torch[800];
   snprintf(torch, sizeof(torch), "%s/pytorch_model.bin", dir);
   ck_assert_int_eq(st_write(torch, (const uint8_t *)"PK", 2), 0);
-  em_ckpt_t *ck = NULL;
-  ck_assert_int_eq(em_ckpt_open(dir, &ck, &err), EM_EUNSUPPORTED);
-  ck_assert_ptr_nonnull(strstr(err.msg, "pytorch_model.bin"));
-  ck_assert_int_eq(em_ckpt_open(torch, &ck, &err), EM_EUNSUPPORTED);
+  em_ckpt_t *ck = NULL; /* a torch file cut to two bytes: read, and refused as not yet an archive */
+  ck_assert_int_eq(em_ckpt_open(dir, &ck, &err), -EINVAL);
+  ck_assert_msg(strstr(err.msg, "pytorch_model.bin: not a torch checkpoint"), "%s", err.msg);
+  ck_assert_int_eq(em_ckpt_open(torch, &ck, &err), -EINVAL);
   unlink(torch);
   ck_assert_int_eq(em_ckpt_open(dir, &ck, &err), -ENOENT);
-  ck_assert_ptr_nonnull(strstr(err.msg, "no .safetensors"));
+  ck_assert_ptr_nonnull(strstr(err.msg, "no weight file (.safetensors, .bin"));
 }
 END_TEST
 

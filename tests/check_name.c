@@ -28,6 +28,12 @@ static const struct {
   {"checkpoint-", false, 0},
   {"checkpoint-99999999999999999999", false, 0},    /* too long to be a step */
   {"run3", false, 0},
+  {"ckpt_50.pt", true, 50},
+  {"ckpt-7", true, 7},
+  {"model-00050.pt", true, 50},
+  {"model_3", false, 0},                            /* a run's name more often than a step */
+  {"model-00001-of-00003.safetensors", true, 1},    /* a shard: the scanner ignores it before asking */
+  {"pytorch_model.bin", false, 0},
 };
 
 START_TEST(test_name_step)

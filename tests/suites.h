@@ -6,10 +6,11 @@
 #include <check.h>
 
 Suite *mt_suite(void);
-Suite *map_suite(void);
+Suite *hash_suite(void);
 Suite *spectrum_suite(void);
 Suite *dtype_suite(void);
 Suite *safetensors_suite(void);
+Suite *torch_suite(void);
 Suite *name_suite(void);
 Suite *params_suite(void);
 Suite *analyze_suite(void);

@@ -1,9 +1,13 @@
-"""Writes the seed corpus for fuzz_safetensors: valid files of each dtype and layout,
-and one file per validation rule broken (tests/check_safetensors.c lists the rules)."""
+"""Writes the seed corpora for fuzz_safetensors (valid files of each dtype and layout, and
+one file per validation rule broken: tests/check_safetensors.c lists the rules), and for
+fuzz_torch and fuzz_pickle (the torch fixtures of tests/fixtures/torch, their data.pkl
+streams, and archives cut short). Needs no torch."""
 import hashlib
+import io
 import os
 import struct
 import sys
+import zipfile
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "py"))
@@ -37,13 +41,46 @@ def seeds():
     yield b"\x02\x00\x00"
 
 
-def main():
-    out = os.path.join(here, "corpus", "safetensors")
+def torch_files():
+    fixtures = os.path.join(here, "..", "fixtures", "torch")
+    for top, _, files in sorted(os.walk(fixtures)):
+        for name in sorted(files):
+            if name.endswith((".pt", ".bin", ".ckpt")):
+                with open(os.path.join(top, name), "rb") as f:
+                    yield f.read()
+
+
+def torch_seeds():
+    for data in torch_files():
+        yield data
+        yield data[:len(data) // 2]  # cut short: no end-of-central-directory record
+        yield data[:len(data) - 30]
+
+
+def pickle_seeds():
+    for data in torch_files():
+        if data[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                yield from (z.read(n) for n in z.namelist() if n.endswith("data.pkl"))
+    yield b"\x80\x02]q\x00h\x00a."            # a list holding itself
+    yield b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00aK\x01s."
+    yield b"\x80\x02cposix\nsystem\nX\x04\x00\x00\x00trueq\x85R."  # never called
+    yield b"\x80\x02" + b"(" * 1000 + b"t" * 1000 + b"."
+
+
+def write(target, datas):
+    out = os.path.join(here, "corpus", target)
     os.makedirs(out, exist_ok=True)
-    for data in seeds():
+    for data in datas:
         name = hashlib.sha1(data).hexdigest()[:16]
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
+
+
+def main():
+    write("safetensors", seeds())
+    write("torch", torch_seeds())
+    write("pickle", pickle_seeds())
 
 
 if __name__ == "__main__":

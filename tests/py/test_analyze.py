@@ -3,6 +3,7 @@ of the authors' pipeline (neuromfa_ref.py)."""
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import make_ckpt
 import neuromfa_ref as ref
 import stio
-from helpers import analyze_json, close, emergectl, hf_checkpoint, shard
+from helpers import ROOT, analyze_json, close, emergectl, hf_checkpoint, shard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -187,12 +188,12 @@ def test_bad_input_is_named_and_others_still_printed(tmp):
         f.write(data[:-100])
     torch_dir = os.path.join(tmp, "torchckpt")
     os.makedirs(torch_dir)
-    open(os.path.join(torch_dir, "pytorch_model.bin"), "wb").close()
+    shutil.copy(os.path.join(ROOT, "tests", "fixtures", "torch", "legacy.pt"), os.path.join(torch_dir, "pytorch_model.bin"))
     code, out, err = emergectl("analyze", "--json", "--samples", 2, good, trunc, torch_dir, "/nonexistent")
     assert code == 1
     assert len(out.splitlines()) == 1 and json.loads(out)["path"] == good
     assert "trunc.safetensors" in err and "incomplete" in err, err
-    assert "torch formats cannot be read yet" in err and "unsupported" in err, err
+    assert "pytorch_model.bin: the legacy torch format" in err and "unsupported" in err, err
     assert "/nonexistent" in err
 
 

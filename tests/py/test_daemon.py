@@ -2,6 +2,7 @@
 on its PUB socket, requests on its API socket, and the ways daemons die."""
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import struct
@@ -209,14 +210,15 @@ def test_lower_step_later_becomes_the_baseline(tmp):
 def test_states_unsupported_and_nonfinite(tmp):
     root = os.path.join(tmp, "root")
     os.makedirs(os.path.join(root, "run", "checkpoint-3"))
-    open(os.path.join(root, "run", "checkpoint-3", "pytorch_model.bin"), "wb").write(b"PK\x03\x04")
+    shutil.copy(os.path.join(ROOT, "tests", "fixtures", "torch", "legacy.pt"),
+                os.path.join(root, "run", "checkpoint-3", "pytorch_model.bin"))  # written by torch < 1.6
     t = make_ckpt.build("neox", 64, 1)
     t["gpt_neox.layers.0.attention.dense.weight"][:] = np.nan
     make_ckpt.write(os.path.join(root, "run", "model-step4.safetensors"), t, "F16")
     d = Daemon(tmp, root).start()
     final = lambda: {c["step"]: c for c in history(d, "run")[1] if c["state"] != "queued"}  # noqa: E731
     states = wait_for(lambda: len(final()) == 2 and final(), what="both states")
-    assert states[3]["state"] == "unsupported" and "torch" in states[3]["error"]
+    assert states[3]["state"] == "unsupported" and "legacy torch format" in states[3]["error"], states[3]
     assert states[4]["state"] == "nonfinite" and "attention.dense" in states[4]["error"]
     assert d.stop() == 0
 

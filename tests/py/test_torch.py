@@ -1,0 +1,195 @@
+"""Torch checkpoints end to end: the committed fixtures against what today's torch
+writes, the same weights as torch zip and as safetensors giving identical results,
+hostile archives refused with a reason (never executed), and the daemon watching a real
+PyTorch loop that calls torch.save."""
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+
+from daemon import Daemon, history, wait_for
+from helpers import ROOT, analyze_json, emergectl
+
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "torch")
+MARKER = "/tmp/emerge-pickle-executed"
+sys.path.insert(0, FIXTURES)
+
+
+def _torch():
+    import torch  # Debian's python3-torch: `make deps` installs it
+    return torch
+
+
+def _summary(rows):
+    return [(r.get("alpha0"), r.get("width"), r.get("emergence"), r.get("emergence_se")) for r in rows]
+
+
+def test_fixtures_read_as_todays_torch_writes_them(tmp):
+    """The generator run again with the torch here: every file it writes reads, and gives
+    the results the committed files give."""
+    import make_fixtures
+    make_fixtures.write_all(tmp)
+    for name in ("plain.pt", "half.pt", "bf16.pt", "params.pt", "lightning.ckpt", "deepspeed/global_step100",
+                 "megatron/iter_0000100", "hf-sharded"):
+        fresh = analyze_json("--mode", "full", os.path.join(tmp, name))
+        committed = analyze_json("--mode", "full", os.path.join(FIXTURES, name))
+        assert fresh and _summary(fresh) == _summary(committed), (name, _summary(fresh), _summary(committed))
+    assert not os.path.exists(MARKER)
+
+
+def test_torch_zip_and_safetensors_of_the_same_weights_agree(tmp):
+    """Two checkpoints of an MLP saved by torch.save and, from the same arrays, as
+    safetensors: alpha0, width, E and its SE are identical, sampled and full."""
+    torch = _torch()
+    import make_fixtures
+    pt, st = [], []
+    for step, seed in ((0, 1), (100, 2)):
+        sd = make_fixtures.mlp_state_dict(seed, width=64)
+        pt.append(os.path.join(tmp, f"ckpt_{step}.pt"))
+        st.append(os.path.join(tmp, f"ckpt_{step}.safetensors"))
+        torch.save(sd, pt[-1])
+        make_fixtures.twin(st[-1], sd)
+    for mode in ("sampled", "full"):
+        a, b = analyze_json("--mode", mode, *pt), analyze_json("--mode", mode, *st)
+        assert len(a) == 2 and _summary(a) == _summary(b), (mode, _summary(a), _summary(b))
+        assert a[1]["emergence"] is not None and a[1]["step"] == 100
+
+
+def _zip(path, entries, method=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", method) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+def _patch_central(path, entry, offset, value):
+    """Overwrites a 4-byte field of entry's central-directory record."""
+    data = bytearray(open(path, "rb").read())
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46:at + 46 + struct.unpack_from("<H", data, at + 28)[0]] != entry.encode():
+        at = data.index(b"PK\x01\x02", at + 4)
+    struct.pack_into("<I", data, at + offset, value)
+    open(path, "wb").write(bytes(data))
+
+
+def test_hostile_archives_are_refused_never_executed(tmp):
+    """A pickle calling os.system, a zip bomb, entries outside the file, a memo index of
+    2^31, a state dict holding itself: each refused at once with its reason."""
+    import pickle
+
+    import make_fixtures
+    cases = {}
+    p = os.path.join(tmp, "system.pt")
+    _zip(p, {"archive/data.pkl": pickle.dumps({"w": make_fixtures.Evil()}, protocol=2)})
+    cases[p] = "by calling posix.system"
+    p = os.path.join(tmp, "bomb.pt")
+    _zip(p, {"archive/data.pkl": b"\x80\x02}." + bytes(200 << 20)}, zipfile.ZIP_DEFLATED)
+    cases[p] = "at most 67108864 are read"
+    p = os.path.join(tmp, "outside.pt")
+    with open(os.path.join(FIXTURES, "plain.pt"), "rb") as f:
+        good = f.read()
+    open(p, "wb").write(good)
+    _patch_central(p, zipfile.ZipFile(io.BytesIO(good)).namelist()[-1], 20, 0x7FFFFFF0)  # compressed size
+    cases[p] = "lies outside the file"
+    p = os.path.join(tmp, "header.pt")
+    open(p, "wb").write(good)
+    _patch_central(p, zipfile.ZipFile(io.BytesIO(good)).namelist()[0], 42, 0x7FFFFFF0)  # local header offset
+    cases[p] = "bad local header"
+    p = os.path.join(tmp, "memo.pt")
+    _zip(p, {"archive/data.pkl": b"\x80\x02}r\xff\xff\xff\x7f."})
+    cases[p] = "memo index beyond"
+    p = os.path.join(tmp, "self.pt")
+    _zip(p, {"archive/data.pkl": b"\x80\x02}q\x00X\x01\x00\x00\x00ah\x00s."})  # {"a": <itself>}
+    cases[p] = "no floating-point tensor"
+    for path, why in cases.items():
+        t0 = time.time()
+        code, _, err = emergectl("analyze", path, check=1)
+        assert code != 0 and why in err and time.time() - t0 < 10, (path, err)
+    assert not os.path.exists(MARKER)
+
+
+def test_formats_that_cannot_be_read_say_what_to_do(tmp):
+    """A big-endian archive, a TorchScript archive, an FSDP directory, a DeepSpeed output
+    root: each refused with its remedy; optimizer.pt beside the weights is never chosen."""
+    with open(os.path.join(FIXTURES, "plain.pt"), "rb") as f:
+        good = zipfile.ZipFile(io.BytesIO(f.read()))
+    entries = {n: good.read(n) for n in good.namelist()}
+    prefix = good.namelist()[0].split("/")[0]
+    big = os.path.join(tmp, "big.pt")
+    _zip(big, {**entries, f"{prefix}/byteorder": b"big"})
+    script = os.path.join(tmp, "script.pt")
+    _zip(script, {**entries, f"{prefix}/constants.pkl": b"\x80\x02)."})
+    fsdp = os.path.join(tmp, "pytorch_model_fsdp_0")
+    os.makedirs(fsdp)
+    for name in (".metadata", "__0_0.distcp"):
+        open(os.path.join(fsdp, name), "wb").close()
+    ds_root = os.path.join(FIXTURES, "deepspeed")
+    for path, says in ((big, "big-endian"), (script, "TorchScript"), (fsdp, "FULL_STATE_DICT"),
+                       (ds_root, "global_stepN")):
+        code, _, err = emergectl("analyze", path, check=1)
+        assert code != 0 and says in err, (path, err)
+    hf = os.path.join(tmp, "checkpoint-5")
+    os.makedirs(hf)
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):
+        os.symlink(os.path.join(FIXTURES, "evil.pt"), os.path.join(hf, name))  # would fail if chosen
+    os.symlink(os.path.join(FIXTURES, "plain.pt"), os.path.join(hf, "pytorch_model.bin"))
+    rows = analyze_json(hf)
+    assert len(rows) == 1 and rows[0]["step"] == 5 and rows[0]["alpha0"] > 0, rows
+
+
+TRAIN = r'''
+import os, sys, time, torch
+run, steps, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                            torch.nn.Linear(64, 4))
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+x = torch.randn(512, 32)
+y = (x[:, :4].argmax(1))
+class Slow:  # a network filesystem: the file grows in small writes with pauses
+    def __init__(self, f): self.f = f
+    def write(self, b):
+        for i in range(0, len(b), 4096):
+            self.f.write(b[i:i + 4096]); self.f.flush(); time.sleep(0.02)
+        return len(b)
+    def flush(self): self.f.flush()
+for step in range(steps + 1):
+    if step % every == 0:
+        path = os.path.join(run, f"ckpt_{step}.pt")
+        if step == every:  # written in place, slowly
+            with open(path, "wb") as f:
+                torch.save(model.state_dict(), Slow(f))
+        else:
+            torch.save(model.state_dict(), path + ".tmp")
+            os.rename(path + ".tmp", path)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+'''
+
+
+def test_daemon_analyses_a_real_torch_save_loop(tmp):
+    """A PyTorch loop saving ckpt_N.pt every 20 steps, one of them slowly in place:
+    each checkpoint analysed once, at its step, none while half-written."""
+    root = os.path.join(tmp, "root")
+    run = os.path.join(root, "mlp")
+    os.makedirs(run)
+    d = Daemon(tmp, root).start(quiet="1")
+    script = os.path.join(tmp, "train.py")
+    with open(script, "w") as f:
+        f.write(TRAIN)
+    subprocess.run([sys.executable, script, run, "100", "20"], check=True, timeout=300)
+    steps = [0, 20, 40, 60, 80, 100]
+    wait_for(lambda: sorted(r["step"] for r in history(d, "mlp")[0]) == steps, timeout=120,
+             what="a result for every checkpoint")
+    results, others = history(d, "mlp")
+    assert others == [], others  # nothing failed or was read half-written
+    assert len(results) == len(steps) and results[0]["emergence"] == 0.0
+    assert all(r["emergence"] is not None for r in results), results
+    rows = d.db().execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert rows == len(steps), rows  # analysed once each
+    log = d.read_log()
+    assert d.stop() == 0
+    assert "fail" not in json.dumps(results).lower() and "unsupported" not in log, log[-2000:]
