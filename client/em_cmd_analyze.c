@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "em_cli.h"
+#include "em_coverage.h"
 #include "em_result_json.h"
 #include "emerge.h"
 
@@ -27,7 +28,7 @@ static const char usage_text[] =
   "                    sampled), sampled (the authors' method) or full (every neuron, no\n"
   "                    sampling: a different graph, see docs/METHOD.md); chosen once, at the\n"
   "                    baseline, for every PATH. --full is --mode full\n"
-  "  --arch A          auto, gpt-neox, llama, gpt2, bert, mlp (auto)\n"
+  "  --arch A          auto, gpt-neox, llama, gpt2, bert, torch-transformer, mlp (auto)\n"
   "  --q-min/--q-max/--q-step   q grid (-3, 3, 0.1)\n"
   "  --check-finite    first read every weight for NaN/Inf (the analysis reads only its samples)\n"
   "exit: 0 ok, 1 a checkpoint could not be analysed, 2 usage\n";
@@ -129,6 +130,9 @@ static void analyze_item(item_t *it, const opts_t *o)
     return;
   }
   it->ok = true;
+  char why[600];
+  if (em_coverage_low(&it->res, why, sizeof(why)))
+    em_cli_error("analyze", "warning: %s: %s", it->arg, why);
   if (it->where.has_step && em_trainer_read(it->where.ckpt_path, it->where.step, &it->trainer, &err) != 0)
     em_cli_error("analyze", "warning: %s (trainer metrics left out)", err.msg);
 }

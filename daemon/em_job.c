@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "em_coverage.h"
 #include "em_fs.h"
+#include "em_log.h"
 #include "em_scan.h"
 
 em_job_t *em_job_new(int64_t ckpt_id, const char *path, const char *run, bool is_dir, bool has_step, int64_t step,
@@ -106,6 +108,9 @@ void em_job_run(em_job_t *j)
   else if (rc)
     set_state(j, EM_STATE_FAILED, err.msg);
   else {
+    char why[600];
+    if (em_coverage_low(&r, why, sizeof(why)))
+      EM_WARN("work: %s: %s", j->path, why);
     j->result = r;
     j->outcome = EM_JOB_DONE;
     read_trainer(j);

@@ -45,7 +45,8 @@ typedef enum em_arch {
   EM_ARCH_LLAMA,
   EM_ARCH_GPT2,
   EM_ARCH_BERT,
-  EM_ARCH_MLP
+  EM_ARCH_MLP,
+  EM_ARCH_TORCH_TRANSFORMER    /* torch.nn.TransformerEncoder/Decoder layers */
 } em_arch_t;
 
 /* What is measured: the authors' sampled networks, or every neuron. auto picks full
@@ -80,7 +81,8 @@ int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *
 /* Parses / names a mode ("auto", "sampled", "full"). */
 int em_mode_parse(const char *name, em_mode_t *out);
 const char *em_mode_name(em_mode_t mode);
-/* Parses / names an architecture ("auto", "gpt-neox", "llama", "gpt2", "bert", "mlp"). */
+/* Parses / names an architecture ("auto", "gpt-neox", "llama", "gpt2", "bert", "mlp",
+ * "torch-transformer"). */
 int em_arch_parse(const char *name, em_arch_t *out);
 const char *em_arch_name(em_arch_t arch);
 
@@ -109,8 +111,22 @@ typedef struct em_sample {
   double *tau;       /* nq values */
 } em_sample_t;
 
+/* A weight tensor the mapping did not read, and why (static text). */
+typedef struct em_skipped {
+  char *name;
+  const char *why;
+} em_skipped_t;
+
 typedef struct em_result {
   em_arch_t arch;          /* the mapping used (never AUTO) */
+  /* What was measured (docs/FORMATS.md "Coverage"): the weight tensors the mapping read,
+   * those it did not, and the fraction of the checkpoint's weights (floating tensors of
+   * rank >= 2 that are not embeddings, norms or the output head) that it read. */
+  size_t ntensors;
+  char **tensors;
+  size_t nskipped;
+  em_skipped_t *skipped;
+  double coverage;
   em_params_t params;      /* the parameters it was computed with */
   size_t nq;               /* number of q values */
   double *q;               /* nq */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "em_arch.h"
+#include "em_coverage.h"
 #include "em_err.h"
 #include "em_mt.h"
 #include "em_nin.h"
@@ -80,6 +81,7 @@ void em_result_free(em_result_t *r)
   free(r->tau);
   free(r->alpha);
   free(r->f);
+  em_coverage_free(r);
   memset(r, 0, sizeof(*r));
 }
 
@@ -286,6 +288,8 @@ int em_analyze_cancellable(em_ckpt_t *ck, const em_params_t *p, const _Atomic in
   r.cancel = cancel;
   if (!rc)
     em_nin_set_cancel(r.nin, cancel);
+  if (!rc)
+    rc = em_coverage_fill(ck, &r.plan, out, err);
   out->arch = r.plan.arch;
   for (size_t k = 0; k < ns && !rc; k++) {
     em_sample_t *s = &out->samples[k];

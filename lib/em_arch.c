@@ -42,9 +42,20 @@ static const family_t families[] = {
   {EM_ARCH_GPT2, 1, {"attn.c_attn.weight"}, "attn.c_proj.weight", 1, {"mlp.c_fc.weight"}, "mlp.c_proj.weight", true},
   {EM_ARCH_BERT, 3, {"attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight"},
    "attention.output.dense.weight", 1, {"intermediate.dense.weight"}, "output.dense.weight", false},
+  /* PyTorch's own nn.TransformerEncoderLayer / DecoderLayer self-attention path */
+  {EM_ARCH_TORCH_TRANSFORMER, 1, {"self_attn.in_proj_weight"}, "self_attn.out_proj.weight", 1, {"linear1.weight"},
+   "linear2.weight", false},
 };
 
-static const char *arch_names[] = {"auto", "gpt-neox", "llama", "gpt2", "bert", "mlp"};
+static const char *arch_names[] = {"auto", "gpt-neox", "llama", "gpt2", "bert", "mlp", "torch-transformer"};
+
+static const family_t *family_of(em_arch_t arch)
+{
+  for (size_t i = 0; i < sizeof(families) / sizeof(*families); i++)
+    if (families[i].arch == arch)
+      return &families[i];
+  return NULL;
+}
 
 const char *em_arch_name(em_arch_t arch) { return arch_names[arch]; }
 
@@ -306,12 +317,18 @@ static int build_transformer(builder_t *bd, const family_t *f, const char *prefi
   return 0;
 }
 
-static bool mlp_candidate(const em_tensor_t *t)
+static bool weight_name(const char *n)
 {
-  const char *n = t->name;
-  return t->rank == 2 && !strstr(n, "embed") && !strstr(n, "norm") && !strstr(n, "lm_head") &&
-         !strstr(n, "wte") && !strstr(n, "wpe");
+  return !strstr(n, "embed") && !strstr(n, "norm") && !strstr(n, "lm_head") && !strstr(n, "wte") && !strstr(n, "wpe");
 }
+
+bool em_arch_is_weight(const em_tensor_t *t)
+{
+  return t->rank >= 2 && em_dtype_readable(t->dtype) && weight_name(t->name);
+}
+
+/* Integer matrices are candidates too: reading them fails with a message naming the dtype. */
+static bool mlp_candidate(const em_tensor_t *t) { return t->rank == 2 && weight_name(t->name); }
 
 static int cmp_natural_tensor(const void *a, const void *b)
 {
@@ -367,16 +384,31 @@ static int unmappable(builder_t *bd)
     used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s' (rank %u %s)", i ? ", " : "", t->name,
                              t->rank, em_dtype_name(t->dtype));
   }
-  return em_err_set(bd->err, -EINVAL, "%s: cannot map to gpt-neox, llama, gpt2, bert or mlp; it holds %zu "
-                    "tensors: %s%s; pass --arch", bd->ck->path, bd->ck->ntensors, list,
+  return em_err_set(bd->err, -EINVAL, "%s: cannot map to gpt-neox, llama, gpt2, bert, torch-transformer or mlp; "
+                    "it holds %zu tensors: %s%s; pass --arch", bd->ck->path, bd->ck->ntensors, list,
                     bd->ck->ntensors > 6 ? ", ..." : "");
+}
+
+/* PEFT/LoRA adapter files hold the low-rank updates A, B of each adapted layer, not a
+ * network: chained as an mlp they give a meaningless spectrum (B is 0 at init). */
+static int refuse_adapter(const em_ckpt_t *ck, em_err_t *err)
+{
+  for (size_t i = 0; i < ck->ntensors; i++)
+    if (strstr(ck->tensors[i].name, "lora_A") || strstr(ck->tensors[i].name, "lora_B"))
+      return em_err_set(err, EM_EUNSUPPORTED, "%s: a LoRA/PEFT adapter ('%s'), not a network: merge it into "
+                        "its base model (merge_and_unload) and save that, or analyse the base model", ck->path,
+                        ck->tensors[i].name);
+  return 0;
 }
 
 int em_plan_build(const em_ckpt_t *ck, em_arch_t arch, int neurons, bool full, em_plan_t *out, em_err_t *err)
 {
   memset(out, 0, sizeof(*out));
   builder_t bd = {ck, out, neurons, full, err};
-  int rc = -1;
+  int rc = refuse_adapter(ck, err);
+  if (rc)
+    return rc;
+  rc = -1;
   for (size_t i = 0; i < sizeof(families) / sizeof(*families) && rc == -1; i++) {
     const family_t *f = &families[i];
     char prefix[256];
@@ -393,7 +425,7 @@ int em_plan_build(const em_ckpt_t *ck, em_arch_t arch, int neurons, bool full, e
       rc = unmappable(&bd);
   } else if (rc == -1) {
     rc = em_err_set(err, -EINVAL, "%s: no tensor named like %s (--arch %s); try --arch auto", ck->path,
-                    families[arch - 1].qkv[0], em_arch_name(arch));
+                    family_of(arch)->qkv[0], em_arch_name(arch));
   }
   if (rc)
     em_plan_free(out);

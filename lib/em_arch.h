@@ -49,6 +49,11 @@ typedef struct em_plan {
 int em_plan_build(const em_ckpt_t *ck, em_arch_t arch, int neurons, bool full, em_plan_t *out, em_err_t *err);
 void em_plan_free(em_plan_t *plan);
 
+/* Whether t counts among a checkpoint's weights for coverage: a floating-point tensor of
+ * rank 2 or more (matrices, convolution kernels) that is not an embedding, a norm or the
+ * output head, which no mapping reads. */
+bool em_arch_is_weight(const em_tensor_t *t);
+
 /* strcmp that orders digit runs by value: layers.9 < layers.10. */
 int em_natural_cmp(const char *a, const char *b);
 

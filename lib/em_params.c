@@ -35,7 +35,7 @@ int em_params_check(const em_params_t *p, em_err_t *err)
     return em_err_set(err, -EINVAL, "alpha0 must be central or reference");
   if (p->mode < EM_MODE_AUTO || p->mode > EM_MODE_FULL)
     return em_err_set(err, -EINVAL, "unknown mode");
-  if (p->arch < EM_ARCH_AUTO || p->arch > EM_ARCH_MLP)
+  if (p->arch < EM_ARCH_AUTO || p->arch > EM_ARCH_TORCH_TRANSFORMER)
     return em_err_set(err, -EINVAL, "unknown arch");
   double *q = NULL;
   size_t nq = 0;
@@ -113,7 +113,7 @@ int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *
       rc = em_err_set(err, -EINVAL, "full: '%s' is not true or false", value);
   } else if (strcmp(key, "arch") == 0) {
     if (!value || em_arch_parse(value, &p->arch) != 0)
-      rc = em_err_set(err, -EINVAL, "arch: '%s' is not one of auto, gpt-neox, llama, gpt2, bert, mlp",
+      rc = em_err_set(err, -EINVAL, "arch: '%s' is not one of auto, gpt-neox, llama, gpt2, bert, torch-transformer, mlp",
                       value ? value : "");
   } else {
     rc = em_err_set(err, -ENOENT, "unknown analysis parameter '%s'", key);

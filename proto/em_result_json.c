@@ -69,6 +69,21 @@ static cJSON *trainer_json(const em_trainer_t *t)
   return o;
 }
 
+/* "tensors": the names read; "skipped": [{name, why}] of the weights not read. */
+static void add_coverage(cJSON *o, const em_result_t *r)
+{
+  cJSON_AddNumberToObject(o, "coverage", r->coverage);
+  cJSON *used = cJSON_AddArrayToObject(o, "tensors"), *left = cJSON_AddArrayToObject(o, "skipped");
+  for (size_t i = 0; used && i < r->ntensors; i++)
+    cJSON_AddItemToArray(used, cJSON_CreateString(r->tensors[i]));
+  for (size_t i = 0; left && i < r->nskipped; i++) {
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "name", r->skipped[i].name);
+    cJSON_AddStringToObject(s, "why", r->skipped[i].why);
+    cJSON_AddItemToArray(left, s);
+  }
+}
+
 cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
 {
   cJSON *o = cJSON_CreateObject();
@@ -92,6 +107,7 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   cJSON_AddItemToObject(o, "f", number_array(r->f, r->nq - 1));
   cJSON_AddItemToObject(o, "samples", samples_json(r));
   cJSON_AddNumberToObject(o, "nodes", (double)r->nodes);
+  add_coverage(o, r);
   cJSON_AddNumberToObject(o, "elapsed_ms", r->elapsed_ms);
   cJSON_AddItemToObject(o, "params", em_params_to_json(&r->params));
   cJSON_AddItemToObject(o, "trainer", trainer_json(m->trainer));
@@ -194,7 +210,9 @@ int em_result_decode(const cJSON *o, em_result_view_t *v, char *err, size_t errl
                           .nodes = em_json_num(o, "nodes"), .elapsed_ms = em_json_num(o, "elapsed_ms"),
                           .ts = em_json_num(o, "ts"), .emergence_se = em_json_num(o, "emergence_se"),
                           .alpha0_se = em_json_num(o, "alpha0_se"), .width_se = em_json_num(o, "width_se"),
-                          .mode = em_json_str(o, "mode")};
+                          .mode = em_json_str(o, "mode"), .coverage = em_json_num(o, "coverage")};
+  const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(o, "skipped");
+  v->nskipped = cJSON_IsArray(skipped) ? (size_t)cJSON_GetArraySize(skipped) : 0;
   if (!cJSON_IsObject(o) || !v->run)
     return decode_fail(v, err, errlen, "run");
   if (isnan(v->alpha0) || isnan(v->width))

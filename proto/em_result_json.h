@@ -41,6 +41,8 @@ typedef struct em_result_view {
   double emergence, alpha0, width, nodes, elapsed_ms, ts;
   double emergence_se, alpha0_se, width_se; /* NaN when unknown */
   const char *mode;              /* "sampled" or "full" */
+  double coverage;               /* NaN when the result predates it */
+  size_t nskipped;               /* weight tensors not read */
   bool has_baseline_step;
   int64_t baseline_step;
   size_t nq;                     /* the moment orders and their mass exponents */

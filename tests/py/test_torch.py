@@ -140,6 +140,44 @@ def test_formats_that_cannot_be_read_say_what_to_do(tmp):
     assert len(rows) == 1 and rows[0]["step"] == 5 and rows[0]["alpha0"] > 0, rows
 
 
+def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
+    """A CNN whose convolutions hold most weights: the result lists the linear layers it
+    read and the kernels it skipped, with coverage their share; analyze and the daemon's
+    log say E describes only that share. A LoRA adapter is refused with a hint."""
+    torch = _torch()
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3),
+                              torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    root = os.path.join(tmp, "root")
+    run = os.path.join(root, "cnn")
+    os.makedirs(run)
+    path = os.path.join(tmp, "cnn.pt")
+    torch.save(cnn.state_dict(), path)
+    code, out, err = emergectl("analyze", "--json", path)
+    r = json.loads(out)
+    assert r["tensors"] == ["6.weight", "8.weight"], r["tensors"]
+    assert [(s["name"], "convolution" in s["why"]) for s in r["skipped"]] == [("0.weight", True), ("2.weight", True)]
+    conv, lin = 3 * 64 * 9 + 64 * 64 * 9, 64 * 32 + 32 * 10
+    assert abs(r["coverage"] - lin / (lin + conv)) < 1e-12, r["coverage"]
+    assert "warning" in err and "E describes only 6% of the weights" in err and "0.weight" in err, err
+    d = Daemon(tmp, root).start()
+    torch.save(cnn.state_dict(), os.path.join(run, "ckpt_0.pt"))
+    wait_for(lambda: history(d, "cnn")[0], what="the CNN's result")
+    assert "E describes only 6% of the weights" in d.read_log()
+    assert d.stop() == 0
+    torch.manual_seed(0)  # PyTorch's own transformer naming is a family of its own
+    enc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(64, 4, 256), num_layers=2)
+    torch.save(enc.state_dict(), os.path.join(tmp, "enc.pt"))
+    r = analyze_json(os.path.join(tmp, "enc.pt"))[0]
+    assert r["arch"] == "torch-transformer" and r["coverage"] == 1 and len(r["tensors"]) == 8, r["tensors"]
+    lora = os.path.join(tmp, "adapter.pt")
+    torch.save({"base_model.model.layers.0.q_proj.lora_A.weight": torch.randn(8, 64),
+                "base_model.model.layers.0.q_proj.lora_B.weight": torch.zeros(64, 8)}, lora)
+    code, _, err = emergectl("analyze", lora, check=1)
+    assert code != 0 and "LoRA/PEFT adapter" in err and "merge_and_unload" in err, err
+
+
 TRAIN = r'''
 import os, sys, time, torch
 run, steps, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
