@@ -46,8 +46,8 @@ def test_deleted_before_read_is_vanished(tmp):
     # One worker takes baseline 0 first, then 7, 6, ...: step 1 waits queued the longest.
     wait_for(lambda: any(c["step"] == 1 and c["state"] == "queued" for c in history(d, "run")[1]), what="queued")
     os.remove(paths[1])
-    wait_for(lambda: any(c["state"] == "vanished" for c in history(d, "run")[1]), what="vanished")
-    wait_for(lambda: len(history(d, "run")[0]) == 7, what="the others")
+    wait_for(lambda: any(c["state"] == "vanished" for c in history(d, "run")[1]), timeout=120, what="vanished")
+    wait_for(lambda: len(history(d, "run")[0]) == 7, timeout=300, what="the others")  # TSan: ~10x slower
     results, others = history(d, "run")
     assert sorted(r["step"] for r in results) == [0, 2, 3, 4, 5, 6, 7]
     assert [(c["step"], c["state"]) for c in others] == [(1, "vanished")]
