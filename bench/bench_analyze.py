@@ -33,6 +33,40 @@ def checkpoint(shape, dtype):
     return path
 
 
+def torch_twin(path):
+    """The same weights as torch.save writes them (real torch), beside the safetensors file;
+    None when torch is not installed."""
+    out = path[:-len(".safetensors")] + ".pt"
+    if os.path.exists(out):
+        return out
+    try:
+        import collections
+        import mmap
+        import struct
+
+        import numpy as np
+        import torch
+    except ImportError:
+        print("bench: no torch, skipping the torch zip rows", file=sys.stderr)
+        return None
+    print(f"bench: generating {out}", file=sys.stderr)
+    kinds = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        n = struct.unpack("<Q", m[:8])[0]
+        header = json.loads(m[8:8 + n])
+        sd = collections.OrderedDict()
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            raw = np.frombuffer(m, dtype=np.uint8, count=e - b, offset=8 + n + b).copy()
+            sd[name] = torch.from_numpy(raw).view(kinds[info["dtype"]]).reshape(info["shape"])
+        torch.save(sd, out + ".tmp")
+        del sd, raw
+    os.rename(out + ".tmp", out)
+    return out
+
+
 def block_bytes(shape, dtype):
     h, blocks = gen_pythia.SHAPES[shape]
     return 12 * h * h * blocks * (4 if dtype == "F32" else 2)
@@ -99,6 +133,15 @@ def main():
                     f"({full_rate / (size / seq / 1e9) * 100:.0f}% of read) | {full_rss:.1f} MiB | "
                     f"{fin_wall * 1e3:.0f} ms wall, scan {fin_rate:.2f} GB/s | {fin_rss:.1f} MiB |")
         print(rows[-1])
+        pt = torch_twin(path) if dtype != "BF16" else None  # one torch row per shape
+        if pt:
+            sequential_read(pt)
+            t_ms, t_wall, t_rss = best(["--mode", "sampled", pt])
+            tfull_ms, _, tfull_rss = best(["--full", pt])
+            rows.append(f"| {shape} {dtype} torch zip | {os.path.getsize(pt) / 1e9:.2f} GB | | {t_ms:.0f} ms "
+                        f"({t_wall * 1e3:.0f} ms wall; {t_wall / f_wall:.2f}x the safetensors wall) | {t_rss:.1f} MiB "
+                        f"| {tfull_ms:.0f} ms ({tfull_ms / full_ms:.2f}x) | | {tfull_rss:.1f} MiB | | |")
+            print(rows[-1])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,22 +57,9 @@ static void add_file(em_fingerprint_t *fp, const char *name, const struct stat *
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int em_scan_fingerprint(const char *path, bool is_dir, em_fingerprint_t *fp)
+/* The sorted names of a directory's entries (not starting with '.'); NULL when empty. */
+static char **sorted_names(DIR *d, size_t *count)
 {
-  const uint64_t basis = 14695981039346656037ULL;
-  *fp = (em_fingerprint_t){basis, basis, 0};
-  struct stat st;
-  if (!is_dir) {
-    int rc = em_fs_stat(path, &st);
-    if (rc)
-      return rc;
-    const char *base = strrchr(path, '/');
-    add_file(fp, base ? base + 1 : path, &st);
-    return 0;
-  }
-  DIR *d = em_fs_opendir(path);
-  if (!d)
-    return -errno;
   char **names = NULL;
   size_t n = 0, cap = 0;
   struct dirent *e;
@@ -91,20 +79,56 @@ int em_scan_fingerprint(const char *path, bool is_dir, em_fingerprint_t *fp)
   }
   if (n) /* readdir order is not stable */
     qsort(names, n, sizeof(*names), cmp_names);
-  /* Weight files count whatever they are: a FIFO, link or directory of that name makes
-   * the checkpoint fail with a reason rather than wait for ever; other entries count only
-   * as regular files. Links are not followed. */
+  *count = n;
+  return names;
+}
+
+/* Adds a directory's files to fp. Weight files count whatever they are: a FIFO, link or
+ * directory of that name makes the checkpoint fail with a reason rather than wait for
+ * ever; other entries count only as regular files. Links are not followed. Megatron keeps
+ * the weights one level down (iter_N/mp_rank_00/model_optim_rng.pt): that directory's
+ * files count as the checkpoint's own. */
+static int add_dir(em_fingerprint_t *fp, const char *path, bool top)
+{
+  DIR *d = em_fs_opendir(path);
+  if (!d)
+    return -errno;
+  size_t n = 0;
+  char **names = sorted_names(d, &n);
+  struct stat st;
   for (size_t i = 0; i < n; i++) {
-    if (fstatat(dirfd(d), names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        (S_ISREG(st.st_mode) || em_name_is_weight_file(names[i])))
-      add_file(fp, names[i], &st);
+    if (fstatat(dirfd(d), names[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      char sub[PATH_MAX];
+      if (top && S_ISDIR(st.st_mode) && strcmp(names[i], "mp_rank_00") == 0 &&
+          snprintf(sub, sizeof(sub), "%s/%s", path, names[i]) < (int)sizeof(sub))
+        add_dir(fp, sub, false);
+      else if (S_ISREG(st.st_mode) || em_name_is_weight_file(names[i]))
+        add_file(fp, names[i], &st);
+    }
     free(names[i]);
   }
   closedir(d);
   free(names);
-  if (fp->nweights == 0)
-    fp->version = 0;
   return 0;
+}
+
+int em_scan_fingerprint(const char *path, bool is_dir, em_fingerprint_t *fp)
+{
+  const uint64_t basis = 14695981039346656037ULL;
+  *fp = (em_fingerprint_t){basis, basis, 0};
+  struct stat st;
+  if (!is_dir) {
+    int rc = em_fs_stat(path, &st);
+    if (rc)
+      return rc;
+    const char *base = strrchr(path, '/');
+    add_file(fp, base ? base + 1 : path, &st);
+    return 0;
+  }
+  int rc = add_dir(fp, path, true);
+  if (!rc && fp->nweights == 0)
+    fp->version = 0;
+  return rc;
 }
 
 void em_scan_version_text(uint64_t version, char out[17])

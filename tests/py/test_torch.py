@@ -5,6 +5,7 @@ PyTorch loop that calls torch.save."""
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -176,6 +177,20 @@ def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
                 "base_model.model.layers.0.q_proj.lora_B.weight": torch.zeros(64, 8)}, lora)
     code, _, err = emergectl("analyze", lora, check=1)
     assert code != 0 and "LoRA/PEFT adapter" in err and "merge_and_unload" in err, err
+
+
+def test_daemon_reads_deepspeed_and_megatron_directories(tmp):
+    """global_step100/ (DeepSpeed, beside its `latest`) and iter_0000100/mp_rank_00/
+    (Megatron, the weights one level down) are each one checkpoint at step 100."""
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    d = Daemon(tmp, root).start(quiet="0.5")
+    shutil.copytree(os.path.join(FIXTURES, "deepspeed"), os.path.join(root, "ds"))
+    shutil.copytree(os.path.join(FIXTURES, "megatron"), os.path.join(root, "mg"))
+    for run in ("ds", "mg"):
+        wait_for(lambda: [r["step"] for r in history(d, run)[0]] == [100], timeout=60, what=f"{run}'s result")
+        assert history(d, run)[1] == []
+    assert d.stop() == 0
 
 
 TRAIN = r'''
