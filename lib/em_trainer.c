@@ -91,7 +91,7 @@ int em_trainer_read(const char *dir, int64_t step, em_trainer_t *out, em_err_t *
   snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
   cJSON *root = NULL;
   int rc = em_jsonfile_read(path, &root, err);
-  if (rc == -ENOENT)
+  if (rc == -ENOENT || rc == -ENOTDIR) /* no trainer_state.json: a loose weight file has none */
     return 0;
   if (rc)
     return rc;

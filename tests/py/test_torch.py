@@ -54,6 +54,8 @@ def test_torch_zip_and_safetensors_of_the_same_weights_agree(tmp):
         st.append(os.path.join(tmp, f"ckpt_{step}.safetensors"))
         torch.save(sd, pt[-1])
         make_fixtures.twin(st[-1], sd)
+    code, _, err = emergectl("analyze", *pt)
+    assert code == 0 and "warning" not in err, err  # a loose file has no trainer_state.json to miss
     for mode in ("sampled", "full"):
         a, b = analyze_json("--mode", mode, *pt), analyze_json("--mode", mode, *st)
         assert len(a) == 2 and _summary(a) == _summary(b), (mode, _summary(a), _summary(b))
