@@ -30,7 +30,8 @@ typedef struct vm {
   em_py_seq_t stack;          /* malloc'ed: realloc keeps it compact */
   size_t *marks, nmarks, cap_marks;
   em_py_t **memo;
-  size_t nmemo;
+  size_t nmemo;               /* slots allocated */
+  size_t memo_len;            /* slots filled: Python's len(memo), where MEMOIZE stores */
 } vm_t;
 
 /* ---------------------------------------------------------------- allocation */
@@ -246,6 +247,14 @@ static em_py_t *new_global(vm_t *vm, const uint8_t *module, size_t mlen, const u
   return v;
 }
 
+/* A NUL byte would let "torch._utils\0x" compare equal to torch._utils. */
+static int push_global(vm_t *vm, const uint8_t *module, size_t mlen, const uint8_t *name, size_t nlen)
+{
+  if (memchr(module, 0, mlen) || memchr(name, 0, nlen))
+    return fail(vm, -EINVAL, "a global whose name holds a NUL byte");
+  return push(vm, new_global(vm, module, mlen, name, nlen));
+}
+
 /* GLOBAL: "module\nname\n", never imported. */
 static int op_global(vm_t *vm)
 {
@@ -254,7 +263,7 @@ static int op_global(vm_t *vm)
   if (!nl2)
     return fail(vm, -EINVAL, "GLOBAL without its two lines");
   vm->p = nl2 + 1;
-  return push(vm, new_global(vm, m, (size_t)(nl1 - m), n, (size_t)(nl2 - n)));
+  return push_global(vm, m, (size_t)(nl1 - m), n, (size_t)(nl2 - n));
 }
 
 static int op_stack_global(vm_t *vm)
@@ -262,8 +271,8 @@ static int op_stack_global(vm_t *vm)
   em_py_t *name = pop(vm), *module = pop(vm);
   if (!name || !module || name->kind != EM_PY_STR || module->kind != EM_PY_STR)
     return fail(vm, -EINVAL, "STACK_GLOBAL needs two strings");
-  return push(vm, new_global(vm, (const uint8_t *)module->u.str.s, module->u.str.len,
-                             (const uint8_t *)name->u.str.s, name->u.str.len));
+  return push_global(vm, (const uint8_t *)module->u.str.s, module->u.str.len, (const uint8_t *)name->u.str.s,
+                     name->u.str.len);
 }
 
 /* ---------------------------------------------------------------- containers */
@@ -411,6 +420,7 @@ static int memo_put(vm_t *vm, uint64_t index)
     vm->memo = m;
     vm->nmemo = n;
   }
+  vm->memo_len += vm->memo[index] == NULL;
   vm->memo[index] = top(vm);
   return 0;
 }
@@ -426,8 +436,8 @@ static int op_memo(vm_t *vm, uint8_t op)
 {
   uint64_t index;
   bool get = op == 'h' || op == 'j';
-  if (op == 0x94) /* MEMOIZE: the next free index */
-    return memo_put(vm, vm->nmemo);
+  if (op == 0x94) /* MEMOIZE: at len(memo), as pickle's Unpickler */
+    return memo_put(vm, vm->memo_len);
   if (!take_le(vm, op == 'h' || op == 'q' ? 1 : 4, &index))
     return fail(vm, -EINVAL, "a memo index runs past the end of the stream");
   return get ? memo_get(vm, index) : memo_put(vm, index);
@@ -592,9 +602,9 @@ const em_py_t *em_py_get(const em_py_t *dict, const char *key)
 {
   if (!dict || dict->kind != EM_PY_DICT)
     return NULL;
-  for (size_t i = 0; i < dict->u.dict.keys.n; i++) {
+  for (size_t i = dict->u.dict.keys.n; i-- > 0;) { /* a key set twice holds its last value, as in Python */
     const em_py_t *k = dict->u.dict.keys.items[i];
-    if (k->kind == EM_PY_STR && strcmp(k->u.str.s, key) == 0)
+    if (k->kind == EM_PY_STR && k->u.str.len == strlen(key) && memcmp(k->u.str.s, key, k->u.str.len) == 0)
       return dict->u.dict.values.items[i];
   }
   return NULL;

@@ -11,6 +11,7 @@
 
 #include "em_err.h"
 #include "em_fs.h"
+#include "em_hash.h"
 #include "em_pickle.h"
 #include "em_zip.h"
 
@@ -18,6 +19,17 @@ typedef unsigned long long ull;
 
 #define MAX_NESTING 16        /* dicts inside the state dict (Megatron nests 4) */
 #define MAX_NAME 1024
+/* What one file's names may cost: the memo lets 4 bytes of pickle add a tensor under a
+ * 1 KB name again and again, which no bound of the unpickler sees. */
+#define MAX_VALUES (1u << 20)            /* tensors and skipped values */
+#define MAX_NAME_BYTES (64u << 20)
+
+/* A storage as first seen: torch caches storages by key, so the first dtype and size
+ * are what torch.load uses; a later different one is refused. */
+typedef struct storage_seen {
+  em_dtype_t dtype;
+  int64_t numel;
+} storage_seen_t;
 
 /* What opening one file needs besides the result. */
 typedef struct load {
@@ -25,6 +37,11 @@ typedef struct load {
   em_zip_t zip;
   char prefix[512];           /* the archive's top directory, as torch names it */
   const em_py_t *opaque;      /* the first value of the state dict that only a call would build */
+  em_hash_t names;            /* flattened names given so far: a repeat is refused */
+  size_t name_bytes;
+  em_hash_t storages;         /* storage key (in the pickle's arena) -> index in seen + 1 */
+  storage_seen_t *seen;
+  size_t nseen, cap_seen;
   em_err_t *err;
 } load_t;
 
@@ -121,6 +138,52 @@ static const char *parse_tensor(const em_py_t *v, desc_t *d)
 
 /* ---------------------------------------------------------------- the table */
 
+/* Counts a name against the file's bounds and refuses a repeat (Python would keep the
+ * last value of a repeated key; which one torch.load gives is not worth guessing). */
+static int account_name(load_t *ld, const char *name)
+{
+  size_t len = strlen(name);
+  if (ld->f->ntensors + ld->f->nskipped >= MAX_VALUES || ld->name_bytes + len > MAX_NAME_BYTES)
+    return em_err_set(ld->err, -EINVAL, "%s: more than %u values or %u MiB of names in its state dict: refused",
+                      ld->f->path, MAX_VALUES, MAX_NAME_BYTES >> 20);
+  if (em_hash_get(&ld->names, name, len))
+    return em_err_set(ld->err, -EINVAL, "%s: '%.200s' appears twice in its state dict", ld->f->path, name);
+  ld->name_bytes += len;
+  return 0;
+}
+
+static int remember_name(load_t *ld, const char *name)
+{
+  return em_hash_put(&ld->names, name, strlen(name), (void *)name) == 0
+             ? 0 : em_err_set(ld->err, -ENOMEM, "%s: out of memory", ld->f->path);
+}
+
+/* The first use of a storage fixes its dtype and size; a tensor that disagrees is refused. */
+static int check_storage(load_t *ld, const char *name, const desc_t *d)
+{
+  size_t klen = strlen(d->key);
+  uintptr_t at = (uintptr_t)em_hash_get(&ld->storages, d->key, klen);
+  if (at) {
+    const storage_seen_t *s = &ld->seen[at - 1];
+    if (s->dtype == d->dtype && s->numel == d->storage_numel)
+      return 0;
+    return em_err_set(ld->err, -EINVAL, "%s: tensor '%s' reads storage '%s' as %s of %lld, but it was %s of %lld "
+                      "before", ld->f->path, name, d->key, em_dtype_name(d->dtype), (long long)d->storage_numel,
+                      em_dtype_name(s->dtype), (long long)s->numel);
+  }
+  if (ld->nseen == ld->cap_seen) {
+    size_t cap = ld->cap_seen ? 2 * ld->cap_seen : 64;
+    storage_seen_t *grown = realloc(ld->seen, cap * sizeof(*grown));
+    if (!grown)
+      return em_err_set(ld->err, -ENOMEM, "%s: out of memory", ld->f->path);
+    ld->seen = grown;
+    ld->cap_seen = cap;
+  }
+  ld->seen[ld->nseen++] = (storage_seen_t){d->dtype, d->storage_numel};
+  return em_hash_put(&ld->storages, d->key, klen, (void *)(uintptr_t)ld->nseen) == 0
+             ? 0 : em_err_set(ld->err, -ENOMEM, "%s: out of memory", ld->f->path);
+}
+
 static int skip(load_t *ld, const char *name, const char *why)
 {
   em_torch_file_t *f = ld->f;
@@ -132,10 +195,13 @@ static int skip(load_t *ld, const char *name, const char *why)
     f->skipped = s;
     f->cap_skipped = cap;
   }
+  int rc = account_name(ld, name);
+  if (rc)
+    return rc;
   if (!(f->skipped[f->nskipped].name = strdup(name)))
     return em_err_set(ld->err, -ENOMEM, "%s: out of memory", f->path);
-  f->skipped[f->nskipped++].why = why;
-  return 0;
+  f->skipped[f->nskipped].why = why;
+  return remember_name(ld, f->skipped[f->nskipped++].name);
 }
 
 /* Locates d's bytes: its storage entry must be stored (not compressed) and hold it. */
@@ -151,6 +217,11 @@ static int add_tensor(load_t *ld, const char *name, const desc_t *d)
                       entry);
   if (!e->stored)
     return skip(ld, name, "its storage is compressed in the archive (torch never does this)");
+  int rc = account_name(ld, name);
+  if (!rc)
+    rc = check_storage(ld, name, d);
+  if (rc)
+    return rc;
   if ((uint64_t)d->storage_numel > e->size / es || (uint64_t)d->offset > (uint64_t)d->storage_numel ||
       d->numel > (uint64_t)d->storage_numel - (uint64_t)d->offset)
     return em_err_set(ld->err, -EINVAL, "%s: tensor '%s' reaches past its storage %s (%llu bytes)", f->path, name,
@@ -170,24 +241,32 @@ static int add_tensor(load_t *ld, const char *name, const desc_t *d)
   if (!(t->name = strdup(name)))
     return em_err_set(ld->err, -ENOMEM, "%s: out of memory", f->path);
   f->ntensors++;
-  return 0;
+  return remember_name(ld, t->name);
 }
 
 /* Every tensor of dict under its dotted name; nested dicts are flattened. Values that
  * are neither (numbers, strings, optimizer placeholders) are not weights: ignored. */
 static int flatten(load_t *ld, em_py_t *dict, const char *prefix, int depth)
 {
-  if (depth > MAX_NESTING || dict->seen) /* a cycle through the memo, or absurd nesting */
+  if (dict->seen) /* a cycle through the memo */
     return 0;
+  if (depth > MAX_NESTING)
+    return em_err_set(ld->err, -EINVAL, "%s: '%s' is nested more than %d dicts deep", ld->f->path, prefix,
+                      MAX_NESTING);
   dict->seen = true;
   int rc = 0;
   for (size_t i = 0; i < dict->u.dict.keys.n && !rc; i++) {
     const em_py_t *k = dict->u.dict.keys.items[i];
     em_py_t *v = dict->u.dict.values.items[i];
     char name[MAX_NAME];
-    if (k->kind != EM_PY_STR || snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", k->u.str.s) >=
-                                    (int)sizeof(name))
+    if (k->kind != EM_PY_STR) /* optimizer states key by integers: not names of weights */
       continue;
+    if (memchr(k->u.str.s, 0, k->u.str.len)) /* "w\0x" must not pass for "w" */
+      return em_err_set(ld->err, -EINVAL, "%s: a key of '%s' holds a NUL byte", ld->f->path, prefix);
+    if (snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", k->u.str.s) >= (int)sizeof(name)) {
+      rc = skip(ld, name, "a name longer than 1023 bytes (kept cut)");
+      continue;
+    }
     desc_t d;
     const char *why = v->kind == EM_PY_DICT ? "" : parse_tensor(v, &d);
     if (v->kind == EM_PY_DICT)
@@ -339,6 +418,8 @@ int em_torch_open(const char *path, em_torch_file_t **out, em_err_t *err)
     return em_err_set(err, -ENOMEM, "%s: out of memory", path);
   }
   load_t ld = {.f = f, .err = err};
+  em_hash_init(&ld.names);
+  em_hash_init(&ld.storages);
   struct stat st;
   int rc = f->fd = em_fs_open_regular(path, err);
   if (f->fd >= 0)
@@ -353,6 +434,9 @@ int em_torch_open(const char *path, em_torch_file_t **out, em_err_t *err)
     rc = load_pickle(&ld);
   if (ld.zip.entries)
     em_zip_close(&ld.zip);
+  em_hash_free(&ld.names);
+  em_hash_free(&ld.storages);
+  free(ld.seen);
   if (rc)
     em_torch_destroy(&f);
   *out = f;

@@ -94,6 +94,14 @@ static int add_entry(em_zip_t *z, const char *path, em_err_t *err)
   if (unzGetCurrentFileInfo64(z->unz, &info, name, sizeof(name), NULL, 0, NULL, 0) != UNZ_OK ||
       info.size_filename >= sizeof(name))
     return em_err_set(err, -EINVAL, "%s: zip entry %zu: unreadable central directory record", path, z->n);
+  if (info.flag & 1)
+    return em_err_set(err, -EINVAL, "%s: zip entry '%s' is encrypted", path, name);
+  if (info.compression_method != 0 && info.compression_method != Z_DEFLATED)
+    return em_err_set(err, -EINVAL, "%s: zip entry '%s' is compressed with method %lu (torch stores entries, or "
+                      "deflates them)", path, name, (unsigned long)info.compression_method);
+  unz64_file_pos where;
+  if (unzGetFilePos64(z->unz, &where) != UNZ_OK)
+    return em_err_set(err, -EINVAL, "%s: zip entry '%s': unreadable central directory record", path, name);
   if (unzOpenCurrentFile(z->unz) != UNZ_OK) /* reads and checks the local header */
     return em_err_set(err, -EINVAL, "%s: zip entry '%s': bad local header (incomplete?)", path, name);
   uint64_t offset = unzGetCurrentFileZStreamPos64(z->unz);
@@ -102,7 +110,8 @@ static int add_entry(em_zip_t *z, const char *path, em_err_t *err)
     return em_err_set(err, -EINVAL, "%s: zip entry '%s' lies outside the file (incomplete, or not a zip torch wrote)",
                       path, name);
   em_zip_entry_t *e = &z->entries[z->n];
-  *e = (em_zip_entry_t){.offset = offset, .size = info.compressed_size, .uncompressed = info.uncompressed_size,
+  *e = (em_zip_entry_t){.where = where, .offset = offset, .size = info.compressed_size,
+                        .uncompressed = info.uncompressed_size,
                         .stored = info.compression_method == 0 && info.compressed_size == info.uncompressed_size};
   if (!(e->name = strdup(name)))
     return em_err_set(err, -ENOMEM, "%s: out of memory", path);
@@ -185,7 +194,8 @@ int em_zip_read_all(em_zip_t *z, const em_zip_entry_t *e, size_t max, char **out
   if (!buf)
     return em_err_set(err, -ENOMEM, "zip entry '%s': out of memory", e->name);
   int got = -1;
-  if (unzLocateFile(z->unz, e->name, 1) == UNZ_OK && unzOpenCurrentFile(z->unz) == UNZ_OK) {
+  /* by position: unzLocateFile refuses names of 256 bytes or more, which torch writes for long file names */
+  if (unzGoToFilePos64(z->unz, &e->where) == UNZ_OK && unzOpenCurrentFile(z->unz) == UNZ_OK) {
     got = e->uncompressed ? unzReadCurrentFile(z->unz, buf, (unsigned)e->uncompressed) : 0;
     if (unzCloseCurrentFile(z->unz) == UNZ_CRCERROR)
       got = -1;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <unzip.h>
+
 #include "em_hash.h"
 #include "emerge.h"
 
@@ -19,6 +21,7 @@
 
 typedef struct em_zip_entry {
   char *name;
+  unz64_file_pos where;       /* minizip's position of its directory record */
   uint64_t offset;            /* of its data in the file */
   uint64_t size;              /* of its data as stored */
   uint64_t uncompressed;

@@ -152,6 +152,17 @@ START_TEST(test_pickle_builds_data_and_never_calls)
   ck_assert(em_py_int(em_py_get(root, "a"), &a) && a == 7);
   ck_assert(em_py_is_call(em_py_get(root, "b"), "posix", "system"));
   em_pickle_free(&pk);
+  /* MEMOIZE stores at len(memo): four of them fill 0..3, and GET 3 is the fourth value. */
+  static const char memoize[] = "\x80\x04]\x94K\x01\x94" "0K\x02\x94" "0K\x03\x94" "0h\x03" "a.";
+  ck_assert_int_eq(load(memoize, sizeof(memoize) - 1, &pk, &root, &err), 0);
+  int64_t three;
+  ck_assert(em_py_int(em_py_item(root, 0), &three) && three == 3);
+  em_pickle_free(&pk);
+  /* A key set twice holds its last value, as a Python dict does. */
+  static const char twice[] = "\x80\x02}(X\x01\x00\x00\x00" "aK\x01X\x01\x00\x00\x00" "aK\x02u.";
+  ck_assert_int_eq(load(twice, sizeof(twice) - 1, &pk, &root, &err), 0);
+  ck_assert(em_py_int(em_py_get(root, "a"), &three) && three == 2);
+  em_pickle_free(&pk);
   static const char cycle[] = "\x80\x02]q\x00h\x00" "a."; /* a list holding itself */
   ck_assert_int_eq(load(cycle, sizeof(cycle) - 1, &pk, &root, &err), 0);
   ck_assert_ptr_eq(em_py_item(root, 0), root);
@@ -172,6 +183,7 @@ static const struct {
   {"\x80\x02]r\x00\x00\x40\x00.", 9, -EINVAL, "memo index beyond"}, /* index 2^22 */
   {"\x80\x02K\x01K\x02.", 7, -EINVAL, "STOP with other than one value"},
   {"\x80\x02u.", 4, -EINVAL, "no MARK"},
+  {"\x80\x02" "ctorch._utils\x00x\n_rebuild_tensor_v2\n.", 38, -EINVAL, "NUL byte"},
 };
 
 START_TEST(test_pickle_refuses_with_the_offset)

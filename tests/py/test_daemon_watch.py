@@ -42,7 +42,9 @@ def test_startup_baseline_first_then_newest(tmp):
 def test_deleted_before_read_is_vanished(tmp):
     root = os.path.join(tmp, "root")
     paths = [_write(root, "run", step, seed=step, h=512, blocks=3, dtype="F16") for step in range(8)]
-    d = Daemon(tmp, root, "--full").start(quiet="0")
+    # ~0.2 s per analysis (100 sampled networks), so step 1 waits queued for ~1.4 s whatever
+    # the test's start-up costs: full mode (40 ms each) let all eight finish before a look.
+    d = Daemon(tmp, root, "--mode", "sampled", "--samples", "100").start(quiet="0")
     # One worker takes baseline 0 first, then 7, 6, ...: step 1 waits queued the longest.
     wait_for(lambda: any(c["step"] == 1 and c["state"] == "queued" for c in history(d, "run")[1]), what="queued")
     os.remove(paths[1])

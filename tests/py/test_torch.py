@@ -12,6 +12,8 @@ import sys
 import time
 import zipfile
 
+import numpy as np
+
 from daemon import Daemon, history, wait_for
 from helpers import ROOT, analyze_json, emergectl
 
@@ -112,6 +114,72 @@ def test_hostile_archives_are_refused_never_executed(tmp):
         code, _, err = emergectl("analyze", path, check=1)
         assert code != 0 and why in err and time.time() - t0 < 10, (path, err)
     assert not os.path.exists(MARKER)
+
+
+def _s(x):
+    b = x.encode() if isinstance(x, str) else x
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _tensor(key, numel, shape, storage="FloatStorage"):
+    """The pickle of one tensor as torch.save writes it (protocol 2 opcodes)."""
+    def tup(*xs):
+        return b"(" + b"".join(xs) + b"t"
+    ints = [b"J" + struct.pack("<i", n) for n in shape]
+    stride = [b"J" + struct.pack("<i", int(np.prod(shape[i + 1:]))) for i in range(len(shape))]
+    pid = tup(_s("storage"), b"ctorch\n" + storage.encode() + b"\n", _s(key), _s("cpu"),
+              b"J" + struct.pack("<i", numel)) + b"Q"
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n" + tup(pid, b"J\0\0\0\0", tup(*ints), tup(*stride), b"\x89",
+                                                          b"ccollections\nOrderedDict\n)R") + b"R")
+
+
+def _archive(path, body, storages):
+    _zip(path, {"archive/data.pkl": b"\x80\x02" + body + b".", "archive/version": b"3\n",
+                **{f"archive/data/{k}": v for k, v in storages.items()}})
+
+
+def test_what_an_adversarial_review_found_stays_fixed(tmp):
+    """Protocol 4 pickles (MEMOIZE), archive names of 256+ bytes, a storage read as two
+    dtypes, a 4-byte-per-tensor name bomb, keys with NUL bytes, encrypted and bzip2
+    entries: read right or refused with the reason, quickly."""
+    torch = _torch()
+    import make_fixtures
+    sd = make_fixtures.mlp_state_dict()
+    p4, long_name = os.path.join(tmp, "p4.pt"), os.path.join(tmp, "m" * 250 + ".pt")
+    torch.save(sd, p4, pickle_protocol=4)
+    torch.save(sd, long_name)
+    plain = _summary(analyze_json("--mode", "full", os.path.join(FIXTURES, "plain.pt")))
+    for path in (p4, long_name):
+        assert _summary(analyze_json("--mode", "full", path)) == plain, path
+    a = np.arange(64, dtype=np.float32).tobytes()
+    cases = {}
+    p = os.path.join(tmp, "dtype2.pt")
+    _archive(p, b"}(" + _s("a") + _tensor("0", 16, (4, 4)) + _s("b") + _tensor("0", 32, (4, 8), "HalfStorage") + b"u",
+             {"0": a})
+    cases[p] = "reads storage '0' as F16"
+    p = os.path.join(tmp, "bomb.pt")  # one tensor memoized, then its key and value again 300,000 times
+    inner = b"}(" + _s("k") + b"q\x02" + _tensor("0", 16, (4, 4)) + b"q\x01u"
+    _archive(p, b"}(" + _s("x" * 1000) + inner + b"(" + b"h\x02h\x01" * 300000 + b"uu", {"0": a})
+    cases[p] = "appears twice"
+    p = os.path.join(tmp, "names.pt")  # distinct keys under a 1000-byte prefix: 70 MB of names
+    body = b"}(" + _s("k0") + _tensor("0", 16, (4, 4)) + b"q\x01" + b"".join(_s(f"k{i}") + b"h\x01" for i in range(1, 70000))
+    _archive(p, b"}(" + _s("x" * 1000) + body + b"uu", {"0": a})
+    cases[p] = "MiB of names"
+    p = os.path.join(tmp, "nul.pt")
+    _archive(p, b"}(" + _s("w\0x") + _tensor("0", 16, (4, 4)) + b"u", {"0": a})
+    cases[p] = "holds a NUL byte"
+    with open(os.path.join(FIXTURES, "plain.pt"), "rb") as f:
+        good = f.read()
+    first = zipfile.ZipFile(io.BytesIO(good)).namelist()[0]
+    for name, flags_method, says in (("enc.pt", 1, "is encrypted"), ("bz2.pt", 12 << 16, "compressed with method 12")):
+        p = os.path.join(tmp, name)
+        open(p, "wb").write(good)
+        _patch_central(p, first, 8, flags_method)
+        cases[p] = says
+    for path, why in cases.items():
+        t0 = time.time()
+        code, _, err = emergectl("analyze", path, check=1)
+        assert code != 0 and why in err and time.time() - t0 < 20 and len(err) < 2000, (path, err[:500])
 
 
 def test_formats_that_cannot_be_read_say_what_to_do(tmp):
