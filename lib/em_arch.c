@@ -2,8 +2,9 @@
 /* Architecture mapping.
  *
  * DESIGN. Every transformer family is mapped onto the GPT-NeoX chain of the reference
- * (spec §3): per block, qkv [3h, h] -> attention output [h, h] -> MLP up [I, h] ->
- * MLP down [h, I], the virtual qkv->context block omitted (it is inert, spec §3.4).
+ * (docs/ARCHITECTURES.md "The common chain"): per block, qkv [3h, h] -> attention output
+ * [h, h] -> MLP up [I, h] -> MLP down [h, I], the virtual qkv->context block omitted (its
+ * weights are all 1: inert).
  * Groups are drawn per block in the reference's order: nums1 (L of h), T (L of the
  * attention width), nums4 (L of h), nums5 (round(2L*I/4h) of I, = 2L for I = 4h), and
  * nums6 (L of h) after the last block. qkv targets are T, T+hq, T+hq+hkv, so for

@@ -21,7 +21,7 @@ static const struct {
   uint32_t seed, n, k;
   uint32_t first[6];
 } choices[] = {
-  {0, 512, 32, {283, 100, 37, 46, 374, 90}},        /* spec §3.2 check value */
+  {0, 512, 32, {283, 100, 37, 46, 374, 90}},        /* numpy 1.24: np.random.seed(0); choice(512, 32, replace=False) */
   {7, 8192, 64, {3566, 899, 2406, 5447, 6215, 6351}}, /* a 4h-wide MLP layer */
   {9, 10, 10, {8, 4, 7, 2, 1, 9}},                  /* k == n: the whole layer */
   {123456789, 1000, 5, {947, 863, 731, 526, 692}},

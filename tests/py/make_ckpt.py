@@ -5,7 +5,7 @@
 
 GPT-NeoX weights follow Pythia's init (small_init for the input projections,
 wang_init for attention.dense and dense_4h_to_h); --scale multiplies every weight,
-which moves the spectrum the way training does (spec §3.4)."""
+which moves the spectrum the way training does (docs/VALIDATION.md)."""
 import argparse
 import math
 import os

@@ -10,7 +10,7 @@ Q = [q / 100 for q in range(-300, 301, 10)]
 
 
 def sample_indices(seed, blocks, h, L):
-    """np.random.seed(k); per block nums1, T, nums4, nums5; then nums6 (spec §3.2)."""
+    """np.random.seed(k); per block nums1, T, nums4, nums5; then nums6 (docs/ARCHITECTURES.md, "The common chain")."""
     np.random.seed(seed)
     per_block = []
     for _ in range(blocks):
