@@ -178,6 +178,9 @@ int em_emergence_se(const em_sample_t *s, size_t n, const em_sample_t *base, siz
  * - _ =) or model- (model-00050.pt; model_3 is left alone, as it often names a run).
  * Returns true and sets *step when there is one. */
 bool em_name_step(const char *name, int64_t *step);
+/* The epoch a name carries (epoch_3.pt, epoch=3-step=1200.ckpt): reported as an epoch,
+ * never taken for a step. */
+bool em_name_epoch(const char *name, int64_t *epoch);
 
 /* Weight-file names: one list for the reader and the watcher. A weight file is a
  * .safetensors file, a *.safetensors.index.json, or a torch file (.bin .pt .pth .ckpt)

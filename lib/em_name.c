@@ -41,6 +41,25 @@ bool em_name_step(const char *name, int64_t *step)
   return found;
 }
 
+bool em_name_epoch(const char *name, int64_t *epoch)
+{
+  bool found = false;
+  for (const char *p = name; (p = strcasestr(p, "epoch")) != NULL; p++) {
+    const char *d = p + 5;
+    if (*d == '-' || *d == '_' || *d == '=')
+      d++;
+    int64_t v = 0;
+    size_t digits = 0;
+    while (d[digits] >= '0' && d[digits] <= '9' && digits < 19)
+      v = v * 10 + (d[digits++] - '0');
+    if (digits > 0 && digits <= 18 && !(d[digits] >= '0' && d[digits] <= '9')) {
+      *epoch = v; /* the last one wins, as for steps */
+      found = true;
+    }
+  }
+  return found;
+}
+
 bool em_name_ends_with(const char *s, const char *suffix)
 {
   size_t n = strlen(s), m = strlen(suffix);

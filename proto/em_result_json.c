@@ -101,6 +101,10 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   em_json_add_opt(o, "emergence", m->has_emergence, m->emergence);
   em_json_add_opt(o, "emergence_se", m->has_emergence && m->has_emergence_se, m->emergence_se);
   em_json_add_opt(o, "baseline_step", m->has_baseline_step, (double)m->baseline_step);
+  const char *base = m->path ? strrchr(m->path, '/') : NULL;
+  int64_t epoch = 0;
+  bool has_epoch = m->path && em_name_epoch(base ? base + 1 : m->path, &epoch);
+  em_json_add_opt(o, "epoch", has_epoch, (double)epoch);
   cJSON_AddItemToObject(o, "q", number_array(r->q, r->nq));
   cJSON_AddItemToObject(o, "tau", number_array(r->tau, r->nq));
   cJSON_AddItemToObject(o, "alpha", number_array(r->alpha, r->nq - 1));

@@ -46,6 +46,19 @@ START_TEST(test_name_step)
 }
 END_TEST
 
+START_TEST(test_name_epoch_is_not_a_step)
+{
+  int64_t v = -1;
+  ck_assert(em_name_epoch("epoch_3.pt", &v) && v == 3);
+  ck_assert(!em_name_step("epoch_3.pt", &v));
+  ck_assert(em_name_epoch("epoch=3-step=1200.ckpt", &v) && v == 3);
+  ck_assert(em_name_step("epoch=3-step=1200.ckpt", &v) && v == 1200);
+  ck_assert(em_name_epoch("Epoch-12", &v) && v == 12);
+  ck_assert(!em_name_epoch("epochs", &v) && !em_name_epoch("checkpoint-5", &v));
+  ck_assert(!em_name_epoch("epoch_99999999999999999999", &v)); /* too long to be one */
+}
+END_TEST
+
 START_TEST(test_name_natural_order)
 {
   ck_assert_int_lt(em_natural_cmp("layers.9.weight", "layers.10.weight"), 0);
@@ -157,6 +170,7 @@ Suite *name_suite(void)
   TCase *tc = tcase_create("core");
   tcase_add_loop_test(tc, test_name_step, 0, sizeof(steps) / sizeof(*steps));
   tcase_add_test(tc, test_name_natural_order);
+  tcase_add_test(tc, test_name_epoch_is_not_a_step);
   tcase_add_test(tc, test_name_locate_and_trainer);
   tcase_add_test(tc, test_trainer_state_costs_are_bounded);
   suite_add_tcase(s, tc);

@@ -250,17 +250,25 @@ def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
 
 
 def test_daemon_reads_deepspeed_and_megatron_directories(tmp):
-    """global_step100/ (DeepSpeed, beside its `latest`) and iter_0000100/mp_rank_00/
-    (Megatron, the weights one level down) are each one checkpoint at step 100."""
+    """global_step100/ (DeepSpeed, beside its `latest`), iter_0000100/mp_rank_00/
+    (Megatron, the weights one level down) and Lightning's epoch=2-step=100.ckpt are each
+    one checkpoint at step 100; the epoch a name carries is reported as `epoch`."""
     root = os.path.join(tmp, "root")
     os.makedirs(root)
     d = Daemon(tmp, root).start(quiet="0.5")
     shutil.copytree(os.path.join(FIXTURES, "deepspeed"), os.path.join(root, "ds"))
     shutil.copytree(os.path.join(FIXTURES, "megatron"), os.path.join(root, "mg"))
-    for run in ("ds", "mg"):
+    os.makedirs(os.path.join(root, "lt"))
+    shutil.copy(os.path.join(FIXTURES, "lightning.ckpt"), os.path.join(root, "lt", "epoch=2-step=100.ckpt"))
+    for run in ("ds", "mg", "lt"):
         wait_for(lambda: [r["step"] for r in history(d, run)[0]] == [100], timeout=60, what=f"{run}'s result")
         assert history(d, run)[1] == []
+    assert [r["epoch"] for r in history(d, "lt")[0]] == [2] and history(d, "ds")[0][0]["epoch"] is None
     assert d.stop() == 0
+    epoch_only = os.path.join(tmp, "epoch_3.pt")  # an epoch is reported as one, never as a step
+    shutil.copy(os.path.join(FIXTURES, "plain.pt"), epoch_only)
+    r = analyze_json(epoch_only)[0]
+    assert r["epoch"] == 3 and r["step"] is None, (r["epoch"], r["step"])
 
 
 TRAIN = r'''
