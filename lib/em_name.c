@@ -50,9 +50,11 @@ bool em_name_epoch(const char *name, int64_t *epoch)
       d++;
     int64_t v = 0;
     size_t digits = 0;
-    while (d[digits] >= '0' && d[digits] <= '9' && digits < 19)
-      v = v * 10 + (d[digits++] - '0');
-    if (digits > 0 && digits <= 18 && !(d[digits] >= '0' && d[digits] <= '9')) {
+    while (d[digits] >= '0' && d[digits] <= '9') {
+      if (++digits <= 18) /* a longer run is not an epoch: it would overflow */
+        v = v * 10 + (d[digits - 1] - '0');
+    }
+    if (digits > 0 && digits <= 18) {
       *epoch = v; /* the last one wins, as for steps */
       found = true;
     }
