@@ -196,6 +196,17 @@ int em_fs_pread(int fd, void *buf, size_t len, uint64_t off)
   return 0;
 }
 
+int em_fs_read_at(int fd, const char *path, uint64_t off, size_t len, void *buf, em_err_t *err)
+{
+  int rc = em_fs_pread(fd, buf, len, off);
+  if (rc == EM_ECHANGED)
+    return em_err_set(err, rc, "%s: the file ended before byte %llu: it shrank while being read", path,
+                      (unsigned long long)(off + len));
+  if (rc)
+    return em_err_set(err, rc, "%s: read at byte %llu: %s", path, (unsigned long long)off, strerror(-rc));
+  return 0;
+}
+
 const char *em_fs_strerror(int neg_errno)
 {
   if (neg_errno == -ELOOP)

@@ -49,6 +49,10 @@ DIR *em_fs_opendir(const char *path);
  * first (it shrank under us: an error, never SIGBUS as a mapping would give). */
 int em_fs_pread(int fd, void *buf, size_t len, uint64_t off);
 
+/* em_fs_pread of a weight file's bytes, with the message readers give: the path, the byte,
+ * and "it shrank while being read" for EM_ECHANGED. */
+int em_fs_read_at(int fd, const char *path, uint64_t off, size_t len, void *buf, em_err_t *err);
+
 /* The reason text of an open error: strerror, but ELOOP says a symlink was refused. */
 const char *em_fs_strerror(int neg_errno);
 

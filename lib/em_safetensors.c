@@ -414,14 +414,7 @@ fail:
 
 int em_st_read(const em_st_file_t *f, uint64_t off, size_t len, void *buf, em_err_t *err)
 {
-  uint64_t abs = f->data_start + off;
-  int rc = em_fs_pread(f->fd, buf, len, abs);
-  if (rc == EM_ECHANGED)
-    return em_err_set(err, rc, "%s: the file ended before byte %llu: it shrank while being read", f->path,
-                      (ull)(abs + len));
-  if (rc)
-    return em_err_set(err, rc, "%s: read at byte %llu: %s", f->path, (ull)abs, strerror(-rc));
-  return 0;
+  return em_fs_read_at(f->fd, f->path, f->data_start + off, len, buf, err);
 }
 
 /* ---------------------------------------------------------------- as an em_format_t */

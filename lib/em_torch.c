@@ -138,6 +138,20 @@ static const char *parse_tensor(const em_py_t *v, desc_t *d)
 
 /* ---------------------------------------------------------------- the table */
 
+/* Room for item n of a doubling array of elem-sized items; false when out of memory. */
+static bool room(void **items, size_t *cap, size_t n, size_t elem)
+{
+  if (n < *cap)
+    return true;
+  size_t grown = *cap ? 2 * *cap : 64;
+  void *p = realloc(*items, grown * elem);
+  if (!p)
+    return false;
+  *items = p;
+  *cap = grown;
+  return true;
+}
+
 /* Counts a name against the file's bounds and refuses a repeat (Python would keep the
  * last value of a repeated key; which one torch.load gives is not worth guessing). */
 static int account_name(load_t *ld, const char *name)
@@ -171,14 +185,8 @@ static int check_storage(load_t *ld, const char *name, const desc_t *d)
                       "before", ld->f->path, name, d->key, em_dtype_name(d->dtype), (long long)d->storage_numel,
                       em_dtype_name(s->dtype), (long long)s->numel);
   }
-  if (ld->nseen == ld->cap_seen) {
-    size_t cap = ld->cap_seen ? 2 * ld->cap_seen : 64;
-    storage_seen_t *grown = realloc(ld->seen, cap * sizeof(*grown));
-    if (!grown)
-      return em_err_set(ld->err, -ENOMEM, "%s: out of memory", ld->f->path);
-    ld->seen = grown;
-    ld->cap_seen = cap;
-  }
+  if (!room((void **)&ld->seen, &ld->cap_seen, ld->nseen, sizeof(*ld->seen)))
+    return em_err_set(ld->err, -ENOMEM, "%s: out of memory", ld->f->path);
   ld->seen[ld->nseen++] = (storage_seen_t){d->dtype, d->storage_numel};
   return em_hash_put(&ld->storages, d->key, klen, (void *)(uintptr_t)ld->nseen) == 0
              ? 0 : em_err_set(ld->err, -ENOMEM, "%s: out of memory", ld->f->path);
@@ -187,18 +195,11 @@ static int check_storage(load_t *ld, const char *name, const desc_t *d)
 static int skip(load_t *ld, const char *name, const char *why)
 {
   em_torch_file_t *f = ld->f;
-  if (f->nskipped == f->cap_skipped) {
-    size_t cap = f->cap_skipped ? 2 * f->cap_skipped : 16;
-    em_torch_skipped_t *s = realloc(f->skipped, cap * sizeof(*s));
-    if (!s)
-      return em_err_set(ld->err, -ENOMEM, "%s: out of memory", f->path);
-    f->skipped = s;
-    f->cap_skipped = cap;
-  }
   int rc = account_name(ld, name);
   if (rc)
     return rc;
-  if (!(f->skipped[f->nskipped].name = strdup(name)))
+  if (!room((void **)&f->skipped, &f->cap_skipped, f->nskipped, sizeof(*f->skipped)) ||
+      !(f->skipped[f->nskipped].name = strdup(name)))
     return em_err_set(ld->err, -ENOMEM, "%s: out of memory", f->path);
   f->skipped[f->nskipped].why = why;
   return remember_name(ld, f->skipped[f->nskipped++].name);
@@ -226,14 +227,8 @@ static int add_tensor(load_t *ld, const char *name, const desc_t *d)
       d->numel > (uint64_t)d->storage_numel - (uint64_t)d->offset)
     return em_err_set(ld->err, -EINVAL, "%s: tensor '%s' reaches past its storage %s (%llu bytes)", f->path, name,
                       entry, (ull)e->size);
-  if (f->ntensors == f->cap) {
-    size_t cap = f->cap ? 2 * f->cap : 64;
-    em_torch_tensor_t *t = realloc(f->tensors, cap * sizeof(*t));
-    if (!t)
-      return em_err_set(ld->err, -ENOMEM, "%s: out of memory", f->path);
-    f->tensors = t;
-    f->cap = cap;
-  }
+  if (!room((void **)&f->tensors, &f->cap, f->ntensors, sizeof(*f->tensors)))
+    return em_err_set(ld->err, -ENOMEM, "%s: out of memory", f->path);
   em_torch_tensor_t *t = &f->tensors[f->ntensors];
   *t = (em_torch_tensor_t){.dtype = d->dtype, .rank = d->rank, .numel = d->numel,
                            .begin = e->offset + (uint64_t)d->offset * es};
@@ -463,13 +458,7 @@ void em_torch_destroy(em_torch_file_t **self_p)
 
 int em_torch_read(const em_torch_file_t *f, uint64_t off, size_t len, void *buf, em_err_t *err)
 {
-  int rc = em_fs_pread(f->fd, buf, len, off);
-  if (rc == EM_ECHANGED)
-    return em_err_set(err, rc, "%s: the file ended before byte %llu: it shrank while being read", f->path,
-                      (ull)(off + len));
-  if (rc)
-    return em_err_set(err, rc, "%s: read at byte %llu: %s", f->path, (ull)off, strerror(-rc));
-  return 0;
+  return em_fs_read_at(f->fd, f->path, off, len, buf, err);
 }
 
 /* ---------------------------------------------------------------- as an em_format_t */
