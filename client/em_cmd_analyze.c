@@ -28,7 +28,8 @@ static const char usage_text[] =
   "                    sampled), sampled (the authors' method) or full (every neuron, no\n"
   "                    sampling: a different graph, see docs/METHOD.md); chosen once, at the\n"
   "                    baseline, for every PATH. --full is --mode full\n"
-  "  --arch A          auto, gpt-neox, llama, gpt2, bert, torch-transformer, mlp (auto)\n"
+  "  --arch A          auto, gpt-neox, llama, gpt2, bert, torch-transformer, cnn,\n"
+  "                    mlp (auto)\n"
   "  --q-min/--q-max/--q-step   q grid (-3, 3, 0.1)\n"
   "  --check-finite    first read every weight for NaN/Inf (the analysis reads only its samples)\n"
   "exit: 0 ok, 1 a checkpoint could not be analysed, 2 usage\n";

@@ -45,7 +45,7 @@ static const struct key {
   {"alpha0", K_PARAM, 0, 0, 0, true, "RULE     analysis: central|reference"},
   {"mode", K_PARAM, 0, 0, 0, true, "M          analysis: sampled|full|auto (auto)"},
   {"full", K_PARAM, 0, 0, 0, false, "           analysis: every neuron (= --mode full)"},
-  {"arch", K_PARAM, 0, 0, 0, true, "A          analysis: auto|gpt-neox|llama|gpt2|bert|torch-transformer|mlp"},
+  {"arch", K_PARAM, 0, 0, 0, true, "A          analysis: auto|gpt-neox|llama|gpt2|bert|torch-transformer|cnn|mlp"},
   {"q_min", K_PARAM, 0, 0, 0, true, "Q         analysis: q grid (-3)"},
   {"q_max", K_PARAM, 0, 0, 0, true, "Q         analysis: q grid (3)"},
   {"q_step", K_PARAM, 0, 0, 0, true, "Q        analysis: q grid (0.1)"},

@@ -46,7 +46,8 @@ typedef enum em_arch {
   EM_ARCH_GPT2,
   EM_ARCH_BERT,
   EM_ARCH_MLP,
-  EM_ARCH_TORCH_TRANSFORMER    /* torch.nn.TransformerEncoder/Decoder layers */
+  EM_ARCH_TORCH_TRANSFORMER,   /* torch.nn.TransformerEncoder/Decoder layers */
+  EM_ARCH_CNN                  /* convolutions (channels as neurons), then linear layers */
 } em_arch_t;
 
 /* What is measured: the authors' sampled networks, or every neuron. auto picks full

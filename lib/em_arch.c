@@ -13,7 +13,9 @@
  *   llama: q;k;v stacked; with grouped K/V (hkv != hq) a group K of min(L, hkv) is drawn
  *          right after T for the k and v rows. gate;up stacked, targets nums5, I+nums5.
  *   gpt2:  Conv1D weights are stored [in, out] and read transposed.
- *   mlp:   every 2-D weight in numeric-aware name order, chained; L per layer. */
+ *   mlp:   every 2-D weight in numeric-aware name order, chained; L per layer.
+ *   cnn:   the convolution kernels, then the 2-D weights, each in numeric-aware name
+ *          order, chained as the mlp; channels are neurons (see em_map_t.taps). */
 #include "em_arch.h"
 
 #include <ctype.h>
@@ -48,7 +50,7 @@ static const family_t families[] = {
    "linear2.weight", false},
 };
 
-static const char *arch_names[] = {"auto", "gpt-neox", "llama", "gpt2", "bert", "mlp", "torch-transformer"};
+static const char *arch_names[] = {"auto", "gpt-neox", "llama", "gpt2", "bert", "mlp", "torch-transformer", "cnn"};
 
 static const family_t *family_of(em_arch_t arch)
 {
@@ -246,6 +248,7 @@ static void add_map(builder_t *bd, const em_tensor_t *const *parts, const uint64
 {
   em_map_t *m = &bd->plan->maps[bd->plan->nmaps++];
   memset(m, 0, sizeof(*m));
+  m->taps = 1;
   m->nparts = nparts;
   m->transposed = transposed;
   for (int i = 0; i < nparts; i++) {
@@ -329,50 +332,111 @@ bool em_arch_is_weight(const em_tensor_t *t)
 }
 
 /* Integer matrices are candidates too: reading them fails with a message naming the dtype. */
-static bool mlp_candidate(const em_tensor_t *t) { return t->rank == 2 && weight_name(t->name); }
+static bool is_matrix(const em_tensor_t *t) { return t->rank == 2 && weight_name(t->name); }
+static bool is_kernel(const em_tensor_t *t) { return t->rank >= 3 && weight_name(t->name); }
 
 static int cmp_natural_tensor(const void *a, const void *b)
 {
   return em_natural_cmp((*(const em_tensor_t *const *)a)->name, (*(const em_tensor_t *const *)b)->name);
 }
 
-static int build_mlp(builder_t *bd)
+/* Appends the tensors `want` accepts to w[*n], in numeric-aware name order. */
+static void collect(const em_ckpt_t *ck, bool (*want)(const em_tensor_t *), const em_tensor_t **w, size_t *n)
+{
+  size_t first = *n;
+  for (size_t i = 0; i < ck->ntensors; i++)
+    if (want(&ck->tensors[i]))
+      w[(*n)++] = &ck->tensors[i];
+  qsort(w + first, *n - first, sizeof(*w), cmp_natural_tensor);
+}
+
+/* Output and input neurons of a kernel [out, in, k...] and its taps per input channel. */
+static int kernel_dims(builder_t *bd, const em_tensor_t *t, uint64_t *out, uint64_t *in, uint64_t *taps)
+{
+  *taps = 1;
+  for (unsigned d = 2; d < t->rank; d++)
+    *taps *= t->shape[d];
+  if (t->shape[0] == 0 || t->shape[1] == 0 || *taps == 0)
+    return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' is an empty convolution kernel", bd->ck->path, t->name);
+  if (t->shape[0] > EM_MAX_WIDTH || t->shape[1] > EM_MAX_WIDTH)
+    return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' has %llu x %llu channels: more than the %u neurons a "
+                      "layer may have", bd->ck->path, t->name, (unsigned long long)t->shape[0],
+                      (unsigned long long)t->shape[1], EM_MAX_WIDTH);
+  *out = t->shape[0];
+  *in = t->shape[1];
+  return 0;
+}
+
+/* Neurons of link i of the chain: a kernel's channels, or a matrix's rows and columns,
+ * where a matrix after a kernel may take the kernel's channels flattened (torch's
+ * flatten of [C, H, W] puts each channel's H*W positions together). */
+static int link_dims(builder_t *bd, const em_tensor_t *const *w, size_t i, uint64_t prev_out, uint64_t *out,
+                     uint64_t *in, uint64_t *taps)
+{
+  if (w[i]->rank >= 3)
+    return kernel_dims(bd, w[i], out, in, taps);
+  *taps = 1;
+  int rc = dims(bd, w[i], false, out, in);
+  if (!rc && i > 0 && w[i - 1]->rank >= 3 && *in != prev_out && *in % prev_out == 0) {
+    *taps = *in / prev_out;
+    *in = prev_out;
+  }
+  return rc;
+}
+
+/* Chains the n tensors of w: the outputs of each are the inputs of the next. */
+static int build_chain(builder_t *bd, const em_tensor_t *const *w, size_t n)
+{
+  uint64_t prev_out = 0;
+  int src = -1;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t out, in, taps;
+    if (link_dims(bd, w, i, prev_out, &out, &in, &taps))
+      return bd->err->code;
+    if (i > 0 && in != prev_out)
+      return em_err_set(bd->err, -EINVAL, "%s: %s chain breaks: '%s' takes %llu inputs but '%s' gives %llu outputs",
+                        bd->ck->path, em_arch_name(bd->plan->arch), w[i]->name, (unsigned long long)in,
+                        w[i - 1]->name, (unsigned long long)prev_out);
+    if (i == 0)
+      src = add_group(bd, in, bd->neurons);
+    int tgt = add_group(bd, out, bd->neurons);
+    add_map(bd, &w[i], (uint64_t[]){out}, 1, false, src, 1, (int[]){tgt}, (uint64_t[]){0});
+    bd->plan->maps[bd->plan->nmaps - 1].taps = (uint32_t)taps;
+    src = tgt;
+    prev_out = out;
+  }
+  return 0;
+}
+
+/* mlp: the 2-D weights; cnn: the convolution kernels first, then the 2-D weights. */
+static int build_sequential(builder_t *bd)
 {
   const em_ckpt_t *ck = bd->ck;
   const em_tensor_t **w = calloc(ck->ntensors ? ck->ntensors : 1, sizeof(*w));
   if (!w)
     return em_err_set(bd->err, -ENOMEM, "out of memory");
   size_t n = 0;
-  for (size_t i = 0; i < ck->ntensors; i++)
-    if (mlp_candidate(&ck->tensors[i]))
-      w[n++] = &ck->tensors[i];
-  qsort(w, n, sizeof(*w), cmp_natural_tensor);
+  if (bd->plan->arch == EM_ARCH_CNN)
+    collect(ck, is_kernel, w, &n);
+  collect(ck, is_matrix, w, &n);
   int rc = n ? alloc_plan(bd->plan, n + 1, n) : -1;
   if (rc == -ENOMEM)
     rc = em_err_set(bd->err, -ENOMEM, "out of memory");
   else if (rc)
-    rc = em_err_set(bd->err, -EINVAL, "%s: no 2-D weight matrix to map as an mlp", ck->path);
-  uint64_t prev_out = 0;
-  int src = -1;
-  for (size_t i = 0; i < n && !rc; i++) {
-    uint64_t out, in;
-    if ((rc = dims(bd, w[i], false, &out, &in)) != 0)
-      break;
-    if (i > 0 && in != prev_out) {
-      rc = em_err_set(bd->err, -EINVAL, "%s: mlp chain breaks: '%s' takes %llu inputs but '%s' gives %llu outputs",
-                      ck->path, w[i]->name, (unsigned long long)in, w[i - 1]->name,
-                      (unsigned long long)prev_out);
-      break;
-    }
-    if (i == 0)
-      src = add_group(bd, in, bd->neurons);
-    int tgt = add_group(bd, out, bd->neurons);
-    add_map(bd, &w[i], (uint64_t[]){out}, 1, false, src, 1, (int[]){tgt}, (uint64_t[]){0});
-    src = tgt;
-    prev_out = out;
-  }
+    rc = em_err_set(bd->err, -EINVAL, "%s: no weight %s to map as %s", ck->path,
+                    bd->plan->arch == EM_ARCH_CNN ? "kernel or matrix" : "matrix", em_arch_name(bd->plan->arch));
+  else
+    rc = build_chain(bd, w, n);
   free(w);
   return rc;
+}
+
+static bool has_kernel(const em_ckpt_t *ck)
+{
+  for (size_t i = 0; i < ck->ntensors; i++)
+    if (is_kernel(&ck->tensors[i]) && em_dtype_readable(ck->tensors[i].dtype))
+      return true;
+  return false;
 }
 
 /* The "nothing matched" message: what the checkpoint holds. */
@@ -385,7 +449,7 @@ static int unmappable(builder_t *bd)
     used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s' (rank %u %s)", i ? ", " : "", t->name,
                              t->rank, em_dtype_name(t->dtype));
   }
-  return em_err_set(bd->err, -EINVAL, "%s: cannot map to gpt-neox, llama, gpt2, bert, torch-transformer or mlp; "
+  return em_err_set(bd->err, -EINVAL, "%s: cannot map to gpt-neox, llama, gpt2, bert, torch-transformer, cnn or mlp; "
                     "it holds %zu tensors: %s%s; pass --arch", bd->ck->path, bd->ck->ntensors, list,
                     bd->ck->ntensors > 6 ? ", ..." : "");
 }
@@ -419,10 +483,10 @@ int em_plan_build(const em_ckpt_t *ck, em_arch_t arch, int neurons, bool full, e
     out->arch = f->arch;
     rc = build_transformer(&bd, f, prefix, nblocks);
   }
-  if (rc == -1 && (arch == EM_ARCH_AUTO || arch == EM_ARCH_MLP)) {
-    out->arch = EM_ARCH_MLP;
-    rc = build_mlp(&bd);
-    if (rc && arch == EM_ARCH_AUTO && rc != -ENOMEM)
+  if (rc == -1 && (arch == EM_ARCH_AUTO || arch == EM_ARCH_MLP || arch == EM_ARCH_CNN)) {
+    out->arch = arch == EM_ARCH_CNN || (arch == EM_ARCH_AUTO && has_kernel(ck)) ? EM_ARCH_CNN : EM_ARCH_MLP;
+    rc = build_sequential(&bd);
+    if (rc && arch == EM_ARCH_AUTO && rc != -ENOMEM && out->arch == EM_ARCH_MLP)
       rc = unmappable(&bd);
   } else if (rc == -1) {
     rc = em_err_set(err, -EINVAL, "%s: no tensor named like %s (--arch %s); try --arch auto", ck->path,

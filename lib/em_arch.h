@@ -19,7 +19,11 @@ typedef struct em_group {
 
 /* One linear map W[out, in] (logical orientation): sampled source neurons (columns) send
  * edges to sampled target neurons (rows). W may stack row blocks of several tensors
- * (q;k;v or gate;up) or be one tensor stored [in, out] (GPT-2 Conv1D: transposed). */
+ * (q;k;v or gate;up) or be one tensor stored [in, out] (GPT-2 Conv1D: transposed). A
+ * convolution kernel [out, in, k...] is a map whose source neurons are input channels
+ * that own `taps` consecutive stored columns each (its k... taps, or the spatial
+ * positions of a channel flattened into a linear layer); the edge weight is their l2
+ * norm (docs/ARCHITECTURES.md "Convolutions"). */
 typedef struct em_map {
   int nparts;
   struct {
@@ -27,7 +31,8 @@ typedef struct em_map {
     uint32_t rows;            /* logical rows this part contributes */
   } parts[EM_MAP_PARTS];
   bool transposed;            /* single part stored [in, out] */
-  uint32_t in_dim, out_dim;
+  uint32_t in_dim, out_dim;   /* neurons */
+  uint32_t taps;              /* stored columns per source neuron: 1 but for convolutions */
   int src;                    /* group of the source neurons (columns) */
   int ntgt;                   /* targets: group g's indices shifted by offset */
   struct {

@@ -18,8 +18,9 @@ static bool in_plan(const em_plan_t *plan, const em_tensor_t *t)
 
 static const char *why_skipped(const em_tensor_t *t, em_arch_t arch)
 {
-  if (t->rank == 4 || t->rank == 3)
-    return "a convolution kernel: no mapping reads convolutions";
+  if (t->rank >= 3)
+    return arch == EM_ARCH_CNN ? "a convolution kernel off the cnn chain (its channels do not follow the layer before)"
+                               : "a convolution kernel, which only the cnn mapping reads";
   return arch == EM_ARCH_MLP ? "not on the mlp chain (its shape does not follow the layer before)"
                              : "not one of the mapping's per-block matrices";
 }

@@ -9,6 +9,7 @@
 #include "em_nin.h"
 
 #include <endian.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,15 +128,15 @@ typedef struct chunk {
   uint64_t nrows;
   size_t row_bytes;     /* bytes per row in data */
   size_t es;            /* bytes per element */
-  uint32_t first;       /* column of each row's first byte */
+  uint64_t first;       /* column of each row's first byte */
 } chunk_t;
 
 typedef int (*chunk_sink_fn)(void *ctx, const chunk_t *c);
 
-static int nonfinite(const em_tensor_t *t, uint64_t row, uint32_t col, em_err_t *err)
+static int nonfinite(const em_tensor_t *t, uint64_t row, uint64_t col, em_err_t *err)
 {
-  return em_err_set(err, EM_ENONFINITE, "%s: tensor '%s' holds NaN or Inf at [%llu, %u]", t->file->path,
-                    t->name, (unsigned long long)row, col);
+  return em_err_set(err, EM_ENONFINITE, "%s: tensor '%s' holds NaN or Inf at [%llu, %llu]", t->file->path,
+                    t->name, (unsigned long long)row, (unsigned long long)col);
 }
 
 /* Distance bin of column col of a row: 0 not kept, 1..thr, thr + 1 for NaN/Inf. Every
@@ -164,10 +165,11 @@ static int find_nonfinite(const chunk_t *c, int thr, const uint32_t *cols, uint3
   return nonfinite(c->t, c->row0, cols[0], err);
 }
 
-/* Reads rows row0..row0+nrows of t over the span of cols (ascending) and hands them to
- * sink in chunks: whole rows many at a time, partial spans one row at a time. */
-static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t nrows, const uint32_t *cols,
-                     uint32_t nc, chunk_sink_fn sink, void *ctx, em_err_t *err)
+/* Reads rows row0..row0+nrows of t over stored columns [first, first + span) and hands
+ * them to sink in chunks: whole rows many at a time, partial spans one row at a time.
+ * A row is everything after the first dimension (a kernel's [in, k...] too). */
+static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t nrows, uint64_t first,
+                     uint64_t span, chunk_sink_fn sink, void *ctx, em_err_t *err)
 {
   if (!em_dtype_readable(t->dtype))
     return em_err_set(err, EM_EUNSUPPORTED, "%s: tensor '%s' has dtype %s, which the analysis cannot read",
@@ -177,9 +179,8 @@ static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t 
   if (rc)
     return em_err_set(err, -ENOMEM, "out of memory");
   c.mag = c.tab ? mag_table(n, t->dtype, c.tab) : NULL;
-  uint64_t width = t->shape[1];
+  uint64_t width = t->numel / t->shape[0];
   size_t es = em_dtype_bits(t->dtype) / 8;
-  uint64_t span = (uint64_t)cols[nc - 1] - cols[0] + 1;
   if (span * es > READ_BUF)
     return em_err_set(err, EM_EUNSUPPORTED, "%s: tensor '%s': rows of %llu bytes exceed the %u-byte read buffer",
                       t->file->path, t->name, (unsigned long long)(span * es), READ_BUF);
@@ -191,7 +192,7 @@ static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t 
     per_read = per_read ? per_read : 1;
   }
   c.es = es;
-  c.first = cols[0];
+  c.first = first;
   c.row_bytes = (size_t)(span * es);
   for (uint64_t r = 0; r < nrows && !rc; r += c.nrows) {
     if (n->cancel && *n->cancel)
@@ -218,7 +219,9 @@ static int fold_node(em_acc_t *acc, const uint32_t *h, int thr)
 
 typedef struct map_ctx {
   em_nin_t *n;
-  const uint32_t *cols;   /* needed columns, ascending */
+  chunk_sink_fn sink;
+  uint32_t taps;          /* stored columns per source neuron */
+  const uint32_t *cols;   /* needed columns (source neurons), ascending */
   const uint32_t *slot;   /* column k -> histogram slot */
   bool identity;          /* slot[k] == k: the columns came sorted */
   uint32_t nc;
@@ -273,6 +276,50 @@ static int sink_targets(void *ctx, const chunk_t *c)
     }
   }
   return bad ? find_nonfinite(c, thr, m->cols, m->nc, m->err) : 0;
+}
+
+/* The l2 norm of a source channel's taps e[0..taps), scaled so that no square
+ * overflows; -1 (and *bad, the first non-finite tap) when one is NaN or Inf. */
+static double kernel_norm(const chunk_t *c, const uint8_t *e, uint32_t taps, uint32_t *bad)
+{
+  double big = 0;
+  for (uint32_t j = 0; j < taps; j++) {
+    double w = fabs(em_dtype_to_double(c->t->dtype, e + (size_t)j * c->es));
+    if (!isfinite(w)) {
+      *bad = j;
+      return -1;
+    }
+    big = w > big ? w : big;
+  }
+  if (big == 0)
+    return 0;
+  double ss = 0;
+  for (uint32_t j = 0; j < taps; j++) {
+    double w = em_dtype_to_double(c->t->dtype, e + (size_t)j * c->es) / big;
+    ss += w * w;
+  }
+  return big * sqrt(ss);
+}
+
+/* Rows are targets (output channels) and source k owns taps consecutive columns: the
+ * edge is their l2 norm. */
+static int sink_kernels(void *ctx, const chunk_t *c)
+{
+  map_ctx_t *m = ctx;
+  int thr = m->n->thr;
+  size_t stride = (size_t)thr + 2;
+  for (uint64_t r = 0; r < c->nrows; r++) {
+    const uint8_t *row = c->data + r * c->row_bytes;
+    for (uint32_t k = 0; k < m->nc; k++) {
+      uint64_t col = (uint64_t)m->cols[k] * m->taps;
+      uint32_t bad = 0;
+      double w = kernel_norm(c, row + (size_t)(col - c->first) * c->es, m->taps, &bad);
+      if (w < 0)
+        return nonfinite(c->t, c->row0 + r, col + bad, m->err);
+      m->n->hist[m->slot[k] * stride + (size_t)em_bin_of(w, thr)]++;
+    }
+  }
+  return 0;
 }
 
 /* Rows are sources (transposed storage): each row is one node. */
@@ -358,7 +405,8 @@ static int add_target_rows(em_nin_t *n, const em_map_t *m, const uint32_t *tgt, 
     uint32_t run = 1;
     while (i + run < ntgt && tgt[i + run] == row + run && row + run < base + m->parts[p].rows)
       run++;
-    rc = read_rows(n, m->parts[p].t, row - base, run, cols, ctx->nc, sink_targets, ctx, err);
+    uint64_t first = (uint64_t)cols[0] * ctx->taps, span = ((uint64_t)cols[ctx->nc - 1] - cols[0] + 1) * ctx->taps;
+    rc = read_rows(n, m->parts[p].t, row - base, run, first, span, ctx->sink, ctx, err);
     i += run;
   }
   return rc;
@@ -371,7 +419,8 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
   size_t stride = (size_t)n->thr + 2, nodes = m->transposed ? 1 : nsrc;
   if (grow((void **)&n->hist, &n->hist_cap, nodes * stride, sizeof(*n->hist)))
     return em_err_set(err, -ENOMEM, "out of memory");
-  map_ctx_t ctx = {.n = n, .acc = acc, .err = err};
+  map_ctx_t ctx = {.n = n, .sink = m->taps > 1 ? sink_kernels : sink_targets, .taps = m->taps, .acc = acc,
+                   .err = err};
   if (m->transposed) {
     /* Stored [in, out]: each sampled source is a stored row; targets are its columns. */
     ctx.cols = sort_cols(n, tgt, ntgt, &ctx.identity, &rc);
@@ -380,7 +429,8 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
       uint32_t run = 1;
       while (i + run < nsrc && src[i + run] == src[i] + run)
         run++;
-      rc = read_rows(n, m->parts[0].t, src[i], run, ctx.cols, ntgt, sink_sources, &ctx, err);
+      rc = read_rows(n, m->parts[0].t, src[i], run, ctx.cols[0], ctx.cols[ntgt - 1] - ctx.cols[0] + 1, sink_sources,
+                     &ctx, err);
       i += run;
     }
   } else {

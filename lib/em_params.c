@@ -113,7 +113,7 @@ int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *
       rc = em_err_set(err, -EINVAL, "full: '%s' is not true or false", value);
   } else if (strcmp(key, "arch") == 0) {
     if (!value || em_arch_parse(value, &p->arch) != 0)
-      rc = em_err_set(err, -EINVAL, "arch: '%s' is not one of auto, gpt-neox, llama, gpt2, bert, torch-transformer, mlp",
+      rc = em_err_set(err, -EINVAL, "arch: '%s' is not one of auto, gpt-neox, llama, gpt2, bert, torch-transformer, cnn, mlp",
                       value ? value : "");
   } else {
     rc = em_err_set(err, -ENOENT, "unknown analysis parameter '%s'", key);

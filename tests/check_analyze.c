@@ -53,24 +53,7 @@ static void setup(void)
   write_mlp("F32", w0);
 }
 
-static void teardown(void)
-{
-  char cmd[800];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
-  free(dir);
-}
-
-static int analyze_path(const char *p, const em_params_t *params, em_result_t *r, em_err_t *err)
-{
-  em_ckpt_t *ck = NULL;
-  int rc = em_ckpt_open(p, &ck, err);
-  if (!rc)
-    rc = em_analyze(ck, params, r, err);
-  em_ckpt_destroy(&ck);
-  return rc;
-}
+static void teardown(void) { st_rmtmp(dir); }
 
 START_TEST(test_analyze_mlp)
 {
@@ -79,19 +62,19 @@ START_TEST(test_analyze_mlp)
   p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r, again;
   em_err_t err = {0};
-  ck_assert_msg(analyze_path(path, &p, &r, &err) == 0, "%s", err.msg);
+  ck_assert_msg(st_analyze(path, &p, &r, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(r.arch, EM_ARCH_MLP);
   ck_assert_uint_eq(r.nsamples, 10);
   ck_assert_uint_eq(r.nq, 61);
   ck_assert_uint_eq(r.nodes, 10 * 3 * 32); /* 32 sources in each of 3 layers, all kept */
   ck_assert(r.alpha0 > 0 && r.width > 0);
-  ck_assert_int_eq(analyze_path(dir, &p, &again, &err), 0); /* the directory finds model.safetensors */
+  ck_assert_int_eq(st_analyze(dir, &p, &again, &err), 0); /* the directory finds model.safetensors */
   ck_assert_double_eq(r.alpha0, again.alpha0);          /* deterministic */
   for (size_t i = 0; i < r.nq; i++)
     ck_assert_double_eq(r.tau[i], again.tau[i]);
   em_result_free(&again);
   p.mode = EM_MODE_FULL;
-  ck_assert_int_eq(analyze_path(path, &p, &again, &err), 0);
+  ck_assert_int_eq(st_analyze(path, &p, &again, &err), 0);
   ck_assert_uint_eq(again.nsamples, 1);
   ck_assert_uint_eq(again.nodes, 64 + 128 + 128); /* every source neuron */
   ck_assert_double_ne(again.alpha0, r.alpha0);
@@ -155,7 +138,7 @@ START_TEST(test_analyze_nonfinite_named)
   p.mode = EM_MODE_FULL; /* reads every weight */
   em_result_t r;
   em_err_t err = {0};
-  ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_ENONFINITE);
+  ck_assert_int_eq(st_analyze(path, &p, &r, &err), EM_ENONFINITE);
   ck_assert_msg(strstr(err.msg, "'layers.1.weight'") && strstr(err.msg, "[5, 7]"), "%s", err.msg);
 }
 END_TEST
@@ -168,7 +151,7 @@ START_TEST(test_analyze_unsupported_dtype)
   p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   em_err_t err = {0};
-  ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EUNSUPPORTED);
+  ck_assert_int_eq(st_analyze(path, &p, &r, &err), EM_EUNSUPPORTED);
   ck_assert_msg(strstr(err.msg, "dtype I32"), "%s", err.msg);
 }
 END_TEST
@@ -222,7 +205,7 @@ START_TEST(test_analyze_no_node_kept)
   p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   em_err_t err = {0};
-  ck_assert_int_eq(analyze_path(path, &p, &r, &err), EM_EDEGENERATE);
+  ck_assert_int_eq(st_analyze(path, &p, &r, &err), EM_EDEGENERATE);
   ck_assert_msg(strstr(err.msg, "seed 0") && strstr(err.msg, "--mode full"), "%s", err.msg);
 }
 END_TEST
@@ -240,10 +223,10 @@ START_TEST(test_analyze_unmappable_and_torch)
   p.mode = EM_MODE_SAMPLED; /* the authors' method; auto is tested on its own */
   em_result_t r;
   em_err_t err = {0};
-  ck_assert_int_eq(analyze_path(path, &p, &r, &err), -EINVAL);
+  ck_assert_int_eq(st_analyze(path, &p, &r, &err), -EINVAL);
   ck_assert_msg(strstr(err.msg, "cannot map") && strstr(err.msg, "'norm.weight'"), "%s", err.msg);
   p.arch = EM_ARCH_LLAMA;
-  ck_assert_int_eq(analyze_path(path, &p, &r, &err), -EINVAL);
+  ck_assert_int_eq(st_analyze(path, &p, &r, &err), -EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "q_proj"));
 
   unlink(path);
@@ -306,7 +289,7 @@ START_TEST(test_check_finite_every_dtype)
   p.mode = EM_MODE_FULL;
   em_result_t r;
   em_err_t err = {0};
-  ck_assert_int_eq(analyze_path(path, &p, &r, &err), 0);
+  ck_assert_int_eq(st_analyze(path, &p, &r, &err), 0);
   em_result_free(&r);
   em_ckpt_t *ck = NULL;
   ck_assert_int_eq(em_ckpt_open(path, &ck, &err), 0);

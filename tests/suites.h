@@ -14,6 +14,7 @@ Suite *torch_suite(void);
 Suite *name_suite(void);
 Suite *params_suite(void);
 Suite *analyze_suite(void);
+Suite *cnn_suite(void);
 Suite *rules_suite(void);
 Suite *tracker_suite(void);
 Suite *history_suite(void);

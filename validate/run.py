@@ -10,6 +10,7 @@ Runs (each into WORK/runs/NAME, kept between invocations unless --retrain):
   control           the same model on sequences with nothing to copy (--control)
   demo-mlp          the demo's MLP (examples/train_mlp.py, as `make demo` runs it)
   torch-mlp         a plain PyTorch MLP with SGD + momentum (train_torch_mlp.py)
+  torch-cnn         a small PyTorch CNN saved by torch.save (train_cnn.py; the cnn mapping)
 Per run and mode (full, sampled): Spearman(E, eval accuracy) over its checkpoints, the
 step of E's minimum, the first step with accuracy >= 0.5, and the steps where the rules
 fired, with the accuracy there and the best accuracy after it. --quick trains shorter
@@ -47,6 +48,7 @@ def runs(quick):
         ("demo-mlp", [py, os.path.join(ROOT, "examples", "train_mlp.py"), "{out}", "--steps", "1200",
                       "--save-every", "100", "--lr", "0.08"] + mlp),
         ("torch-mlp", [py, os.path.join(HERE, "train_torch_mlp.py"), "{out}", "--seed", "0"] + mlp),
+        ("torch-cnn", [py, os.path.join(HERE, "train_cnn.py"), "{out}", "--seed", "0"] + mlp),
     ]
 
 

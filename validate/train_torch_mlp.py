@@ -17,12 +17,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch loads OpenBLA
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-from hfckpt import save_and_report  # noqa: E402
+from hfckpt import train_sgd  # noqa: E402
 from train_mlp import make_task  # noqa: E402
 
 SIZES, BATCH, LR, MOMENTUM = [64, 256, 256, 10], 64, 0.05, 0.9
@@ -43,15 +42,6 @@ def load_data(seed):
     return x[:10000], y[:10000], x[10000:], y[10000:]
 
 
-def accuracy(model, x, y):
-    with torch.no_grad():
-        return float((model(x).argmax(dim=1) == y).float().mean())
-
-
-def checkpoint(out, step, model, history):
-    save_and_report("train_torch_mlp", out, step, model, CONFIG, history)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
@@ -66,23 +56,11 @@ def main():
     xt, yt, xe, ye = load_data(a.seed)
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    os.makedirs(a.out, exist_ok=True)
-    history = [{"step": 0, "eval_accuracy": round(accuracy(model, xe, ye), 6)}]
-    checkpoint(a.out, 0, model, history)
-    losses = []
-    for step in range(1, a.steps + 1):
-        idx = torch.randint(0, len(xt), (BATCH,), generator=gen)
-        loss = F.cross_entropy(model(xt[idx]), yt[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-        if step % a.save_every == 0 or step == a.steps:
-            history.append({"step": step, "loss": round(sum(losses) / len(losses), 6),
-                            "eval_accuracy": round(accuracy(model, xe, ye), 6)})
-            checkpoint(a.out, step, model, history)
-            losses = []
 
+    def batch():
+        idx = torch.randint(0, len(xt), (BATCH,), generator=gen)
+        return xt[idx], yt[idx]
+    train_sgd("train_torch_mlp", a.out, model, opt, batch, (xe, ye), a.steps, a.save_every, CONFIG)
 
 if __name__ == "__main__":
     t0 = time.time()

@@ -58,3 +58,22 @@ char *st_tmpdir(void)
   snprintf(tmpl, sizeof(tmpl), "%s/emerge-test-XXXXXX", base && *base ? base : "/tmp");
   return mkdtemp(tmpl) ? strdup(tmpl) : NULL;
 }
+
+void st_rmtmp(char *dir)
+{
+  char cmd[800];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+  free(dir);
+}
+
+int st_analyze(const char *path, const em_params_t *p, em_result_t *r, em_err_t *err)
+{
+  em_ckpt_t *ck = NULL;
+  int rc = em_ckpt_open(path, &ck, err);
+  if (!rc)
+    rc = em_analyze(ck, p, r, err);
+  em_ckpt_destroy(&ck);
+  return rc;
+}

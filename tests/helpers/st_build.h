@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "emerge.h"
+
 typedef struct st_tensor {
   const char *name;
   const char *dtype;    /* "F32", "F16", ... */
@@ -24,5 +26,10 @@ uint8_t *st_raw(const char *header, size_t data_len, size_t *len);
 int st_write(const char *path, const uint8_t *buf, size_t len);
 /* A fresh temporary directory (mkdtemp); caller frees the string. */
 char *st_tmpdir(void);
+/* Removes the directory st_tmpdir made, with its contents, and frees the string. */
+void st_rmtmp(char *dir);
+
+/* em_ckpt_open + em_analyze of path: the result in *r on 0, else the error. */
+int st_analyze(const char *path, const em_params_t *p, em_result_t *r, em_err_t *err);
 
 #endif

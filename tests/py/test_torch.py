@@ -212,9 +212,10 @@ def test_formats_that_cannot_be_read_say_what_to_do(tmp):
 
 
 def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
-    """A CNN whose convolutions hold most weights: the result lists the linear layers it
-    read and the kernels it skipped, with coverage their share; analyze and the daemon's
-    log say E describes only that share. A LoRA adapter is refused with a hint."""
+    """A CNN saved by torch maps as `cnn` (channels as neurons), every weight read. Under
+    --arch mlp its convolutions, most of its weights, are skipped: the result lists the
+    linear layers it read and the kernels it skipped, with coverage their share; analyze
+    and the daemon's log say E describes only that share. A LoRA adapter is refused."""
     torch = _torch()
     torch.manual_seed(0)
     cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3),
@@ -225,14 +226,17 @@ def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
     os.makedirs(run)
     path = os.path.join(tmp, "cnn.pt")
     torch.save(cnn.state_dict(), path)
-    code, out, err = emergectl("analyze", "--json", path)
+    r = analyze_json(path)[0]
+    assert r["arch"] == "cnn" and r["coverage"] == 1 and r["skipped"] == [], r
+    assert sorted(r["tensors"]) == ["0.weight", "2.weight", "6.weight", "8.weight"], r["tensors"]
+    code, out, err = emergectl("analyze", "--json", "--arch", "mlp", path)
     r = json.loads(out)
     assert r["tensors"] == ["6.weight", "8.weight"], r["tensors"]
     assert [(s["name"], "convolution" in s["why"]) for s in r["skipped"]] == [("0.weight", True), ("2.weight", True)]
     conv, lin = 3 * 64 * 9 + 64 * 64 * 9, 64 * 32 + 32 * 10
     assert abs(r["coverage"] - lin / (lin + conv)) < 1e-12, r["coverage"]
     assert "warning" in err and "E describes only 6% of the weights" in err and "0.weight" in err, err
-    d = Daemon(tmp, root).start()
+    d = Daemon(tmp, root, "--arch", "mlp").start()
     torch.save(cnn.state_dict(), os.path.join(run, "ckpt_0.pt"))
     wait_for(lambda: history(d, "cnn")[0], what="the CNN's result")
     assert "E describes only 6% of the weights" in d.read_log()
@@ -247,6 +251,32 @@ def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
                 "base_model.model.layers.0.q_proj.lora_B.weight": torch.zeros(64, 8)}, lora)
     code, _, err = emergectl("analyze", lora, check=1)
     assert code != 0 and "LoRA/PEFT adapter" in err and "merge_and_unload" in err, err
+
+
+def test_cnn_channels_are_neurons_as_torch_computes_the_kernel_norms(tmp):
+    """The cnn mapping of docs/ARCHITECTURES.md, checked against torch itself: a CNN with
+    2 Conv2d and Linear 2048->128->10 (the flatten of 32 channels x 8 x 8) gives the
+    spectrum of the mlp whose matrices are the l2 norms torch computes of each channel
+    pair's kernel (and of each channel's 64 positions in the first linear layer)."""
+    torch = _torch()
+    torch.manual_seed(1)
+    nn = torch.nn
+    cnn = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+                        nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2048, 128), nn.ReLU(),
+                        nn.Linear(128, 10))
+    sd = cnn.state_dict()
+    norms = {"l.0.weight": sd["0.weight"].double().flatten(2).norm(dim=2),
+             "l.1.weight": sd["3.weight"].double().flatten(2).norm(dim=2),
+             "l.2.weight": sd["7.weight"].double().view(128, 32, 64).norm(dim=2),
+             "l.3.weight": sd["9.weight"].double()}
+    torch.save(sd, os.path.join(tmp, "cnn.pt"))
+    torch.save(norms, os.path.join(tmp, "norms.pt"))
+    for mode in ("full", "sampled"):
+        c, m = (analyze_json("--mode", mode, os.path.join(tmp, f))[0] for f in ("cnn.pt", "norms.pt"))
+        assert c["arch"] == "cnn" and m["arch"] == "mlp" and c["coverage"] == 1, (c, m)
+        assert c["nodes"] == m["nodes"] and c["nodes"] >= 3 + 16 + 32, (c["nodes"], m["nodes"])
+        for key in ("alpha0", "width"):
+            assert abs(c[key] - m[key]) < 1e-9, (mode, key, c[key], m[key])
 
 
 def test_daemon_reads_deepspeed_and_megatron_directories(tmp):
