@@ -140,7 +140,7 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory $(EMERGECTL) $(EMERGED)
 	$(PYTHON) examples/demo.py
 
-# Does E track capability? Trains real models (about 5 minutes on 2 cores) and records the
+# Does E track capability? Trains real models (about 8 minutes on 2 cores) and records the
 # figures in docs/VALIDATION.md and docs/validation.png. Not part of make check.
 validate: deps
 	$(Q)$(MAKE) --no-print-directory deps DEB_PKGS="$(VALIDATE_PKGS)"

@@ -26,6 +26,10 @@ int em_cmd_request(const char *cmd, em_cmd_opts_t *o, em_api_cmd_t what, cJSON *
 void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err);
 /* v with fmt, or "-" for NaN. */
 void em_cmd_fmt_num(char *buf, size_t n, double v, const char *fmt);
+/* A checkpoint's place for a table column: "300", "#3" (arrival order: no step), "-". */
+void em_cmd_fmt_place(char *buf, size_t n, bool has, int64_t place, bool by_arrival);
+/* The same for a result. */
+void em_cmd_fmt_result_place(char *buf, size_t n, const em_result_view_t *r);
 void em_cmd_print_json(const cJSON *o);
 /* The reply without its "ok" member: the document --json prints. */
 void em_cmd_print_document(cJSON *reply);

@@ -62,8 +62,10 @@ static void print_alerts(cJSON *reply, const em_cmd_opts_t *o)
       em_cli_error("alerts", "skipping a malformed alert: %s", err);
       continue;
     }
+    char step[24];
     em_cmd_fmt_num(value, sizeof(value), al.value, "%+.4f");
-    printf("%6lld %-20s %10lld %-12s %-20s %9s  %s\n", (long long)al.seq, al.run, (long long)al.step, al.rule,
+    em_cmd_fmt_place(step, sizeof(step), true, al.step, al.by_arrival);
+    printf("%6lld %-20s %10s %-12s %-20s %9s  %s\n", (long long)al.seq, al.run, step, al.rule,
            al.has_cond ? em_condition_name(al.cond) : "-", value, al.reason);
     em_alert_free(&al);
   }
@@ -185,7 +187,7 @@ static cJSON *firing_json(const backtest_t *b, const em_firing_t *f)
 {
   const em_point_t *p = &b->pts[f->at];
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "step", (double)p->step);
+  em_json_add_place(o, p->step, p->by_arrival);
   cJSON_AddStringToObject(o, "condition", em_condition_name(f->cond));
   em_json_add_opt(o, "value", isfinite(f->value), f->value);
   cJSON_AddStringToObject(o, "path", p->path ? p->path : "");
@@ -202,7 +204,7 @@ static cJSON *series_json(const em_rule_t *rule, const backtest_t *b, size_t npt
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToArray(a, o);
     double raw = b->pts[i].value[rule->monitor - 1];
-    cJSON_AddNumberToObject(o, "step", (double)b->pts[i].step);
+    em_json_add_place(o, b->pts[i].step, b->pts[i].by_arrival);
     em_json_add_opt(o, "value", !isnan(raw), raw);
     em_json_add_opt(o, "judged", !isnan(judged[i]), judged[i]);
   }
@@ -216,10 +218,11 @@ static void print_series(const em_rule_t *rule, const backtest_t *b, size_t npts
   printf("%10s %9s %9s   (%s; judged: %s)\n", "STEP", "VALUE", "JUDGED", em_monitor_name(rule->monitor),
          rule->smoothing > 0 ? "smoothed" : "as is, after the baseline");
   for (size_t i = 0; i < npts; i++) {
-    char raw[24], j[24];
+    char step[24], raw[24], j[24];
+    em_cmd_fmt_place(step, sizeof(step), true, b->pts[i].step, b->pts[i].by_arrival);
     em_cmd_fmt_num(raw, sizeof(raw), b->pts[i].value[rule->monitor - 1], "%+.4f");
     em_cmd_fmt_num(j, sizeof(j), judged[i], "%+.4f");
-    printf("%10lld %9s %9s\n", (long long)b->pts[i].step, raw, j);
+    printf("%10s %9s %9s\n", step, raw, j);
   }
 }
 
@@ -256,9 +259,10 @@ static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t
     printf("%10s %-20s %9s  %s\n", "STEP", "CONDITION", "VALUE", "REASON");
   for (size_t i = 0; i < b->n; i++) {
     const em_firing_t *f = &b->fires[i];
-    char value[24];
+    char step[24], value[24];
+    em_cmd_fmt_place(step, sizeof(step), true, b->pts[f->at].step, b->pts[f->at].by_arrival);
     em_cmd_fmt_num(value, sizeof(value), isfinite(f->value) ? f->value : NAN, "%+.4f");
-    printf("%10lld %-20s %9s  %s\n", (long long)b->pts[f->at].step, em_condition_name(f->cond), value, f->reason);
+    printf("%10s %-20s %9s  %s\n", step, em_condition_name(f->cond), value, f->reason);
   }
   if (judged)
     print_series(rule, b, npts, judged);

@@ -126,23 +126,53 @@ static void alert_marks(FILE *f, const panel_t *p, const em_alert_t *alerts, siz
 {
   for (size_t i = 0; i < n; i++) {
     double step = (double)alerts[i].step;
+    char at[64];
     if (step < p->xlo || step > p->xhi)
       continue;
     double x = px(p, step);
+    em_place_text(at, sizeof(at), alerts[i].step, alerts[i].by_arrival);
     fprintf(f, "<g class=\"alert\"><line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ff7f0e\" "
                "stroke-width=\"1.5\" stroke-dasharray=\"3 3\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
                "fill=\"#ff7f0e\" text-anchor=\"middle\">", x, x, p->y0, p->y0 + p->h, x, p->y0 - 2);
     xml_text(f, alerts[i].rule);
-    fprintf(f, "</text><title>step %.0f: ", step);
+    fprintf(f, "</text><title>%s: ", at);
     xml_text(f, alerts[i].reason);
     fputs("</title></g>\n", f);
   }
 }
 
-/* Results that can be drawn against step: those with a step and an E. */
+/* Where a result sits on the x axis: its step, else its arrival number (a run whose
+ * checkpoint names carry no step); NaN when it has neither. */
+static double xof(const em_result_view_t *r)
+{
+  int64_t place;
+  bool by_arrival;
+  return em_result_place(r, &place, &by_arrival) ? (double)place : NAN;
+}
+
+/* Results that can be drawn: those with a place and an E. */
 static bool drawable(const em_result_view_t *r)
 {
-  return r->has_step && !isnan(r->emergence);
+  return !isnan(xof(r)) && !isnan(r->emergence);
+}
+
+/* "step 300", "checkpoint #3 (arrival order)" or "no step", for titles and legends. */
+static void place_label(char *buf, size_t n, const em_result_view_t *r)
+{
+  int64_t place;
+  bool by_arrival;
+  if (em_result_place(r, &place, &by_arrival))
+    em_place_text(buf, n, place, by_arrival);
+  else
+    snprintf(buf, n, "no step");
+}
+
+static bool any_by_arrival(const em_result_view_t *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!v[i].has_step && v[i].has_arrival)
+      return true;
+  return false;
 }
 
 /* Half the band drawn around E: two standard errors, 0 when unknown. */
@@ -157,10 +187,10 @@ static void band_polygon(FILE *f, const panel_t *p, const em_result_view_t *v, s
   fputs("<polygon class=\"band\" fill=\"#1f77b4\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", f);
   for (size_t i = 0; i < n; i++)
     if (drawable(&v[i]))
-      fprintf(f, "%.1f,%.1f ", px(p, (double)v[i].step), py(p, v[i].emergence + band(&v[i])));
+      fprintf(f, "%.1f,%.1f ", px(p, xof(&v[i])), py(p, v[i].emergence + band(&v[i])));
   for (size_t i = n; i-- > 0;)
     if (drawable(&v[i]))
-      fprintf(f, "%.1f,%.1f ", px(p, (double)v[i].step), py(p, v[i].emergence - band(&v[i])));
+      fprintf(f, "%.1f,%.1f ", px(p, xof(&v[i])), py(p, v[i].emergence - band(&v[i])));
   fputs("\"/>\n", f);
 }
 
@@ -170,7 +200,7 @@ static void metric_axis(FILE *f, const panel_t *p, const em_result_view_t *v, si
   m.ylo = INFINITY, m.yhi = -INFINITY;
   for (size_t i = 0; i < n; i++) {
     double y = em_result_metric(&v[i], metric);
-    if (v[i].has_step && !isnan(y))
+    if (!isnan(xof(&v[i])) && !isnan(y))
       m.ylo = fmin(m.ylo, y), m.yhi = fmax(m.yhi, y);
   }
   if (!(m.yhi >= m.ylo))
@@ -179,8 +209,8 @@ static void metric_axis(FILE *f, const panel_t *p, const em_result_view_t *v, si
   fputs("<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"6 4\" points=\"", f);
   for (size_t i = 0; i < n; i++) {
     double y = em_result_metric(&v[i], metric);
-    if (v[i].has_step && !isnan(y))
-      fprintf(f, "%.1f,%.1f ", px(&m, (double)v[i].step), py(&m, y));
+    if (!isnan(xof(&v[i])) && !isnan(y))
+      fprintf(f, "%.1f,%.1f ", px(&m, xof(&v[i])), py(&m, y));
   }
   fputs("\"/>\n", f);
   double ms = nice_step(m.ylo, m.yhi);
@@ -199,14 +229,15 @@ static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const 
 {
   panel_t p = {ML, MT, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
   for (size_t i = 0; i < n; i++) {
-    if (v[i].has_step)
-      p.xlo = fmin(p.xlo, (double)v[i].step), p.xhi = fmax(p.xhi, (double)v[i].step);
+    if (!isnan(xof(&v[i])))
+      p.xlo = fmin(p.xlo, xof(&v[i])), p.xhi = fmax(p.xhi, xof(&v[i]));
     if (drawable(&v[i]))
       p.ylo = fmin(p.ylo, v[i].emergence - band(&v[i])), p.yhi = fmax(p.yhi, v[i].emergence + band(&v[i]));
   }
   settle(&p.xlo, &p.xhi);
   settle(&p.ylo, &p.yhi);
-  axes(f, &p, "training step", "E", "");
+  axes(f, &p, any_by_arrival(v, n) ? "checkpoint, in arrival order (no step in the names)" : "training step", "E",
+       "");
   fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">Degree of emergence E: ", ML, MT - 10);
   xml_text(f, run);
   fputs("</text>\n", f);
@@ -214,13 +245,17 @@ static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const 
   fputs("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"", f);
   for (size_t i = 0; i < n; i++)
     if (drawable(&v[i]))
-      fprintf(f, "%.1f,%.1f ", px(&p, (double)v[i].step), py(&p, v[i].emergence));
+      fprintf(f, "%.1f,%.1f ", px(&p, xof(&v[i])), py(&p, v[i].emergence));
   fputs("\"/>\n", f);
-  for (size_t i = 0; i < n; i++)
-    if (drawable(&v[i]))
-      fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>step %lld: "
-                 "E %.4f ± %.4f (SE)</title></circle>\n", px(&p, (double)v[i].step), py(&p, v[i].emergence),
-              (long long)v[i].step, v[i].emergence, band(&v[i]) / 2);
+  for (size_t i = 0; i < n; i++) {
+    char at[64];
+    if (!drawable(&v[i]))
+      continue;
+    place_label(at, sizeof(at), &v[i]);
+    fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>%s: "
+               "E %.4f ± %.4f (SE)</title></circle>\n", px(&p, xof(&v[i])), py(&p, v[i].emergence), at,
+            v[i].emergence, band(&v[i]) / 2);
+  }
   alert_marks(f, &p, alerts, nalerts);
   legend(f, ML + 10, MT + 14, "#1f77b4", "", "E ± 2 SE (left axis)");
   const char *metric = pick_metric(v, n);
@@ -250,10 +285,12 @@ static void spectra_panel(FILE *f, const em_result_view_t *base, const em_result
   axes(f, &p, "alpha", "f(alpha)", "Multifractal spectrum f(alpha)");
   spectrum_line(f, &p, base, "#7f7f7f");
   spectrum_line(f, &p, last, "#2ca02c");
-  char label[64];
-  snprintf(label, sizeof(label), "baseline, step %lld", (long long)base->step);
+  char label[96], at[64];
+  place_label(at, sizeof(at), base);
+  snprintf(label, sizeof(label), "baseline, %s", at);
   legend(f, p.x0 + 10, p.y0 + 14, "#7f7f7f", "", label);
-  snprintf(label, sizeof(label), "latest, step %lld", (long long)last->step);
+  place_label(at, sizeof(at), last);
+  snprintf(label, sizeof(label), "latest, %s", at);
   legend(f, p.x0 + 10, p.y0 + 32, "#2ca02c", "", label);
 }
 

@@ -159,6 +159,21 @@ void em_cmd_fmt_num(char *buf, size_t n, double v, const char *fmt)
     snprintf(buf, n, fmt, v);
 }
 
+void em_cmd_fmt_place(char *buf, size_t n, bool has, int64_t place, bool by_arrival)
+{
+  if (!has)
+    snprintf(buf, n, "-");
+  else
+    snprintf(buf, n, by_arrival ? "#%lld" : "%lld", (long long)place);
+}
+
+void em_cmd_fmt_result_place(char *buf, size_t n, const em_result_view_t *r)
+{
+  int64_t place;
+  bool by_arrival, has = em_result_place(r, &place, &by_arrival);
+  em_cmd_fmt_place(buf, n, has, place, by_arrival);
+}
+
 static void print_runs(cJSON *reply, const em_cmd_opts_t *o)
 {
   if (o->json) {
@@ -226,7 +241,7 @@ static void print_results(const em_result_view_t *v, size_t n)
   printf("%10s %9s %7s %8s %8s %6s  %s\n", "STEP", "E", "±SE", "ALPHA0", "WIDTH", "NODES", "TRAINER");
   for (size_t i = 0; i < n; i++) {
     char step[24], e[24], se[24], metrics[256];
-    em_cmd_fmt_num(step, sizeof(step), v[i].has_step ? (double)v[i].step : NAN, "%.0f");
+    em_cmd_fmt_result_place(step, sizeof(step), &v[i]);
     em_cmd_fmt_num(e, sizeof(e), v[i].emergence, "%+.4f");
     em_cmd_fmt_num(se, sizeof(se), v[i].emergence_se, "%.4f");
     em_cmd_trainer_text(&v[i], metrics, sizeof(metrics));
@@ -245,8 +260,10 @@ static void print_checkpoints(const cJSON *checkpoints)
       em_cli_error("history", "skipping a malformed checkpoint object");
       continue;
     }
-    printf("%10lld %9s  %s%s%s\n", (long long)c.step, em_state_name(c.state), c.path ? c.path : "?",
-           c.error ? ": " : "", c.error ? c.error : "");
+    char step[24];
+    em_cmd_fmt_place(step, sizeof(step), true, c.step, c.by_arrival);
+    printf("%10s %9s  %s%s%s\n", step, em_state_name(c.state), c.path ? c.path : "?", c.error ? ": " : "",
+           c.error ? c.error : "");
   }
 }
 
@@ -344,7 +361,7 @@ static const char **metric_names(const em_result_view_t *v, size_t n, size_t *co
 static void csv_header(const em_result_view_t *first, const char **names, size_t nnames)
 {
   fputs("step,path,seq,ts,emergence,emergence_se,alpha0,alpha0_se,width,width_se,nodes,baseline_step,elapsed_ms,"
-        "arch,mode", stdout);
+        "arch,mode,arrival", stdout);
   for (size_t j = 0; j < nnames; j++)
     printf(",trainer.%s", names[j]);
   for (size_t i = 0; i < first->nq; i++)
@@ -370,6 +387,8 @@ static void csv_row(const em_result_view_t *r, const char **names, size_t nnames
   csv_text(r->arch);
   putchar(',');
   csv_text(r->mode);
+  putchar(',');
+  csv_num(opt_int(r->has_arrival, r->arrival));
   for (size_t j = 0; j < nnames; j++)
     putchar(','), csv_num(em_result_metric(r, names[j]));
   for (size_t i = 0; i < r->nq; i++)

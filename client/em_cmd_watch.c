@@ -64,7 +64,9 @@ static void show_alert(const cJSON *p)
     em_cli_error("watch", "skipping a malformed alert: %s", err);
     return;
   }
-  printf("ALERT %s step %lld rule %s: %s\n", al.run, (long long)al.step, al.rule, al.reason);
+  char at[64];
+  em_place_text(at, sizeof(at), al.step, al.by_arrival);
+  printf("ALERT %s %s rule %s: %s\n", al.run, at, al.rule, al.reason);
   em_alert_free(&al);
 }
 
@@ -80,7 +82,7 @@ static void show_result(watch_t *w, const cJSON *p)
   if (w->tty && !isnan(r.emergence))
     sparkline(w, r.emergence, spark, sizeof(spark));
   char se[24];
-  em_cmd_fmt_num(step, sizeof(step), r.has_step ? (double)r.step : NAN, "%.0f");
+  em_cmd_fmt_result_place(step, sizeof(step), &r);
   em_cmd_fmt_num(se, sizeof(se), r.emergence_se, "%.4f");
   printf("%-16s step %8s  E %+.4f ±%s  alpha0 %.4f  width %.4f  %s %s\n", r.run, step, r.emergence, se, r.alpha0,
          r.width, metrics, spark);

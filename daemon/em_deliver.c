@@ -219,12 +219,12 @@ static char **hook_env(char *vars[], size_t nvars)
   return env;
 }
 
-/* The alert as EMERGE_* variables; numbers as %.17g, a null value as "". */
-enum { NVARS = 9 };
+/* The alert as EMERGE_* variables; numbers as %.17g, a null value (or step) as "". */
+enum { NVARS = 10 };
 static bool alert_vars(const em_alert_t *a, char *vars[NVARS])
 {
-  char step[32], value[40], seq[32];
-  snprintf(step, sizeof(step), "%lld", (long long)a->step);
+  char step[32] = "", arrival[32] = "", value[40], seq[32];
+  snprintf(a->by_arrival ? arrival : step, sizeof(step), "%lld", (long long)a->step);
   snprintf(seq, sizeof(seq), "%lld", (long long)a->seq);
   if (isnan(a->value))
     value[0] = 0;
@@ -233,7 +233,8 @@ static bool alert_vars(const em_alert_t *a, char *vars[NVARS])
   const char *const kv[NVARS][2] = {{"EMERGE_RUN", a->run}, {"EMERGE_RULE", a->rule}, {"EMERGE_STEP", step},
                                     {"EMERGE_VALUE", value}, {"EMERGE_REASON", a->reason},
                                     {"EMERGE_CONDITION", em_condition_name(a->cond)}, {"EMERGE_SEQ", seq},
-                                    {"EMERGE_RUN_DIR", a->run_dir}, {"EMERGE_PATH", a->path}};
+                                    {"EMERGE_RUN_DIR", a->run_dir}, {"EMERGE_PATH", a->path},
+                                    {"EMERGE_ARRIVAL", arrival}};
   bool ok = true;
   for (size_t i = 0; i < NVARS && ok; i++) {
     const char *v = kv[i][1] ? kv[i][1] : "";
@@ -340,8 +341,9 @@ static void stop_file_written(uv_work_t *req, int status)
 
 void em_deliver_alert(em_deliver_t *d, const em_alert_t *alert)
 {
-  EM_WARN("alert %lld: run %s rule %s step %lld: %s", (long long)alert->seq, alert->run, alert->rule,
-          (long long)alert->step, alert->reason);
+  char at[64];
+  em_place_text(at, sizeof(at), alert->step, alert->by_arrival);
+  EM_WARN("alert %lld: run %s rule %s %s: %s", (long long)alert->seq, alert->run, alert->rule, at, alert->reason);
   waiting_t *w = calloc(1, sizeof(*w));
   if (!w || em_alert_copy(alert, &w->alert) != 0) {
     free(w);

@@ -147,7 +147,9 @@ static void seen_done(em_store_op_t *op)
     e->ckpt_id = op->ckpt_id;
     e->step = op->step_out;
     em_tracker_set_state(s->tracker, e, op->has_result ? EM_T_DONE : EM_T_QUEUED);
-    EM_INFO("queue: %s step %lld %s", e->path, (long long)e->step, op->has_result ? "already analysed" : "queued");
+    char at[64];
+    em_place_text(at, sizeof(at), e->step, !e->has_step);
+    EM_INFO("queue: %s %s %s", e->path, at, op->has_result ? "already analysed" : "queued");
   } else if (e && e->st == EM_T_SEEN) {
     em_tracker_set_state(s->tracker, e, EM_T_PENDING); /* the store failed (logged): again after the quiet period */
     em_tracker_touch(s->tracker, e, uv_now(s->loop));

@@ -132,7 +132,8 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
                         const em_point_t *p)
 {
   int rc = SQLITE_OK;
-  em_alert_t a = {.seq = next_seq(s->db, &rc), .cond = f->cond, .has_cond = true, .step = p->step, .ts = em_sql_now(),
+  em_alert_t a = {.seq = next_seq(s->db, &rc), .cond = f->cond, .has_cond = true, .step = p->step,
+                  .by_arrival = p->by_arrival, .ts = em_sql_now(),
                   .monitor = f->cond == EM_COND_FINITE ? EM_MON_NONE : r->monitor, .value = f->value,
                   .run = strdup(op->run), .rule = strdup(r->name), .path = point_path(s->db, p),
                   .run_dir = strdup(op->run_dir ? op->run_dir : ""), .reason = strdup(f->reason), .stop = r->stop};
@@ -200,7 +201,8 @@ static int64_t run_id(em_db_t *db, const char *name, const char *dir, int *rc)
   return em_sql_int(em_sql_prepare(db, "SELECT id FROM runs WHERE name = ?", "t", name), -1, rc);
 }
 
-/* A checkpoint seen for the first time gets its step, or an arrival number. */
+/* A checkpoint seen for the first time gets its step, or an arrival number (named 0:
+ * published as "step": null, "arrival": n; the column orders the run either way). */
 static int64_t insert_checkpoint(em_db_t *db, em_store_op_t *op, int64_t rid, int *rc)
 {
   int64_t step = op->step;
@@ -211,9 +213,9 @@ static int64_t insert_checkpoint(em_db_t *db, em_store_op_t *op, int64_t rid, in
       *rc = SQLITE_ERROR;
   }
   if (*rc == SQLITE_OK &&
-      em_sql_run(em_sql_prepare(db, "INSERT INTO checkpoints(run_id, path, step, version, state, updated) "
-                                    "VALUES(?, ?, ?, ?, 'queued', ?)", "ititd", rid, op->path, step, op->version,
-                                em_sql_now())) != SQLITE_DONE)
+      em_sql_run(em_sql_prepare(db, "INSERT INTO checkpoints(run_id, path, step, named, version, state, updated) "
+                                    "VALUES(?, ?, ?, ?, ?, 'queued', ?)", "itiitd", rid, op->path, step,
+                                (int64_t)op->has_step, op->version, em_sql_now())) != SQLITE_DONE)
     *rc = SQLITE_ERROR;
   return (int64_t)sqlite3_last_insert_rowid(db->h);
 }
@@ -231,7 +233,8 @@ static int op_seen(em_db_t *db, em_store_op_t *op)
     EM_SQL_CHECK(rc);
   } else {
     if (op->has_step)
-      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ? WHERE id = ?", "ii", op->step, id)));
+      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ?, named = 1 WHERE id = ?", "ii",
+                                             op->step, id)));
     EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, "
                                                "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
                                            em_sql_now(), id, op->version)));
@@ -246,6 +249,12 @@ static int op_seen(em_db_t *db, em_store_op_t *op)
   return rc;
 }
 
+/* Whether a name or trainer_state.json gave the checkpoint its step. */
+static bool checkpoint_named(em_db_t *db, int64_t id, int *rc)
+{
+  return em_sql_int(em_sql_prepare(db, "SELECT named FROM checkpoints WHERE id = ?", "i", id), 1, rc) != 0;
+}
+
 static int op_state(em_store_t *s, em_store_op_t *op)
 {
   EM_SQL_CHECK(em_sql_run(em_sql_prepare(s->db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? "
@@ -258,10 +267,12 @@ static int op_state(em_store_t *s, em_store_op_t *op)
                            &rc);
   int64_t step = em_sql_int(em_sql_prepare(s->db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0,
                             &rc);
+  bool by_arrival = !checkpoint_named(s->db, op->ckpt_id, &rc);
   EM_SQL_CHECK(rc);
   /* judged now, while the rule is active: a one-entry history past every since filter */
   em_history_t h = {0};
-  em_hist_entry_t e = {.step = step, .state = EM_STATE_NONFINITE, .path = op->path, .error = op->error};
+  em_hist_entry_t e = {.step = step, .by_arrival = by_arrival, .state = EM_STATE_NONFINITE, .path = op->path,
+                       .error = op->error};
   size_t n = 0;
   em_point_t *pts = em_history_add(&h, &e) == 0 ? em_history_points(&h, &n) : NULL;
   rc = pts ? judge_points(s, op, rid, pts, n) : SQLITE_NOMEM;
@@ -274,6 +285,7 @@ static int op_state(em_store_t *s, em_store_op_t *op)
 typedef struct baseline {
   bool found;
   int64_t step;
+  bool by_arrival;          /* step is its arrival number */
   double alpha0, width;
   size_t nsamples;
   const em_sample_t *samples;
@@ -314,12 +326,12 @@ static em_sample_t *stored_samples(const unsigned char *json, size_t *n)
 static baseline_t find_baseline(em_db_t *db, int64_t rid)
 {
   baseline_t b = {0};
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
-                                        "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
-                                        "ORDER BY c.step, c.id LIMIT 1", "i", rid);
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT c.step, r.alpha0, r.width, r.json, c.named FROM results r JOIN "
+                                        "checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version WHERE "
+                                        "c.run_id = ? ORDER BY c.step, c.id LIMIT 1", "i", rid);
   if (st && sqlite3_step(st) == SQLITE_ROW) {
     b = (baseline_t){.found = true, .step = sqlite3_column_int64(st, 0), .alpha0 = sqlite3_column_double(st, 1),
-                     .width = sqlite3_column_double(st, 2)};
+                     .width = sqlite3_column_double(st, 2), .by_arrival = sqlite3_column_int(st, 4) == 0};
     b.samples = b.owned = stored_samples(sqlite3_column_text(st, 3), &b.nsamples);
   }
   em_sql_done(st);
@@ -346,13 +358,17 @@ static int rebaseline_row(em_db_t *db, em_store_op_t *op, sqlite3_stmt *row, con
   double ts = em_sql_now();
   int64_t seq = next_seq(db, &rc);
   sqlite3_stmt *up = rc != SQLITE_OK ? NULL : em_sql_prepare(db,
-    "UPDATE results SET seq = ?1, emergence = ?2, emergence_se = ?6, ts = ?4, json = json_set(json, "
-    "'$.emergence', ?2, '$.emergence_se', ?6, '$.baseline_step', ?3, '$.seq', ?1, '$.ts', ?4) WHERE id = ?5 "
-    "RETURNING json", "iiidid", seq, (int64_t)0, b->step, ts, sqlite3_column_int64(row, 0), 0.0);
+    "UPDATE results SET seq = ?1, emergence = ?2, emergence_se = ?6, ts = ?4, json = (SELECT CASE WHEN ?7 IS NULL "
+    "THEN j ELSE json_set(j, '$.baseline_arrival', ?7) END FROM (SELECT json_set(json_remove(json, "
+    "'$.baseline_arrival'), '$.emergence', ?2, '$.emergence_se', ?6, '$.baseline_step', ?3, '$.seq', ?1, "
+    "'$.ts', ?4) AS j)) WHERE id = ?5 RETURNING json",
+    "iiididi", seq, (int64_t)0, b->step, ts, sqlite3_column_int64(row, 0), 0.0, b->step);
   bind_opt(up, 2, m.has_e, m.e);
   bind_opt(up, 6, m.has_se, m.se);
-  if (up && !m.has_e)
+  if (up && (!m.has_e || b->by_arrival))
     sqlite3_bind_null(up, 3);
+  if (up && (!m.has_e || !b->by_arrival))
+    sqlite3_bind_null(up, 7);
   char *payload = up && sqlite3_step(up) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(up, 0)) : NULL;
   em_sql_done(up);
   if (rc == SQLITE_OK)
@@ -381,21 +397,22 @@ static const char *mode_name(const em_result_t *r)
 }
 
 /* The result object, encoded once, with its E and the daemon's fields. Caller frees. */
-static char *encode_result(const em_store_op_t *op, int64_t step, const baseline_t *b, bool is_base,
+static char *encode_result(const em_store_op_t *op, const baseline_t *self, const baseline_t *b, bool is_base,
                            const measured_t *m, int64_t seq, double ts)
 {
-  em_result_meta_t meta = {.run = op->run, .path = op->path, .has_step = true, .step = step,
-                           .has_emergence = m->has_e, .emergence = m->e, .has_emergence_se = m->has_se,
-                           .emergence_se = m->se, .has_baseline_step = m->has_e,
-                           .baseline_step = is_base ? step : b->step, .trainer = &op->trainer, .from_daemon = true,
-                           .seq = seq, .ts = ts};
+  const baseline_t *base = is_base ? self : b;
+  em_result_meta_t meta = {.run = op->run, .path = op->path, .has_step = true, .step = self->step,
+                           .by_arrival = self->by_arrival, .has_emergence = m->has_e, .emergence = m->e,
+                           .has_emergence_se = m->has_se, .emergence_se = m->se, .has_baseline_step = m->has_e,
+                           .baseline_step = base->step, .baseline_by_arrival = base->by_arrival,
+                           .trainer = &op->trainer, .from_daemon = true, .seq = seq, .ts = ts};
   cJSON *o = em_result_to_json(&op->result, &meta);
   char *text = o ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   return text;
 }
 
-static int insert_result(em_store_t *s, em_store_op_t *op, int64_t step, const baseline_t *b, bool is_base)
+static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *self, const baseline_t *b, bool is_base)
 {
   int rc = SQLITE_OK;
   int64_t seq = next_seq(s->db, &rc);
@@ -403,7 +420,7 @@ static int insert_result(em_store_t *s, em_store_op_t *op, int64_t step, const b
   const em_result_t *r = &op->result;
   measured_t m = is_base ? (measured_t){true, true, 0, 0} : measure(r->alpha0, r->width, r->samples, r->nsamples, b);
   double ts = em_sql_now();
-  char *payload = encode_result(op, step, b, is_base, &m, seq, ts);
+  char *payload = encode_result(op, self, b, is_base, &m, seq, ts);
   if (!payload)
     return SQLITE_NOMEM;
   sqlite3_stmt *st = em_sql_prepare(s->db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, "
@@ -463,6 +480,7 @@ static int op_result(em_store_t *s, em_store_op_t *op)
     return SQLITE_OK;
   int64_t rid = em_sql_int(em_sql_prepare(db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1, &rc);
   int64_t step = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", op->ckpt_id), 0, &rc);
+  bool by_arrival = !checkpoint_named(db, op->ckpt_id, &rc);
   EM_SQL_CHECK(rc);
   bool refused;
   EM_SQL_CHECK(refuse_other_mode(s, op, rid, &refused));
@@ -470,11 +488,11 @@ static int op_result(em_store_t *s, em_store_op_t *op)
     return SQLITE_OK;
   baseline_t b = find_baseline(db, rid);
   bool is_base = !b.found || step < b.step;
-  rc = insert_result(s, op, step, &b, is_base);
-  if (rc == SQLITE_OK && is_base && b.found) {
-    baseline_t nb = {true, step, op->result.alpha0, op->result.width, op->result.nsamples, op->result.samples, NULL};
-    rc = rebaseline(db, op, rid, &nb);
-  }
+  baseline_t self = {.found = true, .step = step, .by_arrival = by_arrival, .alpha0 = op->result.alpha0,
+                     .width = op->result.width, .nsamples = op->result.nsamples, .samples = op->result.samples};
+  rc = insert_result(s, op, &self, &b, is_base);
+  if (rc == SQLITE_OK && is_base && b.found)
+    rc = rebaseline(db, op, rid, &self);
   free(b.owned);
   EM_SQL_CHECK(rc);
   return judge_results(s, op, rid);

@@ -444,17 +444,24 @@ static size_t baseline_index(const em_point_t *pts, size_t n)
   return SIZE_MAX;
 }
 
+void em_place_text(char *buf, size_t len, int64_t place, bool by_arrival)
+{
+  snprintf(buf, len, by_arrival ? "checkpoint #%lld (arrival order)" : "step %lld", (long long)place);
+}
+
 /* What a replay carries from point to point. */
 typedef struct judge {
   const em_rule_t *r;
   bool stopped, diverged, nonfinite, have_best, armed, se_known;
   double best;
   int64_t best_step;
+  bool best_by_arrival;
   int wait;
   double num, den, var;     /* the EMA of the values, its weight, and the EMA of their variance */
   bool have_extreme, onset_fired;
   double extreme;           /* onset: the running minimum (maximum for mode min) */
   int64_t extreme_step;
+  bool extreme_by_arrival;
   int above;                /* onset: checkpoints in a row risen beyond it */
 } judge_t;
 
@@ -502,16 +509,20 @@ static void judge_plateau(judge_t *j, size_t i, const em_point_t *p, double v, d
     j->have_best = j->armed = true;
     j->best = v;
     j->best_step = p->step;
+    j->best_by_arrival = p->by_arrival;
     j->wait = 0;
   } else if (++j->wait >= r->patience && j->armed) {
     em_firing_t f;
+    char at[64];
     j->armed = false;
     fire_at(EM_COND_PLATEAU, i, v, &f);
     f.best = j->best;
     f.best_step = j->best_step;
+    f.best_by_arrival = j->best_by_arrival;
+    em_place_text(at, sizeof(at), j->best_step, j->best_by_arrival);
     snprintf(f.reason, sizeof(f.reason), "%s%s has not improved by more than %g for %d checkpoint%s (best %.4f "
-             "at step %lld)", r->smoothing > 0 ? "smoothed " : "", monitors[r->monitor], need, j->wait,
-             j->wait == 1 ? "" : "s", j->best, (long long)j->best_step);
+             "at %s)", r->smoothing > 0 ? "smoothed " : "", monitors[r->monitor], need, j->wait,
+             j->wait == 1 ? "" : "s", j->best, at);
     fire(ctx, r, &f);
   }
 }
@@ -528,6 +539,7 @@ static void judge_onset(judge_t *j, size_t i, const em_point_t *p, double v, dou
     j->have_extreme = true;
     j->extreme = v;
     j->extreme_step = p->step;
+    j->extreme_by_arrival = p->by_arrival;
     j->above = 0;
     return;
   }
@@ -535,14 +547,17 @@ static void judge_onset(judge_t *j, size_t i, const em_point_t *p, double v, dou
   if (j->above < r->patience || j->onset_fired)
     return;
   em_firing_t f;
+  char at[64];
   j->onset_fired = true;
   fire_at(EM_COND_ONSET, i, v, &f);
   f.best = j->extreme;
   f.best_step = j->extreme_step;
-  snprintf(f.reason, sizeof(f.reason), "%s%s %.4f has %s beyond %g of its %s %.4f (step %lld) for %d checkpoint%s: "
+  f.best_by_arrival = j->extreme_by_arrival;
+  em_place_text(at, sizeof(at), j->extreme_step, j->extreme_by_arrival);
+  snprintf(f.reason, sizeof(f.reason), "%s%s %.4f has %s beyond %g of its %s %.4f (%s) for %d checkpoint%s: "
            "the structure has turned, a capability may be forming", r->smoothing > 0 ? "smoothed " : "",
            monitors[r->monitor], v, r->mode_max ? "risen" : "fallen", need, r->mode_max ? "minimum" : "maximum",
-           j->extreme, (long long)j->extreme_step, j->above, j->above == 1 ? "" : "s");
+           j->extreme, at, j->above, j->above == 1 ? "" : "s");
   fire(ctx, r, &f);
 }
 

@@ -79,7 +79,8 @@ int em_condition_parse(const char *name, em_condition_t *out);
 
 /* One analysed (or non-finite) checkpoint of a run, in step order. */
 typedef struct em_point {
-  int64_t step, seq;
+  int64_t step, seq;        /* step: the checkpoint's place in its run (a step or, by_arrival, an arrival number) */
+  bool by_arrival;
   double value[3];          /* emergence, alpha0, width; NaN when unknown */
   double se[3];             /* their standard errors; NaN when unknown */
   bool nonfinite;           /* recorded nonfinite: no values */
@@ -88,11 +89,16 @@ typedef struct em_point {
   size_t order;             /* position in the history it came from: ties keep it */
 } em_point_t;
 
+/* A point's place for people: "step 300", or "checkpoint #3 (arrival order)" when
+ * nothing named its step. */
+void em_place_text(char *buf, size_t len, int64_t place, bool by_arrival);
+
 typedef struct em_firing {
   em_condition_t cond;
   size_t at;                /* index of the point it fired on */
   double value;             /* the monitored value there (NaN for check_finite) */
   int64_t best_step;        /* plateau: the step of the best value it has not beaten; onset: of the minimum */
+  bool best_by_arrival;     /* best_step is an arrival number */
   double best;
   char reason[256];
 } em_firing_t;

@@ -23,7 +23,7 @@ cJSON *em_alert_to_json(const em_alert_t *a)
   else
     cJSON_AddStringToObject(o, "monitor", em_monitor_name(a->monitor));
   em_json_add_opt(o, "value", isfinite(a->value), a->value);
-  cJSON_AddNumberToObject(o, "step", (double)a->step);
+  em_json_add_place(o, a->step, a->by_arrival);
   cJSON_AddStringToObject(o, "path", a->path ? a->path : "");
   cJSON_AddStringToObject(o, "run_dir", a->run_dir ? a->run_dir : "");
   cJSON_AddStringToObject(o, "reason", a->reason ? a->reason : "");
@@ -71,9 +71,9 @@ static int decode_kinds(const cJSON *o, em_alert_t *a, char *err, size_t errlen)
   if (mon && !cJSON_IsNull(mon) && (em_monitor_parse(em_json_str(o, "monitor"), &a->monitor) != 0 ||
                              a->monitor == EM_MON_NONE))
     return snprintf(err, errlen, "alert: key 'monitor' must be null or a monitored value"), -1;
-  if (!em_json_int(o, "seq", &a->seq) ||
-      (cJSON_GetObjectItemCaseSensitive(o, "step") && !em_json_int(o, "step", &a->step)))
-    return snprintf(err, errlen, "alert: keys 'seq' and 'step' must be integers"), -1;
+  const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
+  if (!em_json_int(o, "seq", &a->seq) || (step && !em_json_place(o, &a->step, &a->by_arrival)))
+    return snprintf(err, errlen, "alert: keys 'seq' and 'step' (or 'arrival') must be integers"), -1;
   a->value = em_json_num(o, "value");
   a->ts = em_json_num(o, "ts");
   const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");

@@ -18,7 +18,8 @@ typedef struct em_alert {
   bool has_cond;            /* false only in alerts recorded before conditions existed */
   em_monitor_t monitor;     /* EM_MON_NONE for check_finite: "monitor": null */
   double value;             /* NaN: "value": null */
-  int64_t step;
+  int64_t step;             /* the checkpoint's place: its step, or its arrival number */
+  bool by_arrival;          /* nothing named a step: "step": null, "arrival": step */
   char *path;
   char *run_dir;
   char *reason;

@@ -46,7 +46,7 @@ static int decode_result(const cJSON *r, em_hist_entry_t *e)
                          .emergence_se = em_json_num(r, "emergence_se"), .alpha0_se = em_json_num(r, "alpha0_se"),
                          .width_se = em_json_num(r, "width_se"),
                          .path = (char *)em_json_str(r, "path")};
-  return em_json_int(r, "step", &e->step) && em_json_int(r, "seq", &e->seq) ? 0 : -1;
+  return em_json_place(r, &e->step, &e->by_arrival) && em_json_int(r, "seq", &e->seq) ? 0 : -1;
 }
 
 int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e)
@@ -54,7 +54,8 @@ int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e)
   *e = (em_hist_entry_t){.emergence = NAN, .alpha0 = NAN, .width = NAN, .emergence_se = NAN, .alpha0_se = NAN,
                          .width_se = NAN, .path = (char *)em_json_str(c, "path"),
                          .error = (char *)em_json_str(c, "error")};
-  return em_json_int(c, "step", &e->step) && em_state_parse(em_json_str(c, "state"), &e->state) == 0 ? 0 : -1;
+  return em_json_place(c, &e->step, &e->by_arrival) && em_state_parse(em_json_str(c, "state"), &e->state) == 0 ? 0
+                                                                                                            : -1;
 }
 
 int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t errlen)
@@ -65,7 +66,7 @@ int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t e
   cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(reply, "results"))
   {
     if (decode_result(item, &e) != 0 || em_history_add(out, &e) != 0) {
-      snprintf(err, errlen, "history: a result without an integer step and seq");
+      snprintf(err, errlen, "history: a result without an integer step (or arrival) and seq");
       em_history_free(out);
       return -1;
     }
@@ -73,7 +74,7 @@ int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t e
   cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(reply, "checkpoints"))
   {
     if (em_checkpoint_from_json(item, &e) != 0 || em_history_add(out, &e) != 0) {
-      snprintf(err, errlen, "history: a checkpoint without an integer step and a state");
+      snprintf(err, errlen, "history: a checkpoint without an integer step (or arrival) and a state");
       em_history_free(out);
       return -1;
     }
@@ -100,7 +101,7 @@ em_point_t *em_history_points(const em_history_t *h, size_t *n)
     if (e->state != EM_STATE_DONE && e->state != EM_STATE_NONFINITE)
       continue;
     em_point_t *p = &pts[(*n)++];
-    *p = (em_point_t){.step = e->step, .seq = e->seq, .path = e->path, .order = i,
+    *p = (em_point_t){.step = e->step, .by_arrival = e->by_arrival, .seq = e->seq, .path = e->path, .order = i,
                       .value = {e->emergence, e->alpha0, e->width},
                       .se = {e->emergence_se, e->alpha0_se, e->width_se}};
     if (e->state == EM_STATE_NONFINITE) {
@@ -115,12 +116,12 @@ em_point_t *em_history_points(const em_history_t *h, size_t *n)
   return pts;
 }
 
-cJSON *em_checkpoint_to_json(int64_t step, const char *path, em_state_t state, const char *error)
+cJSON *em_checkpoint_to_json(int64_t step, bool by_arrival, const char *path, em_state_t state, const char *error)
 {
   cJSON *c = cJSON_CreateObject();
   if (!c)
     return NULL;
-  cJSON_AddNumberToObject(c, "step", (double)step);
+  em_json_add_place(c, step, by_arrival);
   cJSON_AddStringToObject(c, "path", path ? path : "");
   cJSON_AddStringToObject(c, "state", em_state_name(state));
   if (error)

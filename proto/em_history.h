@@ -16,7 +16,8 @@
 #include "em_wire.h"
 
 typedef struct em_hist_entry {
-  int64_t step;
+  int64_t step;             /* its place: the training step, or (by_arrival) the arrival number */
+  bool by_arrival;
   em_state_t state;         /* EM_STATE_DONE: a result */
   int64_t seq;              /* the result's seq; 0 without a result */
   double emergence, alpha0, width; /* NaN when unknown */
@@ -43,8 +44,9 @@ int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t e
 em_point_t *em_history_points(const em_history_t *h, size_t *n);
 
 /* A checkpoint without a result, as history replies list it. */
-/* Decodes one such object; e borrows its strings. -1 without an integer step and a state. */
+/* Decodes one such object; e borrows its strings. -1 without an integer step (or
+ * arrival) and a state. */
 int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e);
-cJSON *em_checkpoint_to_json(int64_t step, const char *path, em_state_t state, const char *error);
+cJSON *em_checkpoint_to_json(int64_t step, bool by_arrival, const char *path, em_state_t state, const char *error);
 
 #endif

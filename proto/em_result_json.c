@@ -90,7 +90,10 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   if (!o)
     return NULL;
   cJSON_AddStringToObject(o, "run", m->run ? m->run : "");
-  em_json_add_opt(o, "step", m->has_step, (double)m->step);
+  if (m->has_step)
+    em_json_add_place(o, m->step, m->by_arrival);
+  else
+    cJSON_AddNullToObject(o, "step");
   cJSON_AddStringToObject(o, "path", m->path ? m->path : "");
   cJSON_AddStringToObject(o, "arch", em_arch_name(r->arch));
   cJSON_AddStringToObject(o, "mode", em_mode_name(r->params.mode));
@@ -100,7 +103,9 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m)
   cJSON_AddNumberToObject(o, "width_se", r->width_se);
   em_json_add_opt(o, "emergence", m->has_emergence, m->emergence);
   em_json_add_opt(o, "emergence_se", m->has_emergence && m->has_emergence_se, m->emergence_se);
-  em_json_add_opt(o, "baseline_step", m->has_baseline_step, (double)m->baseline_step);
+  em_json_add_opt(o, "baseline_step", m->has_baseline_step && !m->baseline_by_arrival, (double)m->baseline_step);
+  if (m->has_baseline_step && m->baseline_by_arrival)
+    cJSON_AddNumberToObject(o, "baseline_arrival", (double)m->baseline_step);
   const char *base = m->path ? strrchr(m->path, '/') : NULL;
   int64_t epoch = 0;
   bool has_epoch = m->path && em_name_epoch(base ? base + 1 : m->path, &epoch);
@@ -222,6 +227,7 @@ int em_result_decode(const cJSON *o, em_result_view_t *v, char *err, size_t errl
   if (isnan(v->alpha0) || isnan(v->width))
     return decode_fail(v, err, errlen, isnan(v->alpha0) ? "alpha0" : "width");
   v->has_step = em_json_int(o, "step", &v->step);
+  v->has_arrival = !v->has_step && em_json_int(o, "arrival", &v->arrival);
   if (!em_json_int(o, "seq", &v->seq))
     v->seq = 0;
   v->has_baseline_step = em_json_int(o, "baseline_step", &v->baseline_step);
@@ -254,6 +260,13 @@ void em_result_view_free(em_result_view_t *v)
   v->metrics = NULL;
   v->samples = NULL;
   v->nq = v->nspec = v->nmetrics = v->nsamples = 0;
+}
+
+bool em_result_place(const em_result_view_t *v, int64_t *place, bool *by_arrival)
+{
+  *by_arrival = !v->has_step && v->has_arrival;
+  *place = v->has_step ? v->step : v->arrival;
+  return v->has_step || v->has_arrival;
 }
 
 double em_result_metric(const em_result_view_t *v, const char *name)

@@ -15,12 +15,14 @@ typedef struct em_result_meta {
   const char *path;              /* checkpoint path */
   bool has_step;
   int64_t step;
+  bool by_arrival;               /* step is the daemon's arrival number: "step": null, "arrival": step */
   bool has_emergence;            /* false: "emergence": null (baseline not analysed) */
   double emergence;
   bool has_emergence_se;         /* false: "emergence_se": null (unknown) */
   double emergence_se;
   bool has_baseline_step;
   int64_t baseline_step;
+  bool baseline_by_arrival;      /* "baseline_step": null, "baseline_arrival": baseline_step */
   const em_trainer_t *trainer;   /* NULL or no metrics: "trainer": null */
   bool from_daemon;              /* adds seq, kind "result", ts */
   int64_t seq;
@@ -35,8 +37,10 @@ cJSON *em_result_to_json(const em_result_t *r, const em_result_meta_t *m);
  * arrays are the view's own. Numbers missing or null are NaN (has_step false). */
 typedef struct em_result_view {
   const char *run, *path, *arch;
-  bool has_step;
+  bool has_step;                 /* a training step */
   int64_t step;
+  bool has_arrival;              /* no step: the daemon's arrival number orders the run */
+  int64_t arrival;
   int64_t seq;                   /* 0 when not from the daemon */
   double emergence, alpha0, width, nodes, elapsed_ms, ts;
   double emergence_se, alpha0_se, width_se; /* NaN when unknown */
@@ -59,6 +63,9 @@ typedef struct em_result_view {
  * q/tau and alpha/f arrays of matching lengths are required). */
 int em_result_decode(const cJSON *o, em_result_view_t *out, char *err, size_t errlen);
 void em_result_view_free(em_result_view_t *v);
+/* Where the result sits in its run: its step, else its arrival number (*by_arrival);
+ * false when it has neither. */
+bool em_result_place(const em_result_view_t *v, int64_t *place, bool *by_arrival);
 /* The metric's value, NaN when the result has none of that name. */
 double em_result_metric(const em_result_view_t *v, const char *name);
 

@@ -65,3 +65,19 @@ bool em_json_int(const cJSON *o, const char *key, int64_t *out)
   *out = (int64_t)v;
   return true;
 }
+
+void em_json_add_place(cJSON *o, int64_t place, bool by_arrival)
+{
+  em_json_add_opt(o, "step", !by_arrival, (double)place);
+  if (by_arrival)
+    cJSON_AddNumberToObject(o, "arrival", (double)place);
+}
+
+bool em_json_place(const cJSON *o, int64_t *place, bool *by_arrival)
+{
+  *by_arrival = false;
+  if (em_json_int(o, "step", place))
+    return true;
+  *by_arrival = em_json_int(o, "arrival", place);
+  return *by_arrival;
+}

@@ -43,4 +43,11 @@ double em_json_num(const cJSON *o, const char *key);
 /* An integer field: false unless it is a number that is an integer in int64 range. */
 bool em_json_int(const cJSON *o, const char *key, int64_t *out);
 
+/* A checkpoint's place in its run (PROTOCOL.md "Steps"): its training step, or, when
+ * nothing names one (by_arrival), "step": null and "arrival": the number the daemon gave
+ * it in the order it first saw the run's checkpoints. place orders a run either way. */
+void em_json_add_place(cJSON *o, int64_t place, bool by_arrival);
+/* Reads it back; false when neither an integer step nor an integer arrival is there. */
+bool em_json_place(const cJSON *o, int64_t *place, bool *by_arrival);
+
 #endif

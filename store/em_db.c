@@ -41,7 +41,13 @@ static const char *const schema_v3 =
   "ALTER TABLE results ADD COLUMN mode TEXT;"
   "UPDATE results SET mode = CASE WHEN json_extract(json, '$.params.full') THEN 'full' ELSE 'sampled' END;";
 
-static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3}; /* keyed on schema_version */
+/* v4: steps as the protocol says. A checkpoint nothing names a step for keeps its
+ * arrival number in step (the run's order) with named = 0, and is published with
+ * "step": null, "arrival": n. Rows from before were published with the number as their
+ * step and keep it. */
+static const char *const schema_v4 = "ALTER TABLE checkpoints ADD COLUMN named INTEGER NOT NULL DEFAULT 1;";
+
+static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3, schema_v4}; /* keyed on version */
 
 /* Each migration in its own transaction, with the version it reaches. */
 static int migrate(em_db_t *db, char *err, size_t errlen)

@@ -44,7 +44,7 @@ static const char sql_runs[] =
   " (SELECT json_group_object(state, n) FROM (SELECT state, COUNT(*) n FROM checkpoints c "
   "   WHERE c.run_id = r.id GROUP BY state)), "
   " (SELECT MAX(c.step) FROM results x JOIN checkpoints c ON c.id = x.checkpoint_id "
-  "   AND c.version = x.version WHERE c.run_id = r.id), "
+  "   AND c.version = x.version WHERE c.run_id = r.id AND c.named), "
   " (SELECT x.emergence FROM results x JOIN checkpoints c ON c.id = x.checkpoint_id "
   "   AND c.version = x.version WHERE c.run_id = r.id ORDER BY c.step DESC LIMIT 1) "
   "FROM runs r ORDER BY r.name";
@@ -83,7 +83,7 @@ static bool run_exists(em_db_t *db, const char *run)
 }
 
 static const char sql_history[] =
-  "SELECT c.step, c.path, c.state, c.error, x.json FROM checkpoints c "
+  "SELECT c.step, c.path, c.state, c.error, x.json, c.named FROM checkpoints c "
   "JOIN runs r ON r.id = c.run_id LEFT JOIN results x ON x.checkpoint_id = c.id "
   "AND x.version = c.version WHERE r.name = ? ORDER BY c.step, c.id";
 
@@ -104,7 +104,7 @@ static char *reply_history(em_db_t *db, const char *run)
     }
     em_state_t state = EM_STATE_FAILED; /* queued, failed, vanished, nonfinite, unsupported */
     em_state_parse((const char *)sqlite3_column_text(st, 2), &state);
-    cJSON_AddItemToArray(others, em_checkpoint_to_json(sqlite3_column_int64(st, 0),
+    cJSON_AddItemToArray(others, em_checkpoint_to_json(sqlite3_column_int64(st, 0), sqlite3_column_int(st, 5) == 0,
                                                        (const char *)sqlite3_column_text(st, 1), state,
                                                        (const char *)sqlite3_column_text(st, 3)));
   }
@@ -187,7 +187,7 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
 
 static const char sql_judged[] =
   "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, json_extract(r.json, '$.alpha0_se'), "
-  "json_extract(r.json, '$.width_se') FROM results r "
+  "json_extract(r.json, '$.width_se'), c.named FROM results r "
   "JOIN checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version "
   "WHERE c.run_id = ? ORDER BY c.step, c.id";
 
@@ -204,7 +204,8 @@ int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
     return SQLITE_ERROR;
   int rc = SQLITE_OK;
   while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    em_hist_entry_t e = {.step = sqlite3_column_int64(st, 0), .state = EM_STATE_DONE,
+    em_hist_entry_t e = {.step = sqlite3_column_int64(st, 0), .by_arrival = sqlite3_column_int(st, 8) == 0,
+                         .state = EM_STATE_DONE,
                          .seq = sqlite3_column_int64(st, 1), .emergence = column_or_nan(st, 2),
                          .alpha0 = column_or_nan(st, 3), .width = column_or_nan(st, 4),
                          .emergence_se = column_or_nan(st, 5), .alpha0_se = column_or_nan(st, 6),

@@ -121,6 +121,45 @@ START_TEST(test_judge_records_each_firing_once)
 }
 END_TEST
 
+/* Step-less checkpoints (PROTOCOL.md "Steps"): "step": null with "arrival" orders the
+ * run, the points know it, and a rule's reason names the place as an arrival. */
+START_TEST(test_arrival_places_decode_and_are_named_in_reasons)
+{
+  cJSON *o = cJSON_Parse("{\"results\":[{\"step\":null,\"arrival\":0,\"seq\":1,\"emergence\":0},"
+                         "{\"step\":null,\"arrival\":1,\"seq\":2,\"emergence\":0.2},"
+                         "{\"step\":null,\"arrival\":3,\"seq\":4,\"emergence\":0.2}],"
+                         "\"checkpoints\":[{\"step\":null,\"arrival\":2,\"path\":\"c\",\"state\":\"nonfinite\"}]}");
+  em_history_t h;
+  char err[200];
+  ck_assert_msg(em_history_decode(o, &h, err, sizeof(err)) == 0, "%s", err);
+  size_t n;
+  em_point_t *p = em_history_points(&h, &n);
+  ck_assert_uint_eq(n, 4);
+  for (size_t i = 0; i < n; i++)
+    ck_assert(p[i].by_arrival && p[i].step == (int64_t)i);
+  ck_assert(p[2].nonfinite);
+  em_rule_t r = {.name = "p", .monitor = EM_MON_EMERGENCE, .mode_max = true, .patience = 1, .plateau = true};
+  em_rules_t rules = {1, &r};
+  em_recorded_t rec = {0};
+  em_verdict_t *out;
+  size_t nv;
+  ck_assert_int_eq(em_judge(&rules, p, n, &rec, &out, &nv), 0);
+  ck_assert_uint_eq(nv, 1);
+  ck_assert_msg(strstr(out[0].firing.reason, "(best 0.2000 at checkpoint #1 (arrival order))"), "%s",
+                out[0].firing.reason);
+  ck_assert(out[0].firing.best_by_arrival && out[0].firing.best_step == 1);
+  free(out);
+  free(p);
+  em_history_free(&h);
+  cJSON_Delete(o);
+  cJSON *c = em_checkpoint_to_json(7, true, "x", EM_STATE_FAILED, NULL);
+  em_hist_entry_t e;
+  ck_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "step")) && em_checkpoint_from_json(c, &e) == 0);
+  ck_assert(e.by_arrival && e.step == 7);
+  cJSON_Delete(c);
+}
+END_TEST
+
 START_TEST(test_malformed_reply_is_refused)
 {
   const char *bad[] = {"{\"results\":[{\"seq\":1}]}", "{\"results\":[{\"step\":1.5,\"seq\":1}]}",
@@ -144,6 +183,7 @@ Suite *history_suite(void)
   tcase_add_test(c, test_decoded_reply_gives_the_points_the_store_would);
   tcase_add_test(c, test_judge_records_each_firing_once);
   tcase_add_test(c, test_malformed_reply_is_refused);
+  tcase_add_test(c, test_arrival_places_decode_and_are_named_in_reasons);
   suite_add_tcase(s, c);
   return s;
 }

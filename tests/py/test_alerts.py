@@ -247,6 +247,59 @@ def test_exec_gets_the_alert_and_is_killed_at_its_timeout(tmp):
     assert d.stop() == 0
 
 
+def test_step_less_names_publish_null_steps_in_arrival_order(tmp):
+    """Checkpoints whose names carry no step (best.safetensors, ...) and no trainer_state:
+    every object the daemon publishes says "step": null and gives the arrival order as
+    "arrival" (PROTOCOL.md "Steps"): results, the baseline reference, alerts, the stop
+    file, the command's environment, history's other checkpoints; runs has no last_step;
+    the tables show #N."""
+    stage = _stage(tmp, steps=100)
+    root = os.path.join(tmp, "root")
+    run = os.path.join(root, "job")
+    os.makedirs(run)
+    env_out = os.path.join(tmp, "env.txt")
+    cfg = _config(tmp, [AT_ONCE], {"exec": ["/bin/sh", "-c", f"env > {env_out}"]})
+    d = Daemon(tmp, root, "--config", cfg).start(quiet="0.2")
+    sub = d.subscribe(b"")
+    time.sleep(0.3)
+    for i, (step, name) in enumerate(((0, "first"), (100, "best"))):
+        os.rename(os.path.join(stage, f"checkpoint-{step}", "model.safetensors"),
+                  os.path.join(run, f"{name}.safetensors"))
+        wait_for(lambda: len(history(d, "job")[0]) == i + 1, what=f"result of {name}")
+    with open(os.path.join(run, "broken.safetensors"), "wb") as f:
+        f.write(b"\x08" + b"\0" * 7 + b"{}")  # a header that ends before its tensors: failed
+    wait_for(lambda: history(d, "job")[1], what="the broken checkpoint recorded")
+    results, others = history(d, "job")
+    assert [(r["step"], r["arrival"]) for r in results] == [(None, 0), (None, 1)], results
+    assert results[1]["baseline_step"] is None and results[1]["baseline_arrival"] == 0, results[1]
+    assert "baseline_arrival" not in results[0] or results[0]["baseline_arrival"] == 0, results[0]
+    assert [(c["step"], c["arrival"], c["state"]) for c in others] == [(None, 2, "failed")], others
+    wait_for(lambda: _alert_rows(d), what="the alert")
+    alert = json.loads(_alert_rows(d)[0][2])
+    assert alert["step"] is None and alert["arrival"] == 1 and alert["path"].endswith("best.safetensors"), alert
+    stop = json.load(open(os.path.join(run, ".emerge", "STOP")))
+    assert stop["step"] is None and stop["arrival"] == 1, stop
+    wait_for(lambda: os.path.exists(env_out) and "EMERGE_ARRIVAL" in open(env_out).read(), what="the command")
+    env = dict(line.split("=", 1) for line in open(env_out).read().splitlines() if line.startswith("EMERGE_"))
+    assert env["EMERGE_STEP"] == "" and env["EMERGE_ARRIVAL"] == "1", env
+    published = []
+    while sub.poll(100):
+        topic, payload = sub.recv_multipart()
+        if topic.startswith((b"result/", b"alert/")):
+            published.append(json.loads(payload))
+    assert published and all(p["step"] is None and "arrival" in p for p in published), published
+    runs = d.request({"cmd": "runs"})["runs"]
+    assert runs[0]["last_step"] is None, runs
+    out = emergectl("history", "job", "--api", d.api, check=0)[1]
+    assert "\n        #0 " in out and "\n        #1 " in out and "#2    failed" in out, out
+    assert "#1" in emergectl("alerts", "job", "--api", d.api, check=0)[1]
+    rows = [line.split(",") for line in emergectl("export", "job", "--csv", "--api", d.api, check=0)[1].splitlines()]
+    col = rows[0].index("arrival")
+    assert [(r[0], r[col]) for r in rows[1:]] == [("", "0"), ("", "1")], rows
+    assert "checkpoint #1 (arrival order)" in d.read_log()
+    assert d.stop() == 0
+
+
 def test_training_job_stops_itself_when_its_stop_file_appears(tmp):
     root = os.path.join(tmp, "root")
     os.makedirs(root)
@@ -400,8 +453,8 @@ def test_version_1_database_is_migrated(tmp):
     _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     wait_for(lambda: len(_alert_rows(d)) == 2, what="the new alert")
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 3  # through every migration
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 4  # through every migration
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 4
         assert c.execute("SELECT name FROM rules").fetchall() == [("first",)]
     rows = _alert_rows(d)
     assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 4  # after the results (2, 3): seq goes on
@@ -423,9 +476,10 @@ PRAGMA user_version=2;
 
 
 def test_version_2_database_gains_uncertainty_columns(tmp):
-    """A database of the previous emerged (schema 2) gains emergence_se and mode: its old
+    """A database of an earlier emerged (schema 2) gains emergence_se and mode: its old
     results keep their rows, get their mode from their params and an unknown (NULL) SE;
-    new results carry both."""
+    new results carry both. (Schema 4's `named`: its old checkpoint keeps the step it was
+    published with.)"""
     import sqlite3
     root = os.path.join(tmp, "root")
     os.makedirs(os.path.join(root, ".emerge"))
@@ -443,7 +497,8 @@ def test_version_2_database_gains_uncertainty_columns(tmp):
     d = Daemon(tmp, root).start(quiet="0.2")
     _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert c.execute("SELECT step, named FROM checkpoints WHERE id = 1").fetchone() == (0, 1)
         rows = c.execute("SELECT seq, mode, emergence_se FROM results ORDER BY seq").fetchall()
     assert rows[0] == (1, "sampled", None), rows
     assert [r[1] for r in rows[1:]] == ["sampled", "sampled"] and rows[1][2] == 0 and rows[2][2] > 0, rows
