@@ -361,7 +361,7 @@ static const char **metric_names(const em_result_view_t *v, size_t n, size_t *co
 static void csv_header(const em_result_view_t *first, const char **names, size_t nnames)
 {
   fputs("step,path,seq,ts,emergence,emergence_se,alpha0,alpha0_se,width,width_se,nodes,baseline_step,elapsed_ms,"
-        "arch,mode,arrival", stdout);
+        "arch,mode,arrival,baseline_arrival", stdout);
   for (size_t j = 0; j < nnames; j++)
     printf(",trainer.%s", names[j]);
   for (size_t i = 0; i < first->nq; i++)
@@ -389,6 +389,8 @@ static void csv_row(const em_result_view_t *r, const char **names, size_t nnames
   csv_text(r->mode);
   putchar(',');
   csv_num(opt_int(r->has_arrival, r->arrival));
+  putchar(',');
+  csv_num(opt_int(r->has_baseline_arrival, r->baseline_arrival));
   for (size_t j = 0; j < nnames; j++)
     putchar(','), csv_num(em_result_metric(r, names[j]));
   for (size_t i = 0; i < r->nq; i++)

@@ -248,7 +248,7 @@ int em_mode_resolve(em_ckpt_t *ck, const em_params_t *p, em_mode_t *out, uint64_
     return rc;
   uint64_t n = 0;
   for (size_t i = 0; i < plan.nmaps; i++)
-    n += (uint64_t)plan.maps[i].in_dim * plan.maps[i].out_dim;
+    n += (uint64_t)plan.maps[i].in_dim * plan.maps[i].out_dim * plan.maps[i].taps; /* weights read, not edges */
   em_plan_free(&plan);
   *weights = n;
   *out = p->mode != EM_MODE_AUTO ? p->mode : n <= EM_AUTO_FULL_WEIGHTS ? EM_MODE_FULL : EM_MODE_SAMPLED;

@@ -358,6 +358,9 @@ static int kernel_dims(builder_t *bd, const em_tensor_t *t, uint64_t *out, uint6
     *taps *= t->shape[d];
   if (t->shape[0] == 0 || t->shape[1] == 0 || *taps == 0)
     return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' is an empty convolution kernel", bd->ck->path, t->name);
+  if (*taps > UINT32_MAX)
+    return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' has %llu taps per channel pair: more than a kernel may have",
+                      bd->ck->path, t->name, (unsigned long long)*taps);
   if (t->shape[0] > EM_MAX_WIDTH || t->shape[1] > EM_MAX_WIDTH)
     return em_err_set(bd->err, -EINVAL, "%s: tensor '%s' has %llu x %llu channels: more than the %u neurons a "
                       "layer may have", bd->ck->path, t->name, (unsigned long long)t->shape[0],
@@ -377,7 +380,7 @@ static int link_dims(builder_t *bd, const em_tensor_t *const *w, size_t i, uint6
     return kernel_dims(bd, w[i], out, in, taps);
   *taps = 1;
   int rc = dims(bd, w[i], false, out, in);
-  if (!rc && i > 0 && w[i - 1]->rank >= 3 && *in != prev_out && *in % prev_out == 0) {
+  if (!rc && i > 0 && w[i - 1]->rank >= 3 && prev_out > 1 && *in != prev_out && *in % prev_out == 0) {
     *taps = *in / prev_out;
     *in = prev_out;
   }
@@ -486,7 +489,14 @@ int em_plan_build(const em_ckpt_t *ck, em_arch_t arch, int neurons, bool full, e
   if (rc == -1 && (arch == EM_ARCH_AUTO || arch == EM_ARCH_MLP || arch == EM_ARCH_CNN)) {
     out->arch = arch == EM_ARCH_CNN || (arch == EM_ARCH_AUTO && has_kernel(ck)) ? EM_ARCH_CNN : EM_ARCH_MLP;
     rc = build_sequential(&bd);
-    if (rc && arch == EM_ARCH_AUTO && rc != -ENOMEM && out->arch == EM_ARCH_MLP)
+    if (rc && rc != -ENOMEM && arch == EM_ARCH_AUTO && out->arch == EM_ARCH_CNN) {
+      /* convolutions that do not chain (a ResNet's branches): the linear layers alone, as
+       * before the cnn mapping existed; coverage says what that leaves out */
+      em_plan_free(out);
+      out->arch = EM_ARCH_MLP;
+      rc = build_sequential(&bd);
+    }
+    if (rc && arch == EM_ARCH_AUTO && rc != -ENOMEM)
       rc = unmappable(&bd);
   } else if (rc == -1) {
     rc = em_err_set(err, -EINVAL, "%s: no tensor named like %s (--arch %s); try --arch auto", ck->path,

@@ -316,7 +316,8 @@ static int sink_kernels(void *ctx, const chunk_t *c)
       double w = kernel_norm(c, row + (size_t)(col - c->first) * c->es, m->taps, &bad);
       if (w < 0)
         return nonfinite(c->t, c->row0 + r, col + bad, m->err);
-      m->n->hist[m->slot[k] * stride + (size_t)em_bin_of(w, thr)]++;
+      int b = em_bin_of(w, thr); /* -1 only when finite taps overflow the norm: distance ~0, not kept */
+      m->n->hist[m->slot[k] * stride + (size_t)(b < 0 ? 0 : b)]++;
     }
   }
   return 0;

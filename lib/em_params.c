@@ -35,7 +35,7 @@ int em_params_check(const em_params_t *p, em_err_t *err)
     return em_err_set(err, -EINVAL, "alpha0 must be central or reference");
   if (p->mode < EM_MODE_AUTO || p->mode > EM_MODE_FULL)
     return em_err_set(err, -EINVAL, "unknown mode");
-  if (p->arch < EM_ARCH_AUTO || p->arch > EM_ARCH_TORCH_TRANSFORMER)
+  if (p->arch < EM_ARCH_AUTO || p->arch > EM_ARCH_CNN)
     return em_err_set(err, -EINVAL, "unknown arch");
   double *q = NULL;
   size_t nq = 0;

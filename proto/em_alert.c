@@ -71,8 +71,8 @@ static int decode_kinds(const cJSON *o, em_alert_t *a, char *err, size_t errlen)
   if (mon && !cJSON_IsNull(mon) && (em_monitor_parse(em_json_str(o, "monitor"), &a->monitor) != 0 ||
                              a->monitor == EM_MON_NONE))
     return snprintf(err, errlen, "alert: key 'monitor' must be null or a monitored value"), -1;
-  const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
-  if (!em_json_int(o, "seq", &a->seq) || (step && !em_json_place(o, &a->step, &a->by_arrival)))
+  bool placed = cJSON_GetObjectItemCaseSensitive(o, "step") || cJSON_GetObjectItemCaseSensitive(o, "arrival");
+  if (!em_json_int(o, "seq", &a->seq) || (placed && !em_json_place(o, &a->step, &a->by_arrival)))
     return snprintf(err, errlen, "alert: keys 'seq' and 'step' (or 'arrival') must be integers"), -1;
   a->value = em_json_num(o, "value");
   a->ts = em_json_num(o, "ts");

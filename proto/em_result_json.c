@@ -228,6 +228,7 @@ int em_result_decode(const cJSON *o, em_result_view_t *v, char *err, size_t errl
     return decode_fail(v, err, errlen, isnan(v->alpha0) ? "alpha0" : "width");
   v->has_step = em_json_int(o, "step", &v->step);
   v->has_arrival = !v->has_step && em_json_int(o, "arrival", &v->arrival);
+  v->has_baseline_arrival = em_json_int(o, "baseline_arrival", &v->baseline_arrival);
   if (!em_json_int(o, "seq", &v->seq))
     v->seq = 0;
   v->has_baseline_step = em_json_int(o, "baseline_step", &v->baseline_step);

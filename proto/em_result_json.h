@@ -49,6 +49,8 @@ typedef struct em_result_view {
   size_t nskipped;               /* weight tensors not read */
   bool has_baseline_step;
   int64_t baseline_step;
+  bool has_baseline_arrival;     /* the baseline has no step: its arrival */
+  int64_t baseline_arrival;
   size_t nq;                     /* the moment orders and their mass exponents */
   double *q, *tau;
   size_t nspec;                  /* points of the spectrum */

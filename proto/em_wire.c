@@ -78,6 +78,9 @@ bool em_json_place(const cJSON *o, int64_t *place, bool *by_arrival)
   *by_arrival = false;
   if (em_json_int(o, "step", place))
     return true;
-  *by_arrival = em_json_int(o, "arrival", place);
+  const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
+  if (step && !cJSON_IsNull(step)) /* a step that is not an integer is malformed, arrival or not */
+    return false;
+  *by_arrival = em_json_int(o, "arrival", place) && *place >= 0;
   return *by_arrival;
 }

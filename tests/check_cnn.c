@@ -137,12 +137,15 @@ START_TEST(test_cnn_errors_are_named)
   p.mode = EM_MODE_FULL;
   em_result_t r;
   em_err_t err = {0};
-  /* 500 inputs are no whole number of positions per channel of conv2's 32 */
+  /* 500 inputs are no whole number of positions per channel of conv2's 32 (asked for
+   * cnn: under auto the linear layers alone would be analysed, as below) */
   write_cnn("classifier.0.weight", 500);
+  p.arch = EM_ARCH_CNN;
   ck_assert_int_ne(st_analyze(cnn_path, &p, &r, &err), 0);
   ck_assert_msg(strstr(err.msg, "cnn chain breaks") && strstr(err.msg, "'classifier.0.weight' takes 500") &&
                   strstr(err.msg, "'features.3.weight' gives 32"), "%s", err.msg);
   /* a NaN tap: the element is named in the kernel's own flat row */
+  p.arch = EM_ARCH_AUTO;
   conv2[(5 * C1 + 2) * K + 4] = NAN;
   write_cnn("classifier.0.weight", C2 * HW);
   ck_assert_int_eq(st_analyze(cnn_path, &p, &r, &err), EM_ENONFINITE);
@@ -156,6 +159,39 @@ START_TEST(test_cnn_errors_are_named)
   ck_assert_uint_eq(r.nskipped, 2);
   ck_assert_msg(strstr(r.skipped[0].why, "only the cnn mapping reads"), "%s", r.skipped[0].why);
   em_result_free(&r);
+  /* a branch that does not chain: auto falls back to the linear layers, and says so */
+  write_cnn("classifier.0.weight", 500);
+  p.arch = EM_ARCH_AUTO;
+  st_tensor_t m[] = {{"layers.0.weight", "F64", 2, {C1, C0}, n1, sizeof(n1)},
+                     {"layers.1.weight", "F64", 2, {C2, C1}, n2, sizeof(n2)},
+                     {"down.weight", "F32", 4, {C2, C0, 1, 1}, conv1, C2 * C0 * sizeof(float)}};
+  write_file(cnn_path, m, 3);
+  ck_assert_msg(st_analyze(cnn_path, &p, &r, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(r.arch, EM_ARCH_MLP);
+  ck_assert(r.nskipped == 1 && r.coverage < 1);
+  em_result_free(&r);
+}
+END_TEST
+
+/* Finite taps whose norm overflows a double: an edge of distance ~0, not kept, never an
+ * index out of the histogram (ASan watches). */
+START_TEST(test_cnn_huge_kernel_norm_is_no_edge)
+{
+  static double huge[C1 * C0 * K];
+  for (size_t i = 0; i < sizeof(huge) / sizeof(*huge); i++)
+    huge[i] = 1.3e308;
+  st_tensor_t t[] = {{"conv.weight", "F64", 4, {C1, C0, 3, 3}, huge, sizeof(huge)},
+                     {"conv2.weight", "F32", 4, {C2, C1, 3, 3}, conv2, sizeof(conv2)}};
+  write_file(cnn_path, t, 2);
+  em_params_t p;
+  em_params_default(&p);
+  p.mode = EM_MODE_FULL;
+  em_result_t r;
+  em_err_t err = {0};
+  int rc = st_analyze(cnn_path, &p, &r, &err);
+  ck_assert_msg(rc == 0, "%s", err.msg); /* conv2's channels are the nodes */
+  ck_assert_uint_eq(r.nodes, C1);
+  em_result_free(&r);
 }
 END_TEST
 
@@ -166,6 +202,7 @@ Suite *cnn_suite(void)
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_cnn_is_the_mlp_of_kernel_norms);
   tcase_add_test(tc, test_cnn_errors_are_named);
+  tcase_add_test(tc, test_cnn_huge_kernel_norm_is_no_edge);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -163,7 +163,9 @@ END_TEST
 START_TEST(test_malformed_reply_is_refused)
 {
   const char *bad[] = {"{\"results\":[{\"seq\":1}]}", "{\"results\":[{\"step\":1.5,\"seq\":1}]}",
-                       "{\"checkpoints\":[{\"step\":1,\"state\":\"sleeping\"}]}"};
+                       "{\"checkpoints\":[{\"step\":1,\"state\":\"sleeping\"}]}",
+                       "{\"results\":[{\"step\":1.5,\"arrival\":1,\"seq\":1}]}", /* arrival only beside a null step */
+                       "{\"results\":[{\"step\":null,\"arrival\":-1,\"seq\":1}]}"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
     cJSON *o = cJSON_Parse(bad[i]);
     em_history_t h;

@@ -295,7 +295,7 @@ def test_step_less_names_publish_null_steps_in_arrival_order(tmp):
     assert "#1" in emergectl("alerts", "job", "--api", d.api, check=0)[1]
     rows = [line.split(",") for line in emergectl("export", "job", "--csv", "--api", d.api, check=0)[1].splitlines()]
     col = rows[0].index("arrival")
-    assert [(r[0], r[col]) for r in rows[1:]] == [("", "0"), ("", "1")], rows
+    assert [(r[0], r[col], r[col + 1]) for r in rows[1:]] == [("", "0", "0"), ("", "1", "0")], rows
     assert "checkpoint #1 (arrival order)" in d.read_log()
     assert d.stop() == 0
 

@@ -229,6 +229,7 @@ def test_what_was_measured_is_listed_and_low_coverage_is_told(tmp):
     r = analyze_json(path)[0]
     assert r["arch"] == "cnn" and r["coverage"] == 1 and r["skipped"] == [], r
     assert sorted(r["tensors"]) == ["0.weight", "2.weight", "6.weight", "8.weight"], r["tensors"]
+    assert analyze_json("--arch", "cnn", path)[0]["alpha0"] == r["alpha0"]  # the flag names the same mapping
     code, out, err = emergectl("analyze", "--json", "--arch", "mlp", path)
     r = json.loads(out)
     assert r["tensors"] == ["6.weight", "8.weight"], r["tensors"]
