@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* emergectl watch [RUN]: follow results (and alerts) live until Ctrl-C. Subscribes
+/* emergectl watch [RUN]: follow results, alerts and checkpoint events (a checkpoint
+ * that failed, vanished, was non-finite or unsupported) live until Ctrl-C. Subscribes
  * first, then asks `since` for what came before, and drops duplicates by seq, so a
  * late start shows the full history and then live results with no gap and no repeat.
  * With --db and no daemon running it follows the database instead. */
@@ -14,6 +15,7 @@
 #include <zmq.h>
 
 #include "em_alert.h"
+#include "em_history.h"
 #include "em_cli.h"
 #include "em_cmd.h"
 #include "em_wire.h"
@@ -25,7 +27,7 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 typedef struct watch {
   em_cmd_opts_t o;
-  char prefix_result[1100], prefix_alert[1100];
+  char prefix[3][1100];      /* result/, alert/ and checkpoint/ topics of the run(s) watched */
   int64_t last_seq;
   bool tty;
   double spark[SPARK];
@@ -35,8 +37,10 @@ typedef struct watch {
 /* A run's topic prefix: every run with no RUN; otherwise exactly that run (and below). */
 static bool wanted(const watch_t *w, const char *topic)
 {
-  return strncmp(topic, w->prefix_result, strlen(w->prefix_result)) == 0 ||
-         strncmp(topic, w->prefix_alert, strlen(w->prefix_alert)) == 0;
+  for (size_t i = 0; i < sizeof(w->prefix) / sizeof(*w->prefix); i++)
+    if (strncmp(topic, w->prefix[i], strlen(w->prefix[i])) == 0)
+      return true;
+  return false;
 }
 
 static void sparkline(watch_t *w, double e, char *out, size_t n)
@@ -70,6 +74,20 @@ static void show_alert(const cJSON *p)
   em_alert_free(&al);
 }
 
+/* A checkpoint that failed, vanished, was non-finite or unsupported, with why. */
+static void show_checkpoint(const cJSON *p)
+{
+  const char *run;
+  em_hist_entry_t e;
+  if (em_checkpoint_event_decode(p, &run, &e) != 0) {
+    em_cli_error("watch", "skipping a malformed checkpoint event (needs seq, run, step and state)");
+    return;
+  }
+  char at[64];
+  em_place_text(at, sizeof(at), e.step, e.by_arrival);
+  printf("%-16s %s  %s: %s\n", run, at, em_state_name(e.state), e.error ? e.error : "(no reason given)");
+}
+
 static void show_result(watch_t *w, const cJSON *p)
 {
   em_result_view_t r;
@@ -101,6 +119,8 @@ static void show(watch_t *w, const char *topic, const cJSON *p)
     free(s);
   } else if (strncmp(topic, "alert/", 6) == 0) {
     show_alert(p);
+  } else if (strncmp(topic, "checkpoint/", 11) == 0) {
+    show_checkpoint(p);
   } else {
     show_result(w, p);
   }
@@ -156,8 +176,8 @@ static int follow_live(watch_t *w, const char *pub)
     rc = EM_EXIT_USAGE;
     goto out;
   }
-  zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w->prefix_result, strlen(w->prefix_result));
-  zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w->prefix_alert, strlen(w->prefix_alert));
+  for (size_t i = 0; i < sizeof(w->prefix) / sizeof(*w->prefix); i++)
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w->prefix[i], strlen(w->prefix[i]));
   usleep(200000); /* the subscription must reach the daemon before we ask what we missed */
   if ((rc = catch_up(w, false)) != 0)
     goto out;
@@ -221,8 +241,9 @@ int em_cmd_watch(int argc, char **argv)
       printf("usage: emergectl watch [RUN] [--json] [--api ENDPOINT] [--pub ENDPOINT] [--db FILE|ROOT]\n");
     return rc < 0 ? EM_EXIT_OK : rc;
   }
-  snprintf(w.prefix_result, sizeof(w.prefix_result), "result/%s%s", w.o.run ? w.o.run : "", w.o.run ? "/" : "");
-  snprintf(w.prefix_alert, sizeof(w.prefix_alert), "alert/%s%s", w.o.run ? w.o.run : "", w.o.run ? "/" : "");
+  static const char *const kinds[] = {"result", "alert", "checkpoint"};
+  for (size_t i = 0; i < sizeof(kinds) / sizeof(*kinds); i++)
+    snprintf(w.prefix[i], sizeof(w.prefix[i]), "%s/%s%s", kinds[i], w.o.run ? w.o.run : "", w.o.run ? "/" : "");
   w.tty = isatty(STDOUT_FILENO);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);

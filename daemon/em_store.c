@@ -37,7 +37,7 @@ struct em_store {
 
 /* ---------------------------------------------------------------- outputs */
 
-static int add_pub(em_store_op_t *op, const char *kind, const char *run, char *payload)
+static int add_pub(em_store_op_t *op, int64_t seq, const char *kind, const char *run, char *payload)
 {
   em_pub_t *p = realloc(op->pubs, (op->npub + 1) * sizeof(*p));
   if (!p) {
@@ -50,6 +50,7 @@ static int add_pub(em_store_op_t *op, const char *kind, const char *run, char *p
     free(payload);
     return SQLITE_NOMEM;
   }
+  p[op->npub].seq = seq;
   p[op->npub++].payload = payload;
   return SQLITE_OK;
 }
@@ -150,7 +151,7 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
     em_alert_free(&a);
     return rc;
   }
-  rc = add_pub(op, "alert", op->run, payload);
+  rc = add_pub(op, a.seq, "alert", op->run, payload);
   return rc == SQLITE_OK ? add_alert(op, &a) : (em_alert_free(&a), rc);
 }
 
@@ -255,12 +256,34 @@ static bool checkpoint_named(em_db_t *db, int64_t id, int *rc)
   return em_sql_int(em_sql_prepare(db, "SELECT named FROM checkpoints WHERE id = ?", "i", id), 1, rc) != 0;
 }
 
+/* The checkpoint's event (failed, vanished, nonfinite, unsupported): its own seq, stored
+ * with the row so `since` replays it, and published on checkpoint/<run>/. */
+static int record_event(em_db_t *db, em_store_op_t *op, int64_t step, bool by_arrival)
+{
+  int rc = SQLITE_OK;
+  em_hist_entry_t e = {.step = step, .by_arrival = by_arrival, .state = op->state, .seq = next_seq(db, &rc),
+                       .path = op->path, .error = op->error};
+  EM_SQL_CHECK(rc);
+  cJSON *o = em_checkpoint_event_to_json(op->run, &e, em_sql_now());
+  char *payload = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  if (!payload)
+    return SQLITE_NOMEM;
+  rc = em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET seq = ?, event = ? WHERE id = ?", "iti", e.seq, payload,
+                                 op->ckpt_id));
+  if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+    free(payload);
+    return rc;
+  }
+  return add_pub(op, e.seq, "checkpoint", op->run, payload);
+}
+
 static int op_state(em_store_t *s, em_store_op_t *op)
 {
   EM_SQL_CHECK(em_sql_run(em_sql_prepare(s->db, "UPDATE checkpoints SET state = ?, error = ?, updated = ? "
                                                 "WHERE id = ? AND version = ?", "ttdit", em_state_name(op->state),
                                          op->error, em_sql_now(), op->ckpt_id, op->version)));
-  if (op->state != EM_STATE_NONFINITE || sqlite3_changes(s->db->h) == 0)
+  if (sqlite3_changes(s->db->h) == 0 || op->state == EM_STATE_QUEUED || op->state == EM_STATE_DONE)
     return SQLITE_OK;
   int rc = SQLITE_OK;
   int64_t rid = em_sql_int(em_sql_prepare(s->db, "SELECT run_id FROM checkpoints WHERE id = ?", "i", op->ckpt_id), -1,
@@ -269,6 +292,9 @@ static int op_state(em_store_t *s, em_store_op_t *op)
                             &rc);
   bool by_arrival = !checkpoint_named(s->db, op->ckpt_id, &rc);
   EM_SQL_CHECK(rc);
+  EM_SQL_CHECK(record_event(s->db, op, step, by_arrival));
+  if (op->state != EM_STATE_NONFINITE)
+    return SQLITE_OK;
   /* judged now, while the rule is active: a one-entry history past every since filter */
   em_history_t h = {0};
   em_hist_entry_t e = {.step = step, .by_arrival = by_arrival, .state = EM_STATE_NONFINITE, .path = op->path,
@@ -372,7 +398,7 @@ static int rebaseline_row(em_db_t *db, em_store_op_t *op, sqlite3_stmt *row, con
   char *payload = up && sqlite3_step(up) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(up, 0)) : NULL;
   em_sql_done(up);
   if (rc == SQLITE_OK)
-    rc = payload ? add_pub(op, "result", op->run, payload) : SQLITE_ERROR;
+    rc = payload ? add_pub(op, seq, "result", op->run, payload) : SQLITE_ERROR;
   return rc;
 }
 
@@ -437,7 +463,7 @@ static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *sel
     free(payload);
     return rc;
   }
-  return add_pub(op, "result", op->run, payload);
+  return add_pub(op, seq, "result", op->run, payload);
 }
 
 /* Every result of a run has one mode (E across modes is meaningless): a result in

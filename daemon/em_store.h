@@ -28,6 +28,7 @@ typedef enum em_store_op_type {
 } em_store_op_type_t;
 
 typedef struct em_pub {
+  int64_t seq;
   char *topic;
   char *payload;
 } em_pub_t;
@@ -56,7 +57,7 @@ struct em_store_op {
   int64_t step_out;            /* the step stored (an arrival number when none was given) */
   bool has_result;             /* EM_OP_SEEN: this version already has a result */
   size_t npub;
-  em_pub_t *pubs;              /* messages to publish, in seq order: results and alerts */
+  em_pub_t *pubs;              /* messages to publish, in seq order: results, alerts, checkpoint events */
   size_t nalerts;
   em_alert_t *alerts;          /* committed alerts to deliver, in seq order */
   int64_t last_seq;

@@ -58,6 +58,31 @@ int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e)
                                                                                                             : -1;
 }
 
+cJSON *em_checkpoint_event_to_json(const char *run, const em_hist_entry_t *e, double ts)
+{
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+  cJSON_AddStringToObject(o, "kind", "checkpoint");
+  cJSON_AddStringToObject(o, "run", run);
+  cJSON *c = em_checkpoint_to_json(e->step, e->by_arrival, e->path, e->state, e->error);
+  cJSON *field;
+  while (c && (field = c->child) != NULL) /* the checkpoint object's keys, moved over */
+    cJSON_AddItemToObject(o, field->string, cJSON_DetachItemViaPointer(c, field));
+  cJSON_Delete(c);
+  cJSON_AddNumberToObject(o, "ts", ts);
+  return o;
+}
+
+int em_checkpoint_event_decode(const cJSON *o, const char **run, em_hist_entry_t *e)
+{
+  *run = em_json_str(o, "run");
+  int64_t seq;
+  if (!*run || !em_json_int(o, "seq", &seq) || em_checkpoint_from_json(o, e) != 0)
+    return -1;
+  e->seq = seq;
+  return 0;
+}
+
 int em_history_decode(const cJSON *reply, em_history_t *out, char *err, size_t errlen)
 {
   memset(out, 0, sizeof(*out));

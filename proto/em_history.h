@@ -49,4 +49,12 @@ em_point_t *em_history_points(const em_history_t *h, size_t *n);
 int em_checkpoint_from_json(const cJSON *c, em_hist_entry_t *e);
 cJSON *em_checkpoint_to_json(int64_t step, bool by_arrival, const char *path, em_state_t state, const char *error);
 
+/* A checkpoint event (PROTOCOL.md: topic checkpoint/<run>/): the checkpoint object of a
+ * checkpoint that failed, vanished, was non-finite or unsupported, with its seq (in
+ * e->seq), kind "checkpoint", run and ts. */
+cJSON *em_checkpoint_event_to_json(const char *run, const em_hist_entry_t *e, double ts);
+/* Decodes one; e and *run borrow its strings. -1 without an integer seq, a run, a place
+ * and a state. */
+int em_checkpoint_event_decode(const cJSON *o, const char **run, em_hist_entry_t *e);
+
 #endif

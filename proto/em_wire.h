@@ -27,7 +27,7 @@ const char *em_state_name(em_state_t s);
 /* -1 when name is no state. */
 int em_state_parse(const char *name, em_state_t *out);
 
-/* "<kind>/<run>/" (kind: "result", "alert") or "status/" (run NULL) into buf; false
+/* "<kind>/<run>/" (kind: "result", "alert", "checkpoint") or "status/" (run NULL) into buf; false
  * when it does not fit. */
 bool em_topic(char *buf, size_t len, const char *kind, const char *run);
 /* RUN_DIR/.emerge and RUN_DIR/.emerge/STOP; false when they do not fit. */

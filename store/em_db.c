@@ -47,7 +47,15 @@ static const char *const schema_v3 =
  * step and keep it. */
 static const char *const schema_v4 = "ALTER TABLE checkpoints ADD COLUMN named INTEGER NOT NULL DEFAULT 1;";
 
-static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3, schema_v4}; /* keyed on version */
+/* v5: checkpoint events. A checkpoint that fails, vanishes, is non-finite or unsupported
+ * gets a seq of the daemon-wide sequence and its event object (PROTOCOL.md "checkpoint"),
+ * so `since` and the HTTP event stream replay it beside results and alerts. */
+static const char *const schema_v5 =
+  "ALTER TABLE checkpoints ADD COLUMN seq INTEGER;"
+  "ALTER TABLE checkpoints ADD COLUMN event TEXT;"
+  "CREATE INDEX IF NOT EXISTS checkpoints_seq ON checkpoints(seq);";
+
+static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3, schema_v4, schema_v5}; /* keyed on version */
 
 /* Each migration in its own transaction, with the version it reaches. */
 static int migrate(em_db_t *db, char *err, size_t errlen)
@@ -68,8 +76,10 @@ static int migrate(em_db_t *db, char *err, size_t errlen)
       rc = em_sql_exec(db, migrations[v]);
     if (rc == SQLITE_OK)
       rc = em_sql_exec(db, bump);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) { /* say why before ROLLBACK puts its own message there */
+      snprintf(err, errlen, "database %s: migrating to schema %d: %s", db->path, v, sqlite3_errmsg(db->h));
       em_sql_exec(db, "ROLLBACK");
+    }
   }
   return rc;
 }

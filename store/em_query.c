@@ -20,8 +20,9 @@ static char *finish(cJSON *o)
   return s ? s : em_api_error("out of memory");
 }
 
-static char *db_error(em_db_t *db)
+static char *db_error(em_db_t *db, em_query_outcome_t *out)
 {
+  *out = EM_QUERY_DB_ERROR;
   char msg[300];
   snprintf(msg, sizeof(msg), "database error: %s", sqlite3_errmsg(db->h));
   return em_api_error(msg);
@@ -49,11 +50,11 @@ static const char sql_runs[] =
   "   AND c.version = x.version WHERE c.run_id = r.id ORDER BY c.step DESC LIMIT 1) "
   "FROM runs r ORDER BY r.name";
 
-static char *reply_runs(em_db_t *db)
+static char *reply_runs(em_db_t *db, em_query_outcome_t *out)
 {
   sqlite3_stmt *st = em_sql_prepare(db, sql_runs, NULL);
   if (!st)
-    return db_error(db);
+    return db_error(db, out);
   cJSON *o = ok_reply(), *runs = cJSON_AddArrayToObject(o, "runs");
   while (sqlite3_step(st) == SQLITE_ROW) {
     cJSON *r = cJSON_CreateObject();
@@ -69,8 +70,9 @@ static char *reply_runs(em_db_t *db)
   return finish(o);
 }
 
-static char *unknown_run(const char *run)
+static char *unknown_run(const char *run, em_query_outcome_t *out)
 {
+  *out = EM_QUERY_UNKNOWN_RUN;
   char msg[EM_API_MAX_RUN + 32];
   snprintf(msg, sizeof(msg), "unknown run '%s'", run);
   return em_api_error(msg);
@@ -87,11 +89,11 @@ static const char sql_history[] =
   "JOIN runs r ON r.id = c.run_id LEFT JOIN results x ON x.checkpoint_id = c.id "
   "AND x.version = c.version WHERE r.name = ? ORDER BY c.step, c.id";
 
-static char *reply_history(em_db_t *db, const char *run)
+static char *reply_history(em_db_t *db, const char *run, em_query_outcome_t *out)
 {
   sqlite3_stmt *st = em_sql_prepare(db, sql_history, "t", run);
   if (!st)
-    return db_error(db);
+    return db_error(db, out);
   cJSON *o = ok_reply();
   cJSON_AddStringToObject(o, "run", run);
   cJSON *results = cJSON_AddArrayToObject(o, "results"), *others = cJSON_AddArrayToObject(o, "checkpoints");
@@ -111,7 +113,7 @@ static char *reply_history(em_db_t *db, const char *run)
   em_sql_done(st);
   if (rows == 0) {
     cJSON_Delete(o);
-    return unknown_run(run);
+    return unknown_run(run, out);
   }
   return finish(o);
 }
@@ -122,46 +124,74 @@ static const char sql_since[] =
   "  JOIN checkpoints c ON c.id = x.checkpoint_id JOIN runs r ON r.id = c.run_id "
   "  WHERE x.seq > ?1 "
   " UNION ALL SELECT a.seq, 'alert/' || r.name || '/', a.json FROM alerts a "
-  "  JOIN runs r ON r.id = a.run_id WHERE a.seq > ?1) ORDER BY seq LIMIT ?2";
+  "  JOIN runs r ON r.id = a.run_id WHERE a.seq > ?1"
+  " UNION ALL SELECT c.seq, 'checkpoint/' || r.name || '/', c.event FROM checkpoints c "
+  "  JOIN runs r ON r.id = c.run_id WHERE c.seq > ?1 AND c.event IS NOT NULL) ORDER BY seq LIMIT ?2";
 
-static char *reply_since(em_db_t *db, int64_t seq)
+int em_query_since(em_db_t *db, int64_t seq, int limit, em_query_message_fn fn, void *ctx)
 {
-  sqlite3_stmt *st = em_sql_prepare(db, sql_since, "ii", seq, (int64_t)EM_SINCE_PAGE + 1);
+  sqlite3_stmt *st = em_sql_prepare(db, sql_since, "ii", seq, (int64_t)limit);
   if (!st)
-    return db_error(db);
-  cJSON *o = ok_reply(), *msgs = cJSON_AddArrayToObject(o, "messages");
-  int n = 0;
-  bool more = false;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    if (++n > EM_SINCE_PAGE) {
-      more = true;
+    return SQLITE_ERROR;
+  int rc, n = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    n++;
+    if (fn(ctx, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+           (const char *)sqlite3_column_text(st, 2)) != 0)
       break;
-    }
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "topic", (const char *)sqlite3_column_text(st, 1));
-    cJSON_AddItemToObject(m, "payload", stored(st, 2));
-    cJSON_AddItemToArray(msgs, m);
   }
   em_sql_done(st);
-  cJSON_AddBoolToObject(o, "more", more);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;
+}
+
+typedef struct since_page {
+  cJSON *msgs;
+  int n;
+  bool more;
+} since_page_t;
+
+static int add_message(void *ctx, int64_t seq, const char *topic, const char *json)
+{
+  (void)seq;
+  since_page_t *p = ctx;
+  if (++p->n > EM_SINCE_PAGE) {
+    p->more = true;
+    return 1;
+  }
+  cJSON *m = cJSON_CreateObject();
+  cJSON_AddStringToObject(m, "topic", topic);
+  cJSON_AddItemToObject(m, "payload", json ? cJSON_CreateRaw(json) : cJSON_CreateNull());
+  cJSON_AddItemToArray(p->msgs, m);
+  return 0;
+}
+
+static char *reply_since(em_db_t *db, int64_t seq, em_query_outcome_t *out)
+{
+  cJSON *o = ok_reply();
+  since_page_t page = {.msgs = cJSON_AddArrayToObject(o, "messages")};
+  if (em_query_since(db, seq, EM_SINCE_PAGE + 1, add_message, &page) < 0) {
+    cJSON_Delete(o);
+    return db_error(db, out);
+  }
+  cJSON_AddBoolToObject(o, "more", page.more);
   return finish(o);
 }
 
 static const char sql_alerts[] =
   "SELECT a.json FROM alerts a JOIN runs r ON r.id = a.run_id WHERE ?1 IS NULL OR r.name = ?1 ORDER BY a.seq";
 
-static char *reply_alerts(em_db_t *db, const em_api_request_t *req)
+static char *reply_alerts(em_db_t *db, const em_api_request_t *req, em_query_outcome_t *out)
 {
   sqlite3_stmt *st = em_sql_prepare(db, sql_alerts, "t", req->has_run ? req->run : NULL);
   if (!st)
-    return db_error(db);
+    return db_error(db, out);
   cJSON *o = ok_reply(), *alerts = cJSON_AddArrayToObject(o, "alerts");
   while (sqlite3_step(st) == SQLITE_ROW)
     cJSON_AddItemToArray(alerts, stored(st, 0));
   em_sql_done(st);
   if (req->has_run && cJSON_GetArraySize(alerts) == 0 && !run_exists(db, req->run)) {
     cJSON_Delete(o);
-    return unknown_run(req->run);
+    return unknown_run(req->run, out);
   }
   return finish(o);
 }
@@ -173,16 +203,24 @@ static char *reply_status(const em_status_t *status)
   return finish(o);
 }
 
-char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t *status)
+char *em_query_answer(em_db_t *db, const em_api_request_t *req, const em_status_t *status,
+                      em_query_outcome_t *out)
 {
+  *out = EM_QUERY_OK;
   switch (req->cmd) {
   case EM_API_STATUS: return reply_status(status);
-  case EM_API_RUNS: return reply_runs(db);
-  case EM_API_HISTORY: return reply_history(db, req->run);
-  case EM_API_SINCE: return reply_since(db, req->seq);
-  case EM_API_ALERTS: return reply_alerts(db, req);
+  case EM_API_RUNS: return reply_runs(db, out);
+  case EM_API_HISTORY: return reply_history(db, req->run, out);
+  case EM_API_SINCE: return reply_since(db, req->seq, out);
+  case EM_API_ALERTS: return reply_alerts(db, req, out);
   }
   return em_api_error("unknown cmd");
+}
+
+char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t *status)
+{
+  em_query_outcome_t ignored;
+  return em_query_answer(db, req, status, &ignored);
 }
 
 static const char sql_judged[] =

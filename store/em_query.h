@@ -15,6 +15,15 @@
 
 /* The reply to req as text (caller frees). status answers "status". */
 char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t *status);
+/* The same, and what kind of failure an {"ok":false} reply is, for HTTP's status codes. */
+typedef enum em_query_outcome { EM_QUERY_OK, EM_QUERY_UNKNOWN_RUN, EM_QUERY_DB_ERROR } em_query_outcome_t;
+char *em_query_answer(em_db_t *db, const em_api_request_t *req, const em_status_t *status,
+                      em_query_outcome_t *out);
+/* One stored message of `since`: its seq, topic and payload text. Non-zero stops. */
+typedef int (*em_query_message_fn)(void *ctx, int64_t seq, const char *topic, const char *json);
+/* Every result, alert and checkpoint event with seq > seq, oldest first, at most limit:
+ * the number of rows seen, or -1 on a database error. */
+int em_query_since(em_db_t *db, int64_t seq, int limit, em_query_message_fn fn, void *ctx);
 /* The current results of run rid in step order as history entries (no paths): what the
  * rules judge after a new result. An SQLite code. */
 int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out);

@@ -453,8 +453,8 @@ def test_version_1_database_is_migrated(tmp):
     _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     wait_for(lambda: len(_alert_rows(d)) == 2, what="the new alert")
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 4  # through every migration
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 4
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 5  # through every migration
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 5
         assert c.execute("SELECT name FROM rules").fetchall() == [("first",)]
     rows = _alert_rows(d)
     assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 4  # after the results (2, 3): seq goes on
@@ -497,7 +497,7 @@ def test_version_2_database_gains_uncertainty_columns(tmp):
     d = Daemon(tmp, root).start(quiet="0.2")
     _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 5
         assert c.execute("SELECT step, named FROM checkpoints WHERE id = 1").fetchone() == (0, 1)
         rows = c.execute("SELECT seq, mode, emergence_se FROM results ORDER BY seq").fetchall()
     assert rows[0] == (1, "sampled", None), rows

@@ -143,9 +143,9 @@ def test_disk_full_is_retried_and_nothing_lost(tmp):
     d = Daemon(tmp, root)
     log = open(d.log_path, "w")
     script = (f"mount -t tmpfs -o size=8m tmpfs {dbdir} && "
-              f"dd if=/dev/zero of={dbdir}/filler bs=1k count=8040 2>/dev/null; "
+              f"dd if=/dev/zero of={dbdir}/filler bs=1k count=7990 2>/dev/null; "
               f"exec {EMERGED} --watch {root} --db {dbdir}/emerge.db --pub {d.pub} --api {d.api} --quiet 0.2 "
-              f"--samples 2")
+              f"--samples 2 --http 127.0.0.1:0")
     d.proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT)
     d.log = log
     wait_for(lambda: answers(d), what="the daemon")
