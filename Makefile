@@ -11,11 +11,11 @@ CFLAGS     ?= -O2 -g
 # Debian packages the build, the tests and the demo need (`make deps` installs them); torch
 # trains a real PyTorch job for the tests (with a threaded BLAS, or it trains ~50x slower).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
-            libminizip-dev check python3-numpy python3-zmq time systemd util-linux \
+            libminizip-dev libmicrohttpd-dev check python3-numpy python3-zmq time systemd util-linux \
             python3-torch libopenblas0-pthread
 # `make validate` also draws its plot.
 VALIDATE_PKGS := python3-matplotlib
-PC_DEPS  := libcjson libuv libzmq sqlite3 minizip
+PC_DEPS  := libcjson libuv libzmq sqlite3 minizip libmicrohttpd
 PC_TEST  := check
 
 PC_OK := $(shell $(PKG_CONFIG) --exists $(PC_DEPS) 2>/dev/null && echo yes)
@@ -54,6 +54,7 @@ PROTO_SRC := $(wildcard proto/*.c)
 STORE_SRC := $(wildcard store/*.c)
 CLIENT_SRC:= $(filter-out client/emergectl.c,$(wildcard client/*.c))
 DAEMON_SRC:= $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+WEB_FILES := $(sort $(wildcard daemon/web/*.html daemon/web/*.js daemon/web/*.css))
 TEST_SRC  := $(wildcard tests/check_*.c) tests/run_tests.c $(wildcard tests/helpers/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
@@ -61,7 +62,7 @@ LIB_OBJ    := $(call obj,$(LIB_SRC))
 PROTO_OBJ  := $(call obj,$(PROTO_SRC))
 STORE_OBJ  := $(call obj,$(STORE_SRC))
 CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC)) $(BUILD)/daemon/web/assets.o
 TEST_OBJ   := $(call obj,$(TEST_SRC))
 
 BIN_DIR := $(if $(SANITIZE),$(BUILD)/bin,bin)
@@ -75,6 +76,18 @@ all: $(EMERGECTL) $(EMERGED)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q_CC)$(CC) $(EM_CFLAGS) $(call layer_inc,$<) $(if $(findstring tests/,$<),$(CHECK_CFLAGS)) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# The dashboard's files become one C table (daemon/em_web.h): emerged serves exactly these.
+$(BUILD)/daemon/web/assets.c: $(WEB_FILES) Makefile
+	@mkdir -p $(dir $@)
+	$(Q){ echo '#include "em_web.h"'; i=0; for f in $(WEB_FILES); do \
+	    echo "static const unsigned char f$$i[] = {"; od -An -v -tu1 $$f | sed 's/[0-9][0-9]*/&,/g'; echo "};"; \
+	    i=$$((i+1)); done; \
+	  echo 'const em_asset_t em_web_assets[] = {'; i=0; for f in $(WEB_FILES); do \
+	    echo "  {\"/$$(basename $$f)\", f$$i, sizeof(f$$i)},"; i=$$((i+1)); done; \
+	  echo '  {NULL, NULL, 0}};'; } > $@
+$(BUILD)/daemon/web/assets.o: $(BUILD)/daemon/web/assets.c
+	$(Q_CC)$(CC) $(EM_CFLAGS) $(INC_daemon) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libemerge.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^

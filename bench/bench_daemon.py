@@ -40,7 +40,8 @@ class Daemon:
         self.pub, self.api = f"ipc://{tmp}/pub", f"ipc://{tmp}/api"
         # sampled, as recorded so far: the figures stay comparable across the default's change to auto
         self.proc = subprocess.Popen([EMERGED, "--watch", root, "--pub", self.pub, "--api", self.api, "--quiet",
-                                      "0.5", "--log-level", "warning", "--mode", "sampled", *extra],
+                                      "0.5", "--log-level", "warning", "--mode", "sampled", *(["--http", "off"] if "--http" not in extra else []),
+                                      *extra],
                                      stderr=subprocess.DEVNULL)
         self.ctx = zmq.Context.instance()
         self.sub = self.ctx.socket(zmq.SUB)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "em_http.h"
 #include "em_jsonfile.h"
 #include "em_log.h"
 
@@ -32,6 +33,7 @@ static const struct key {
   {"db", K_STR, offsetof(em_config_t, db), 0, 0, true, "PATH        database (default ROOT/.emerge/emerge.db)"},
   {"pub", K_STR, offsetof(em_config_t, pub), 0, 0, true, "ENDPOINT   PUB socket (tcp://127.0.0.1:5563)"},
   {"api", K_STR, offsetof(em_config_t, api), 0, 0, true, "ENDPOINT   API socket (tcp://127.0.0.1:5564)"},
+  {"http", K_STR, offsetof(em_config_t, http), 0, 0, true, "ADDR      dashboard, /metrics, /api/v1 (127.0.0.1:5565; off)"},
   {"workers", K_INT, offsetof(em_config_t, workers), 1, 64, true, "N      analysis threads (1)"},
   {"poll", K_SECONDS, offsetof(em_config_t, poll), 0, 0, true, "SECONDS   poll instead of inotify"},
   {"rescan", K_SECONDS, offsetof(em_config_t, rescan), 0, 0, true, "SECONDS full rescan period (30)"},
@@ -203,6 +205,7 @@ static void defaults(em_config_t *cfg)
   memset(cfg, 0, sizeof(*cfg));
   cfg->pub = strdup("tcp://127.0.0.1:5563");
   cfg->api = strdup("tcp://127.0.0.1:5564");
+  cfg->http = strdup(EM_HTTP_DEFAULT);
   cfg->workers = 1;
   cfg->rescan = 30;
   cfg->quiet = 2;
@@ -281,6 +284,7 @@ void em_config_free(em_config_t *cfg)
   free(cfg->db);
   free(cfg->pub);
   free(cfg->api);
+  free(cfg->http);
   free(cfg->config);
   em_rules_free(&cfg->alerts);
   em_on_alert_free(&cfg->on_alert);

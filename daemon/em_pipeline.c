@@ -58,8 +58,11 @@ static void publish_committed(em_pipeline_t *s, em_store_op_t *op)
 {
   if (op->rc == 0 && op->last_seq > s->last_seq)
     s->last_seq = op->last_seq;
-  for (size_t i = 0; i < op->npub && s->bus; i++)
-    em_bus_publish(s->bus, op->pubs[i].topic, op->pubs[i].payload);
+  for (size_t i = 0; i < op->npub; i++) {
+    if (s->bus)
+      em_bus_publish(s->bus, op->pubs[i].topic, op->pubs[i].payload);
+    em_http_publish(s->http, op->pubs[i].seq, op->pubs[i].topic, op->pubs[i].payload);
+  }
   for (size_t i = 0; i < op->nalerts && s->deliver; i++) /* stopping: redone at start */
     em_deliver_alert(s->deliver, &op->alerts[i]);
 }
@@ -207,6 +210,8 @@ void em_pipeline_job_done(void *ctx, em_job_t *job)
     em_store_op_t *op = entry_op(done ? EM_OP_RESULT : EM_OP_STATE, e);
     if (!done)
       EM_WARN("work: %s: %s: %s", e->path, em_state_name(job->state), job->error ? job->error : "");
+    if (done)
+      em_http_analysis_done(s->http, job->result.elapsed_ms / 1000.0);
     if (op && done) { /* the result struct moves to the store, which encodes it once */
       op->result = job->result;
       op->trainer = job->trainer;

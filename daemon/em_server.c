@@ -51,12 +51,16 @@ static em_status_t status_of(server_t *s)
                        .running = (int64_t)em_tracker_count(s->pipe.tracker, EM_T_RUNNING),
                        .workers = s->cfg->workers, .last_seq = s->pipe.last_seq, .watch = s->root, .db = s->db_path,
                        .mode = em_walker_polling(s->pipe.walker) ? "poll" : "inotify", .pid = (int64_t)uv_os_getpid(),
+                       .http = em_http_url(s->pipe.http),
                        .ts = (double)time(NULL)};
 }
+
+static em_status_t status_for_http(void *ctx) { return status_of(ctx); }
 
 static void on_heartbeat(uv_timer_t *t)
 {
   server_t *s = t->data;
+  em_http_tick(s->pipe.http);
   em_status_t st = status_of(s);
   cJSON *o = em_status_to_json(&st);
   char *text = o ? cJSON_PrintUnformatted(o) : NULL, topic[16];
@@ -98,6 +102,7 @@ static void close_cb(uv_handle_t *h) { (void)h; }
 static void stop_services(server_t *s)
 {
   em_walker_stop(&s->pipe.walker);
+  em_http_stop(&s->pipe.http);       /* event streams end; requests in progress finish first */
   em_workq_stop(&s->pipe.workq);     /* running analyses are cancelled: still queued in the database */
   em_deliver_stop(&s->pipe.deliver); /* running commands are killed: their alerts are redone at start */
   em_store_stop(&s->pipe.store);     /* operations already queued commit first */
@@ -165,7 +170,8 @@ static void on_sighup(uv_signal_t *h, int sig)
     apply_live_keys(s, &fresh);
     if (fresh.workers != s->cfg->workers || fresh.quiet != s->cfg->quiet || fresh.rescan != s->cfg->rescan ||
         fresh.poll != s->cfg->poll || memcmp(&fresh.params, &s->cfg->params, sizeof(fresh.params)) != 0 ||
-        strcmp(fresh.pub, s->cfg->pub) != 0 || strcmp(fresh.api, s->cfg->api) != 0)
+        strcmp(fresh.pub, s->cfg->pub) != 0 || strcmp(fresh.api, s->cfg->api) != 0 ||
+        strcmp(fresh.http, s->cfg->http) != 0)
       EM_NOTICE("reload: changes other than log_level, alerts and on_alert take effect after a restart");
   }
   em_config_free(&fresh); /* also what a rejected file left half-loaded */
@@ -199,6 +205,8 @@ static int start_services(server_t *s, bool polling, char *err, size_t errlen)
     rc = em_answer_start(&s->answer, &s->loop, s->db_path, on_answer, s, err, errlen);
   if (!rc)
     rc = em_bus_start(&s->pipe.bus, &s->loop, cfg->pub, cfg->api, on_request, s, err, errlen);
+  if (!rc && strcmp(cfg->http, "off") != 0)
+    rc = em_http_start(&s->pipe.http, &s->loop, cfg->http, s->db_path, status_for_http, s, err, errlen);
   if (!rc && (em_deliver_start(&s->pipe.deliver, &s->loop, em_pipeline_alert_delivered, &s->pipe) != 0 ||
               em_deliver_configure(s->pipe.deliver, &cfg->on_alert) != 0)) {
     rc = -ENOMEM;
@@ -269,9 +277,10 @@ static int serve(server_t *s)
   }
   start_handles(s);
   first_operations(s);
-  EM_NOTICE("emerged %s: watching %s (%s), database %s, PUB %s, API %s, %d worker%s", EM_VERSION, s->root,
-            em_walker_polling(s->pipe.walker) ? "polling" : "inotify", s->db_path, s->cfg->pub, s->cfg->api,
-            s->cfg->workers, s->cfg->workers > 1 ? "s" : "");
+  EM_NOTICE("emerged %s: watching %s (%s), database %s, PUB %s, API %s, HTTP %s, %d worker%s", EM_VERSION,
+            s->root, em_walker_polling(s->pipe.walker) ? "polling" : "inotify", s->db_path, s->cfg->pub,
+            s->cfg->api, s->pipe.http ? em_http_url(s->pipe.http) : "off", s->cfg->workers,
+            s->cfg->workers > 1 ? "s" : "");
   em_walker_scan(s->pipe.walker);
   em_notify("READY=1");
   uv_run(&s->loop, UV_RUN_DEFAULT);

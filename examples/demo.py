@@ -46,6 +46,7 @@ def main():
     daemon = subprocess.Popen([EMERGED, "--watch", runs, "--pub", pub, "--api", api, "--quiet", "1",
                                "--config", config], stdout=log, stderr=log)
     time.sleep(0.5)
+    say("dashboard: http://127.0.0.1:5565/ (open it while the job trains; Prometheus: /metrics)")
     say("starting a training job: a 64-256-256-10 MLP, a checkpoint every 100 steps (Hugging Face layout),")
     say("checking for emerged's stop file after each save (--stop-on-alert)")
     run_dir = os.path.join(runs, "mlp")

@@ -26,6 +26,10 @@ cJSON *em_status_to_json(const em_status_t *s)
   cJSON_AddStringToObject(o, "watch", s->watch ? s->watch : "");
   cJSON_AddStringToObject(o, "db", s->db ? s->db : "");
   cJSON_AddStringToObject(o, "mode", s->mode ? s->mode : "");
+  if (s->http)
+    cJSON_AddStringToObject(o, "http", s->http);
+  else
+    cJSON_AddNullToObject(o, "http");
   cJSON_AddNumberToObject(o, "pid", (double)s->pid);
   cJSON_AddNumberToObject(o, "ts", s->ts);
   return o;
@@ -49,6 +53,7 @@ int em_status_from_json(const cJSON *o, em_status_t *s)
   em_json_int(o, "pid", &s->pid);
   s->watch = em_json_str(o, "watch");
   s->mode = em_json_str(o, "mode");
+  s->http = em_json_str(o, "http");
   s->ts = em_json_num(o, "ts");
   return 0;
 }

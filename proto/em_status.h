@@ -13,6 +13,7 @@ typedef struct em_status {
   double uptime;            /* seconds */
   int64_t queue, running, workers, last_seq, pid;
   const char *watch, *db, *mode; /* mode: "inotify" or "poll" */
+  const char *http;         /* the HTTP listener's URL; NULL when it is off */
   double ts;
 } em_status_t;
 

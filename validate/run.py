@@ -96,7 +96,7 @@ def analyse(work, mode):
     api = f"ipc://{work}/api-{mode}"
     log = open(os.path.join(work, f"emerged-{mode}.log"), "w")
     daemon = subprocess.Popen([EMERGED, "--watch", os.path.join(work, "runs"), "--db", db, "--config", config,
-                               "--api", api, "--pub", f"ipc://{work}/pub-{mode}", "--quiet", "0"],
+                               "--api", api, "--pub", f"ipc://{work}/pub-{mode}", "--quiet", "0", "--http", "127.0.0.1:0"],
                               stdout=log, stderr=log)
     try:
         want = {n: checkpoint_count(os.path.join(work, "runs", n)) for n in os.listdir(os.path.join(work, "runs"))}

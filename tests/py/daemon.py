@@ -26,7 +26,7 @@ class Daemon:
 
     def start(self, quiet="0.3", wait=True):
         args = [EMERGED, "--watch", self.root, "--pub", self.pub, "--api", self.api, "--quiet", quiet,
-                "--samples", "2", *explicit_mode(self.extra),
+                "--samples", "2", *explicit_mode(self.extra), *([] if "--http" in self.extra else ["--http", "127.0.0.1:0"]),
                 *(["--log-level", self.log_level] if self.log_level else []), *self.extra]
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -58,6 +58,10 @@ class Daemon:
             return json.loads(s.recv())
         finally:
             s.close()
+
+    def http(self):
+        """The HTTP listener's base URL, as the daemon reports it ("http://127.0.0.1:PORT/")."""
+        return self.request({"cmd": "status"})["status"]["http"]
 
     def subscribe(self, prefix=b"result/"):
         s = self.ctx.socket(zmq.SUB)

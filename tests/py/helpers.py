@@ -13,6 +13,16 @@ EMERGECTL = os.path.join(ROOT, os.environ.get("EMERGECTL", "bin/emergectl"))
 EXAMPLES = os.path.join(ROOT, "examples")
 
 
+class Skip(Exception):
+    """Raised by a heavy test (a browser, a Prometheus server) in a sanitizer build: those
+    run once, in the plain build (as CI does), and run.py prints every skip with its reason."""
+
+
+def plain_build_only(what):
+    if os.environ.get("SANITIZE"):
+        raise Skip(f"{what} runs once, in the plain build, not under SANITIZE={os.environ['SANITIZE']}")
+
+
 def emergectl(*args, check=None):
     """(exit code, stdout, stderr); check=N asserts the exit code."""
     p = subprocess.run([EMERGECTL, *map(str, args)], capture_output=True, text=True, timeout=300)

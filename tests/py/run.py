@@ -11,11 +11,12 @@ import traceback
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
+from helpers import Skip  # noqa: E402
 
 
 def main():
     want = sys.argv[1] if len(sys.argv) > 1 else ""
-    passed = failed = 0
+    passed = failed = skipped = 0
     for mod_name in sorted(f[:-3] for f in os.listdir(here) if f.startswith("test_") and f.endswith(".py")):
         mod = importlib.import_module(mod_name)
         for name in sorted(n for n in dir(mod) if n.startswith("test_")):
@@ -27,11 +28,14 @@ def main():
                     getattr(mod, name)(tmp)
                     passed += 1
                     print(f"PASS {mod_name}.{name} ({time.monotonic() - t0:.1f}s)", flush=True)
+                except Skip as why:
+                    skipped += 1
+                    print(f"SKIP {mod_name}.{name}: {why}", flush=True)
                 except Exception:  # noqa: BLE001 - report every failure, keep going
                     failed += 1
                     print(f"FAIL {mod_name}.{name}", flush=True)
                     traceback.print_exc()
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped (see SKIP lines)" if skipped else ""))
     sys.exit(1 if failed or not passed else 0)
 
 

@@ -399,7 +399,7 @@ def test_a_run_keeps_the_mode_of_its_baseline_and_a_changed_mode_is_refused(tmp)
     os.makedirs(os.path.join(plain, "run"))
     make_ckpt.write(os.path.join(plain, "run", "model-step0.safetensors"), t, "F32")
     p = subprocess.Popen([os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged")), "--watch", plain, "--api",
-                          f"ipc://{tmp}/plain-api", "--pub", f"ipc://{tmp}/plain-pub"], stderr=subprocess.DEVNULL)
+                          f"ipc://{tmp}/plain-api", "--pub", f"ipc://{tmp}/plain-pub", "--http", "127.0.0.1:0"], stderr=subprocess.DEVNULL)
     try:
         def plain_modes():
             with sqlite3.connect(f"file:{plain}/.emerge/emerge.db?mode=ro", uri=True) as c:
