@@ -9,15 +9,19 @@
 #include "em_result_json.h"
 #include "em_source.h"
 
+#define EM_CMD_MAX_RUNS 8
+
 typedef struct em_cmd_opts {
   em_source_t src;
   const char *db;       /* --db as given */
-  const char *run;      /* RUN */
+  const char *run;      /* RUN (the first, with EM_RUN_MANY) */
+  const char *runs[EM_CMD_MAX_RUNS]; /* EM_RUN_MANY: every RUN given */
+  int nruns;
   const char *svg;      /* plot --svg FILE */
   bool json, csv;
 } em_cmd_opts_t;
 
-enum { EM_RUN_NONE, EM_RUN_REQUIRED, EM_RUN_OPTIONAL };
+enum { EM_RUN_NONE, EM_RUN_REQUIRED, EM_RUN_OPTIONAL, EM_RUN_MANY /* one or more, at most EM_CMD_MAX_RUNS */ };
 /* Parses SOURCE options, --json/--csv/--svg and RUN (want_run: EM_RUN_*). Returns 0,
  * -1 for --help, or EM_EXIT_USAGE after saying why. */
 int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* emergectl plot RUN --svg FILE: a standalone SVG, written here (no external tools):
- * E against step, with the trainer's own metric on a second axis when present and the
- * run's early-stop alerts as marked steps, and the f(alpha) spectra of the baseline and
- * the latest checkpoint. */
+/* emergectl plot RUN [RUN ...] --svg FILE|-: a standalone SVG, written here (no external
+ * tools): E against step for up to 8 runs overlaid, each with its ±2 SE band, the
+ * trainer's own metric on a second axis when present and the runs' early-stop alerts as
+ * marked steps, and the f(alpha) spectra (one run: its baseline and latest checkpoint;
+ * several: the latest of each). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,86 +182,144 @@ static double band(const em_result_view_t *r)
   return isnan(r->emergence_se) ? 0 : 2 * r->emergence_se;
 }
 
+/* One run of the picture: its results, its alerts, its colour. */
+typedef struct series {
+  const char *run;
+  em_result_view_t *v;
+  size_t n;
+  em_alert_t *alerts;
+  size_t nalerts;
+  const char *color;
+  cJSON *reply, *alerts_reply;   /* the views borrow their strings */
+} series_t;
+
+static const char *const palette[EM_CMD_MAX_RUNS] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                                     "#ff7f0e", "#17becf", "#e377c2", "#7f7f7f"};
+
 /* E +- 2 SE as one filled polygon: the upper edge forward, the lower edge back. */
-static void band_polygon(FILE *f, const panel_t *p, const em_result_view_t *v, size_t n)
+static void band_polygon(FILE *f, const panel_t *p, const series_t *s)
 {
-  fputs("<polygon class=\"band\" fill=\"#1f77b4\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", f);
-  for (size_t i = 0; i < n; i++)
-    if (drawable(&v[i]))
-      fprintf(f, "%.1f,%.1f ", px(p, xof(&v[i])), py(p, v[i].emergence + band(&v[i])));
-  for (size_t i = n; i-- > 0;)
-    if (drawable(&v[i]))
-      fprintf(f, "%.1f,%.1f ", px(p, xof(&v[i])), py(p, v[i].emergence - band(&v[i])));
+  fprintf(f, "<polygon class=\"band\" fill=\"%s\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", s->color);
+  for (size_t i = 0; i < s->n; i++)
+    if (drawable(&s->v[i]))
+      fprintf(f, "%.1f,%.1f ", px(p, xof(&s->v[i])), py(p, s->v[i].emergence + band(&s->v[i])));
+  for (size_t i = s->n; i-- > 0;)
+    if (drawable(&s->v[i]))
+      fprintf(f, "%.1f,%.1f ", px(p, xof(&s->v[i])), py(p, s->v[i].emergence - band(&s->v[i])));
   fputs("\"/>\n", f);
 }
 
-static void metric_axis(FILE *f, const panel_t *p, const em_result_view_t *v, size_t n, const char *metric)
+/* The metric's range over every run; false when no run has it. */
+static bool metric_range(const series_t *s, int ns, const char *metric, double *lo, double *hi)
+{
+  *lo = INFINITY, *hi = -INFINITY;
+  for (int k = 0; k < ns; k++)
+    for (size_t i = 0; i < s[k].n; i++) {
+      double y = em_result_metric(&s[k].v[i], metric);
+      if (!isnan(xof(&s[k].v[i])) && !isnan(y))
+        *lo = fmin(*lo, y), *hi = fmax(*hi, y);
+    }
+  return *hi >= *lo;
+}
+
+static void metric_axis(FILE *f, const panel_t *p, const series_t *s, int ns, const char *metric)
 {
   panel_t m = *p;
-  m.ylo = INFINITY, m.yhi = -INFINITY;
-  for (size_t i = 0; i < n; i++) {
-    double y = em_result_metric(&v[i], metric);
-    if (!isnan(xof(&v[i])) && !isnan(y))
-      m.ylo = fmin(m.ylo, y), m.yhi = fmax(m.yhi, y);
-  }
-  if (!(m.yhi >= m.ylo))
+  if (!metric_range(s, ns, metric, &m.ylo, &m.yhi))
     return;
   settle(&m.ylo, &m.yhi);
-  fputs("<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"6 4\" points=\"", f);
-  for (size_t i = 0; i < n; i++) {
-    double y = em_result_metric(&v[i], metric);
-    if (!isnan(xof(&v[i])) && !isnan(y))
-      fprintf(f, "%.1f,%.1f ", px(&m, xof(&v[i])), py(&m, y));
+  for (int k = 0; k < ns; k++) {
+    fprintf(f, "<polyline class=\"metric\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\" "
+               "points=\"", s[k].color);
+    for (size_t i = 0; i < s[k].n; i++) {
+      double y = em_result_metric(&s[k].v[i], metric);
+      if (!isnan(xof(&s[k].v[i])) && !isnan(y))
+        fprintf(f, "%.1f,%.1f ", px(&m, xof(&s[k].v[i])), py(&m, y));
+    }
+    fputs("\"/>\n", f);
   }
-  fputs("\"/>\n", f);
   double ms = nice_step(m.ylo, m.yhi);
   for (double y = ceil(m.ylo / ms) * ms; y <= m.yhi; y += ms)
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#d62728\">%.6g</text>\n", m.x0 + m.w + 6,
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\">%.6g</text>\n", m.x0 + m.w + 6,
             py(&m, y) + 4, fabs(y) < ms * 1e-9 ? 0.0 : y);
-  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" fill=\"#d62728\" text-anchor=\"middle\" "
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" fill=\"#555\" text-anchor=\"middle\" "
              "transform=\"rotate(90 %.1f %.1f)\">", m.x0 + m.w + 55, m.y0 + m.h / 2, m.x0 + m.w + 55, m.y0 + m.h / 2);
   xml_text(f, metric);
-  fputs(" (right axis)</text>\n", f);
-  legend(f, ML + 10, MT + 32, "#d62728", " stroke-dasharray=\"6 4\"", metric);
+  fputs(" (right axis, dashed)</text>\n", f);
 }
 
-static void emergence_panel(FILE *f, const em_result_view_t *v, size_t n, const em_alert_t *alerts, size_t nalerts,
-                            const char *run)
+static void e_line(FILE *f, const panel_t *p, const series_t *s)
+{
+  band_polygon(f, p, s);
+  fprintf(f, "<polyline class=\"e\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", s->color);
+  for (size_t i = 0; i < s->n; i++)
+    if (drawable(&s->v[i]))
+      fprintf(f, "%.1f,%.1f ", px(p, xof(&s->v[i])), py(p, s->v[i].emergence));
+  fputs("\"/>\n", f);
+  for (size_t i = 0; i < s->n; i++) {
+    char at[64];
+    if (!drawable(&s->v[i]))
+      continue;
+    place_label(at, sizeof(at), &s->v[i]);
+    fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>", px(p, xof(&s->v[i])),
+            py(p, s->v[i].emergence), s->color);
+    xml_text(f, s->run);
+    fprintf(f, " %s: E %.4f ± %.4f (SE)</title></circle>\n", at, s->v[i].emergence, band(&s->v[i]) / 2);
+  }
+  alert_marks(f, p, s->alerts, s->nalerts);
+}
+
+/* The modes the runs' results were measured in differ: their E values do not compare. */
+static bool modes_differ(const series_t *s, int ns)
+{
+  for (int k = 0; k < ns; k++)
+    for (size_t i = 0; i < s[k].n; i++)
+      if (strcmp(s[k].v[i].mode ? s[k].v[i].mode : "", s[0].v[0].mode ? s[0].v[0].mode : "") != 0)
+        return true;
+  return false;
+}
+
+static void series_legend(FILE *f, const series_t *s, int ns)
+{
+  for (int k = 0; k < ns; k++) {
+    char label[1200];
+    snprintf(label, sizeof(label), "%s: E ± 2 SE (%s)", s[k].run, s[k].v[s[k].n - 1].mode ? s[k].v[s[k].n - 1].mode : "mode unknown");
+    legend(f, ML + 10, MT + 14 + 18 * k, s[k].color, "", label);
+  }
+  if (modes_differ(s, ns))
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" fill=\"#a4460b\">these runs were measured in different "
+               "modes: their E values do not compare</text>\n", ML + 10, MT + 14 + 18 * ns);
+}
+
+static void emergence_panel(FILE *f, const series_t *s, int ns)
 {
   panel_t p = {ML, MT, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
-  for (size_t i = 0; i < n; i++) {
-    if (!isnan(xof(&v[i])))
-      p.xlo = fmin(p.xlo, xof(&v[i])), p.xhi = fmax(p.xhi, xof(&v[i]));
-    if (drawable(&v[i]))
-      p.ylo = fmin(p.ylo, v[i].emergence - band(&v[i])), p.yhi = fmax(p.yhi, v[i].emergence + band(&v[i]));
+  bool arrival = false;
+  for (int k = 0; k < ns; k++) {
+    arrival = arrival || any_by_arrival(s[k].v, s[k].n);
+    for (size_t i = 0; i < s[k].n; i++) {
+      const em_result_view_t *r = &s[k].v[i];
+      if (!isnan(xof(r)))
+        p.xlo = fmin(p.xlo, xof(r)), p.xhi = fmax(p.xhi, xof(r));
+      if (drawable(r))
+        p.ylo = fmin(p.ylo, r->emergence - band(r)), p.yhi = fmax(p.yhi, r->emergence + band(r));
+    }
   }
   settle(&p.xlo, &p.xhi);
   settle(&p.ylo, &p.yhi);
-  axes(f, &p, any_by_arrival(v, n) ? "checkpoint, in arrival order (no step in the names)" : "training step", "E",
-       "");
+  axes(f, &p, arrival ? "checkpoint, in arrival order (no step in the names)" : "training step", "E", "");
   fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">Degree of emergence E: ", ML, MT - 10);
-  xml_text(f, run);
-  fputs("</text>\n", f);
-  band_polygon(f, &p, v, n);
-  fputs("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"", f);
-  for (size_t i = 0; i < n; i++)
-    if (drawable(&v[i]))
-      fprintf(f, "%.1f,%.1f ", px(&p, xof(&v[i])), py(&p, v[i].emergence));
-  fputs("\"/>\n", f);
-  for (size_t i = 0; i < n; i++) {
-    char at[64];
-    if (!drawable(&v[i]))
-      continue;
-    place_label(at, sizeof(at), &v[i]);
-    fprintf(f, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"><title>%s: "
-               "E %.4f ± %.4f (SE)</title></circle>\n", px(&p, xof(&v[i])), py(&p, v[i].emergence), at,
-            v[i].emergence, band(&v[i]) / 2);
+  for (int k = 0; k < ns; k++) {
+    xml_text(f, s[k].run);
+    fputs(k + 1 < ns ? ", " : "", f);
   }
-  alert_marks(f, &p, alerts, nalerts);
-  legend(f, ML + 10, MT + 14, "#1f77b4", "", "E ± 2 SE (left axis)");
-  const char *metric = pick_metric(v, n);
+  fputs("</text>\n", f);
+  for (int k = 0; k < ns; k++)
+    e_line(f, &p, &s[k]);
+  series_legend(f, s, ns);
+  const char *metric = pick_metric(s[0].v, s[0].n);
   if (metric)
-    metric_axis(f, &p, v, n, metric);
+    metric_axis(f, &p, s, ns, metric);
 }
 
 static void spectrum_line(FILE *f, const panel_t *p, const em_result_view_t *r, const char *color)
@@ -271,89 +330,118 @@ static void spectrum_line(FILE *f, const panel_t *p, const em_result_view_t *r, 
   fputs("\"/>\n", f);
 }
 
-static void spectra_panel(FILE *f, const em_result_view_t *base, const em_result_view_t *last)
+/* One run: its baseline's spectrum and its latest; several: the latest of each. */
+static void spectra_panel(FILE *f, const series_t *s, int ns)
 {
   panel_t p = {ML, MT + PH + 90, W - ML - MR, PH, INFINITY, -INFINITY, INFINITY, -INFINITY};
-  const em_result_view_t *pair[2] = {base, last};
-  for (int k = 0; k < 2; k++)
-    for (size_t i = 0; i < pair[k]->nspec; i++) {
-      p.xlo = fmin(p.xlo, pair[k]->alpha[i]), p.xhi = fmax(p.xhi, pair[k]->alpha[i]);
-      p.ylo = fmin(p.ylo, pair[k]->f[i]), p.yhi = fmax(p.yhi, pair[k]->f[i]);
+  const em_result_view_t *shown[EM_CMD_MAX_RUNS + 1];
+  const char *color[EM_CMD_MAX_RUNS + 1];
+  int n = 0;
+  if (ns == 1)
+    shown[n] = &s[0].v[0], color[n++] = "#7f7f7f";
+  for (int k = 0; k < ns; k++)
+    shown[n] = &s[k].v[s[k].n - 1], color[n++] = s[k].color;
+  for (int k = 0; k < n; k++)
+    for (size_t i = 0; i < shown[k]->nspec; i++) {
+      p.xlo = fmin(p.xlo, shown[k]->alpha[i]), p.xhi = fmax(p.xhi, shown[k]->alpha[i]);
+      p.ylo = fmin(p.ylo, shown[k]->f[i]), p.yhi = fmax(p.yhi, shown[k]->f[i]);
     }
   settle(&p.xlo, &p.xhi);
   settle(&p.ylo, &p.yhi);
   axes(f, &p, "alpha", "f(alpha)", "Multifractal spectrum f(alpha)");
-  spectrum_line(f, &p, base, "#7f7f7f");
-  spectrum_line(f, &p, last, "#2ca02c");
-  char label[96], at[64];
-  place_label(at, sizeof(at), base);
-  snprintf(label, sizeof(label), "baseline, %s", at);
-  legend(f, p.x0 + 10, p.y0 + 14, "#7f7f7f", "", label);
-  place_label(at, sizeof(at), last);
-  snprintf(label, sizeof(label), "latest, %s", at);
-  legend(f, p.x0 + 10, p.y0 + 32, "#2ca02c", "", label);
+  for (int k = 0; k < n; k++) {
+    char label[1200], at[64];
+    spectrum_line(f, &p, shown[k], color[k]);
+    place_label(at, sizeof(at), shown[k]);
+    snprintf(label, sizeof(label), "%s%s, %s", ns == 1 ? (k == 0 ? "baseline" : "latest") : s[k].run,
+             ns == 1 ? "" : ", latest", at);
+    legend(f, p.x0 + 10, p.y0 + 14 + 18 * k, color[k], "", label);
+  }
 }
 
-static int write_svg(const char *path, const em_result_view_t *v, size_t n, const em_alert_t *alerts, size_t nalerts,
-                     const char *run)
+static int write_svg(const char *path, const series_t *s, int ns)
 {
-  FILE *f = fopen(path, "w");
+  bool to_stdout = strcmp(path, "-") == 0;
+  FILE *f = to_stdout ? stdout : fopen(path, "w");
   if (!f) {
     em_cli_error("plot", "%s: cannot write", path);
     return EM_EXIT_FAIL;
   }
+  int height = 2 * PH + 190;
   fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
              "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n<rect width=\"100%%\" "
-             "height=\"100%%\" fill=\"white\"/>\n", W, 2 * PH + 190, W, 2 * PH + 190);
-  emergence_panel(f, v, n, alerts, nalerts, run);
-  spectra_panel(f, &v[0], &v[n - 1]);
+             "height=\"100%%\" fill=\"white\"/>\n", W, height, W, height);
+  emergence_panel(f, s, ns);
+  spectra_panel(f, s, ns);
   fputs("</svg>\n", f);
-  if (fclose(f) != 0) {
-    em_cli_error("plot", "%s: write failed", path);
+  if ((to_stdout ? fflush(f) : fclose(f)) != 0 || (to_stdout && ferror(f))) {
+    em_cli_error("plot", "%s: write failed", to_stdout ? "standard output" : path);
     return EM_EXIT_FAIL;
   }
-  fprintf(stderr, "emergectl: plot: %zu results of %s written to %s\n", n, run, path);
+  size_t n = 0;
+  for (int k = 0; k < ns; k++)
+    n += s[k].n;
+  fprintf(stderr, "emergectl: plot: %zu results of %d run%s written to %s\n", n, ns, ns > 1 ? "s" : "",
+          to_stdout ? "standard output" : path);
   return EM_EXIT_OK;
+}
+
+/* One run's results and alerts, through the chosen source. */
+static int load_series(em_cmd_opts_t *o, const char *run, series_t *s)
+{
+  char err[200];
+  o->run = run;
+  s->run = run;
+  int rc = em_cmd_request("plot", o, EM_API_HISTORY, &s->reply);
+  if (!rc)
+    rc = em_cmd_request("plot", o, EM_API_ALERTS, &s->alerts_reply);
+  if (!rc && em_results_decode(s->reply, &s->v, &s->n, err, sizeof(err)) != 0) {
+    em_cli_error("plot", "malformed reply for run '%s': %s", run, err);
+    rc = EM_EXIT_FAIL;
+  } else if (!rc && s->n == 0) {
+    em_cli_error("plot", "run '%s' has no results yet", run);
+    rc = EM_EXIT_FAIL;
+  } else if (!rc) {
+    s->alerts = decode_alerts(s->alerts_reply, &s->nalerts);
+  }
+  return rc;
+}
+
+static void free_series(series_t *s)
+{
+  for (size_t i = 0; i < s->nalerts; i++)
+    em_alert_free(&s->alerts[i]);
+  free(s->alerts);
+  em_results_free(s->v, s->n);
+  cJSON_Delete(s->reply);
+  cJSON_Delete(s->alerts_reply);
 }
 
 int em_cmd_plot(int argc, char **argv)
 {
   em_cmd_opts_t o;
-  int rc = em_cmd_parse("plot", argc, argv, &o, EM_RUN_REQUIRED);
+  int rc = em_cmd_parse("plot", argc, argv, &o, EM_RUN_MANY);
   if (rc) {
     if (rc < 0)
-      printf("usage: emergectl plot RUN --svg FILE [--api ENDPOINT | --db FILE|ROOT]\n");
+      printf("usage: emergectl plot RUN [RUN ...] --svg FILE|- [--api ENDPOINT | --db FILE|ROOT]\n"
+             "  up to %d runs overlaid, each E with its ±2 SE band; --svg - writes to standard output\n",
+             EM_CMD_MAX_RUNS);
     return rc < 0 ? EM_EXIT_OK : rc;
   }
   if (!o.svg) {
-    em_cli_error("plot", "--svg FILE is required");
+    em_cli_error("plot", "--svg FILE is required (- for standard output)");
     return EM_EXIT_USAGE;
   }
-  cJSON *reply = NULL, *alerts_reply = NULL;
-  em_result_view_t *v = NULL;
-  em_alert_t *alerts = NULL;
-  size_t n = 0, nalerts = 0;
-  char err[200];
-  if ((rc = em_cmd_request("plot", &o, EM_API_HISTORY, &reply)) != 0 ||
-      (rc = em_cmd_request("plot", &o, EM_API_ALERTS, &alerts_reply)) != 0)
-    goto out;
-  if (em_results_decode(reply, &v, &n, err, sizeof(err)) != 0) {
-    em_cli_error("plot", "malformed reply: %s", err);
-    rc = EM_EXIT_FAIL;
-  } else if (n == 0) {
-    em_cli_error("plot", "run '%s' has no results yet", o.run);
-    rc = EM_EXIT_FAIL;
-  } else {
-    alerts = decode_alerts(alerts_reply, &nalerts);
-    rc = write_svg(o.svg, v, n, alerts, nalerts, o.run);
+  series_t s[EM_CMD_MAX_RUNS] = {0};
+  int ns = 0;
+  for (; ns < o.nruns && rc == 0; ns++) {
+    s[ns].color = palette[ns];
+    rc = load_series(&o, o.runs[ns], &s[ns]);
   }
-out:
-  for (size_t i = 0; i < nalerts; i++)
-    em_alert_free(&alerts[i]);
-  free(alerts);
-  em_results_free(v, n);
-  cJSON_Delete(reply);
-  cJSON_Delete(alerts_reply);
+  if (rc == 0)
+    rc = write_svg(o.svg, s, ns);
+  for (int k = 0; k < ns; k++)
+    free_series(&s[k]);
   em_source_close(&o.src);
   return rc;
 }

@@ -51,14 +51,16 @@ int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int w
     } else if (a[0] == '-' && a[1]) {
       em_cli_error(cmd, "unknown or incomplete option '%s'", a);
       return EM_EXIT_USAGE;
-    } else if (want_run && !o->run)
-      o->run = a;
-    else {
+    } else if (want_run && !o->run) {
+      o->run = o->runs[o->nruns++] = a;
+    } else if (want_run == EM_RUN_MANY && o->nruns < EM_CMD_MAX_RUNS) {
+      o->runs[o->nruns++] = a;
+    } else {
       em_cli_error(cmd, "unexpected argument '%s'", a);
       return EM_EXIT_USAGE;
     }
   }
-  if (want_run == EM_RUN_REQUIRED && !o->run) {
+  if ((want_run == EM_RUN_REQUIRED || want_run == EM_RUN_MANY) && !o->run) {
     em_cli_error(cmd, "which run? (emergectl runs lists them)");
     return EM_EXIT_USAGE;
   }

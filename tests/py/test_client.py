@@ -119,6 +119,26 @@ def test_plot_is_well_formed_svg_with_a_point_per_result(tmp):
     assert len([c for c in ET.parse(svg).iter(ns + "circle") if c.get("class") == "point"]) == 6
 
 
+def test_plot_overlays_several_runs_and_writes_to_stdout(tmp):
+    d, root = _daemon_with_results(tmp, steps=300, every=100)
+    job = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mlp.py"), os.path.join(root, "mlp2"),
+                          "--steps", "200", "--save-every", "100", "--seed", "3"], stdout=subprocess.DEVNULL)
+    assert job.returncode == 0
+    wait_for(lambda: len(history(d, "mlp2")[0]) == 3, what="mlp2's results")
+    code, out, err = emergectl("plot", "mlp", "mlp2", "--svg", "-", "--api", d.api, check=0)
+    assert not os.path.exists("-") and not os.path.exists(os.path.join(tmp, "-"))
+    assert "7 results of 2 runs written to standard output" in err, err
+    tree = ET.fromstring(out)
+    ns = "{http://www.w3.org/2000/svg}"
+    fills = {c.get("fill") for c in tree.iter(ns + "circle") if c.get("class") == "point"}
+    assert len([c for c in tree.iter(ns + "circle") if c.get("class") == "point"]) == 7 and len(fills) == 2
+    assert len([p for p in tree.iter(ns + "polygon") if p.get("class") == "band"]) == 2
+    texts = " ".join(t.text or "" for t in tree.iter(ns + "text"))
+    assert "mlp: E ± 2 SE" in texts and "mlp2: E ± 2 SE" in texts and "mlp2, latest, step 200" in texts
+    assert emergectl("plot", "mlp", "nope", "--svg", "-", "--api", d.api)[0] == 1  # an unknown run fails it
+    d.stop()
+
+
 def test_watch_on_a_terminal_shows_compact_lines_and_a_sparkline(tmp):
     d, root = _daemon_with_results(tmp)
     assert d.stop() == 0
