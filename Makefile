@@ -12,7 +12,10 @@ CFLAGS     ?= -O2 -g
 # trains a real PyTorch job for the tests (with a threaded BLAS, or it trains ~50x slower).
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
             libminizip-dev libmicrohttpd-dev check python3-numpy python3-zmq time systemd util-linux \
-            python3-torch libopenblas0-pthread
+            python3-torch libopenblas0-pthread chromium prometheus
+# The dashboard's browser test drives chromium with playwright-core (tests/web, npm ci):
+# Node.js and npm from Debian unless the machine already has a node.
+NODE_PKGS := nodejs npm
 # `make validate` also draws its plot.
 VALIDATE_PKGS := python3-matplotlib
 PC_DEPS  := libcjson libuv libzmq sqlite3 minizip libmicrohttpd
@@ -182,6 +185,7 @@ clean:
 # Installs the Debian packages above, with sudo when not root. Says what it installs first.
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing $(NODE_PKGS)"; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
 	echo "deps: installing Debian packages:$$missing"; \
 	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \

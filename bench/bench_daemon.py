@@ -8,6 +8,8 @@ backlog, appended with date and machine to bench/RESULTS.md.
 - backlog: peak RSS while 1,000 queued checkpoints drain
 - rules: the same backlog drained with three early-stop rules, which replay the run's
   history after every result (O(n) each): drain time against the run without rules
+- web: publish latency (rename -> PUB) and idle CPU with the HTTP listener off, and on
+  with 50 event-stream clients attached (and when the last of them has each event)
 - flood: 100,000 empty weight files in one run (docs/SECURITY.md): the slowest status
   answer while they are worked through (target: under 2 s at any moment), how long
   another run's first checkpoint waits for its result, and the time until all are settled"""
@@ -17,7 +19,11 @@ import os
 import shutil
 import subprocess
 import sys
+import selectors
+import socket
+import statistics
 import tempfile
+import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -213,6 +219,72 @@ def flood(tmp, n=100000):
     return worst, first, settled
 
 
+class Streams:
+    """n event-stream clients on one thread, noting when each event's id reached each."""
+    def __init__(self, port, n):
+        self.sel, self.seen, self.stop = selectors.DefaultSelector(), {}, False
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ, i)
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            for key, _ in self.sel.select(timeout=0.1):
+                data = key.fileobj.recv(1 << 16)
+                now = time.perf_counter()
+                for line in data.split(b"\n"):
+                    if line.startswith(b"id: "):
+                        self.seen.setdefault(int(line[4:]), []).append(now)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+
+
+def web(tmp, streams):
+    """Median rename -> PUB over 20 small checkpoints, and idle CPU, with the HTTP listener
+    off (streams 0) or on with that many event streams; also rename -> the last stream."""
+    root = os.path.join(tmp, f"web{streams}")
+    os.makedirs(os.path.join(root, "run"))
+    data = stio.serialize({k: ("F32", v) for k, v in make_ckpt.build("neox", 64, 1).items()})
+    d = Daemon(tmp, root, "--http", "127.0.0.1:0" if streams else "off")
+    clients = None
+    if streams:
+        url = d.status()["status"]["http"]
+        clients = Streams(int(url.rsplit(":", 1)[1].strip("/")), streams)
+        time.sleep(1)
+    pub, last = [], []
+    for step in range(20):
+        path = os.path.join(root, "run", f"model-step{step}.safetensors")
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        t0 = time.perf_counter()
+        os.rename(path + ".tmp", path)
+        if not d.sub.poll(30000):
+            raise SystemExit("bench: no result within 30 s")
+        seq = json.loads(d.sub.recv_multipart()[1])["seq"]
+        pub.append((time.perf_counter() - t0) * 1e3)
+        deadline = time.time() + 10
+        while clients and len(clients.seen.get(seq, [])) < streams and time.time() < deadline:
+            time.sleep(0.001)
+        if clients:
+            last.append((max(clients.seen.get(seq, [t0])) - t0) * 1e3)
+        time.sleep(0.2)
+    cpu0 = d.cpu_seconds()
+    time.sleep(IDLE_SECONDS / 2)
+    idle = d.cpu_seconds() - cpu0
+    if clients:
+        clients.close()
+    d.stop()
+    return statistics.median(pub[1:]), statistics.median(last[1:]) if last else None, idle
+
+
 def main():
     big = bench_analyze.checkpoint("70m", "F16")
     with tempfile.TemporaryDirectory(prefix="emerge-bench-") as tmp:
@@ -224,6 +296,11 @@ def main():
         print(f"backlog: {queued} queued at most, peak RSS {rss:.1f} MiB, drained in {plain:.1f} s")
         _, _, judged = backlog(tmp, rules=RULES)
         print(f"backlog with 3 rules: drained in {judged:.1f} s ({judged / plain:.2f}x)")
+        off_pub, _, off_idle = web(tmp, 0)
+        on_pub, on_sse, on_idle = web(tmp, 50)
+        print(f"web: rename -> PUB median {off_pub:.1f} ms with HTTP off, {on_pub:.1f} ms with HTTP and 50 streams "
+              f"(the 50th stream has it after {on_sse:.1f} ms); idle CPU {off_idle:.3f} s / {on_idle:.3f} s "
+              f"in {IDLE_SECONDS / 2:.0f} s")
         worst, first, settled = flood(tmp)
         print(f"flood of 100,000 empty files: slowest status {worst:.2f} s, another run's first result after "
               f"{first:.1f} s, all settled in {settled:.0f} s")
@@ -240,6 +317,11 @@ def main():
                 f"| peak RSS while 1,000 queued checkpoints drain ({queued} queued at most) | {rss:.1f} MiB | |\n"
                 f"| the same 1,000 drained without rules / with 3 rules (replayed after each result) | "
                 f"{plain:.1f} s / {judged:.1f} s ({judged / plain:.2f}x) | |\n"
+                f"| rename -> PUB, small checkpoint, median of 19: HTTP off / HTTP on with 50 event streams | "
+                f"{off_pub:.1f} ms / {on_pub:.1f} ms ({on_pub / off_pub:.2f}x) | |\n"
+                f"| ... rename -> the 50th event stream has it | {on_sse:.1f} ms | |\n"
+                f"| daemon CPU idle for {IDLE_SECONDS / 2:.0f} s: HTTP off / on with 50 streams | "
+                f"{off_idle:.3f} s / {on_idle:.3f} s | < 0.05 s |\n"
                 f"| 100,000 empty weight files in one run: slowest status answer meanwhile | {worst:.2f} s | < 2 s |\n"
                 f"| ... another run's first checkpoint, renamed in at start: its result after | {first:.1f} s | |\n"
                 f"| ... all 100,000 recorded failed after | {settled:.0f} s | |\n")

@@ -275,6 +275,8 @@ int em_config_load(int argc, char **argv, em_config_t *cfg, char *err, size_t er
     return fail(err, errlen, "watch: %s is not a directory%s", cfg->watch, "");
   if (cfg->rescan < 0.1)
     return fail(err, errlen, "rescan: must be at least 0.1 seconds%s%s", "", "");
+  if (strcmp(cfg->http, "off") != 0 && em_http_check_addr(cfg->http, err, errlen) != 0)
+    return -EINVAL;
   return 0;
 }
 

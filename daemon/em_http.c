@@ -353,6 +353,13 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, bool *loopb
   return 0;
 }
 
+int em_http_check_addr(const char *addr, char *err, size_t errlen)
+{
+  struct sockaddr_storage ss;
+  bool loopback;
+  return parse_addr(addr, &ss, &loopback, err, errlen);
+}
+
 static int listen_on(em_http_t *h, const struct sockaddr_storage *ss, const char *addr, char *err, size_t errlen)
 {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |

@@ -21,6 +21,8 @@ typedef struct em_http em_http_t;
 /* The daemon's status, on the loop thread. */
 typedef em_status_t (*em_http_status_fn)(void *ctx);
 
+/* 0 when addr is a HOST:PORT em_http_start takes; else -EINVAL with err naming it. */
+int em_http_check_addr(const char *addr, char *err, size_t errlen);
 /* Listens on addr ("HOST:PORT", HOST an IPv4 or [IPv6] address or localhost; port 0
  * picks a free one). -errno with err naming the address and the reason. Loop thread. */
 int em_http_start(em_http_t **out, uv_loop_t *loop, const char *addr, const char *db_path, em_http_status_fn fn,

@@ -129,6 +129,21 @@ def test_bad_requests_get_json_errors_with_http_codes_and_nothing_outside_is_ser
         d.stop()
 
 
+def test_a_non_loopback_listener_logs_a_warning_and_serves_any_host_name(tmp):
+    root = os.path.join(tmp, "root")
+    _ckpt(root, "a", 0)
+    d = Daemon(tmp, root, "--http", "0.0.0.0:0").start()
+    try:
+        assert "not a loopback address" in d.read_log()
+        url = d.http()
+        assert url.startswith("http://0.0.0.0:")
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        answer = _raw(port, b"GET /api/v1/runs HTTP/1.1\r\nHost: node7.cluster:80\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    finally:
+        d.stop()
+
+
 def _metric(text, name, **labels):
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
@@ -375,6 +390,27 @@ def _prometheus(tmp, target):
     return p, f"http://127.0.0.1:{port}"
 
 
+def _grafana_queries_answer(prom_url):
+    """Every query of the shipped Grafana dashboard, its variables set to all, is valid
+    PromQL and finds series in what Prometheus scraped from emerged."""
+    with open(os.path.join(ROOT, "examples", "grafana", "emerge.json")) as f:
+        board = json.load(f)
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    exprs += [a["expr"] for a in board["annotations"]["list"]]
+    for expr in exprs:
+        q = urllib.parse.quote(expr.replace("$instance", ".*").replace("$run", ".*"))
+        got = json.loads(urllib.request.urlopen(f"{prom_url}/api/v1/query?query={q}", timeout=5).read())
+        assert got["status"] == "success", (expr, got)
+        if "alerts_total" not in expr and "rate(" not in expr:  # no alert rule here; rates need two scrapes
+            assert got["data"]["result"], f"no series for {expr}"
+
+
+def test_the_shipped_prometheus_config_is_valid(tmp):
+    p = subprocess.run(["promtool", "check", "config", os.path.join(ROOT, "examples", "prometheus.yml")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_a_real_prometheus_scrapes_emerged_while_a_job_trains(tmp):
     plain_build_only("the Prometheus server test")
     root = os.path.join(tmp, "root")
@@ -403,6 +439,7 @@ def test_a_real_prometheus_scrapes_emerged_while_a_job_trains(tmp):
         assert labels["job"] == "emerged" and labels["mode"] in ("sampled", "full"), labels
         up = json.loads(urllib.request.urlopen(f"{prom_url}/api/v1/query?query=up", timeout=5).read())
         assert up["data"]["result"][0]["value"][1] == "1"
+        _grafana_queries_answer(prom_url)
     finally:
         job.kill()
         prom.terminate()
