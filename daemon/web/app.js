@@ -286,7 +286,7 @@ function drawSpectrum(run, r) {
   const svg = $('spectrum');
   svg.replaceChildren();
   $('spectrum-title').textContent = `${run}, step ${placeText(r)}`;
-  const box = {l: 44, r: 410, t: 16, b: 262};
+  const box = {l: 44, r: 410, t: 28, b: 262};
   const a = r.alpha || [], f = r.f || [];
   const pts = a.map((v, i) => ({x: v, y: f[i]})).filter((p) => isFinite(p.x) && isFinite(p.y));
   const xs = pts.map((p) => p.x), ys = pts.map((p) => p.y);
@@ -296,7 +296,7 @@ function drawSpectrum(run, r) {
   for (const t of ticks(x.domain[0], x.domain[1], 6)) el('text', {x: x(t), y: box.b + 16, 'text-anchor': 'middle'}, g, t);
   for (const t of ticks(y.domain[0], y.domain[1], 5)) el('text', {x: box.l - 6, y: y(t) + 4, 'text-anchor': 'end'}, g, t);
   el('text', {x: box.r, y: box.b + 32, 'text-anchor': 'end'}, g, 'α');
-  el('text', {x: box.l + 6, y: box.t + 4}, g, 'f(α)');
+  el('text', {x: box.l - 6, y: 12, 'text-anchor': 'end'}, g, 'f(α)');
   el('line', {x1: x(r.alpha0), x2: x(r.alpha0), y1: box.t, y2: box.b, stroke: '#999', 'stroke-dasharray': '3 3'}, svg);
   el('polyline', {points: pts.map((p) => `${x(p.x)},${y(p.y)}`).join(' '), fill: 'none', stroke: colorOf(run),
     'stroke-width': 2, id: 'spectrum-line'}, svg);
