@@ -34,6 +34,7 @@ static const struct key {
   {"pub", K_STR, offsetof(em_config_t, pub), 0, 0, true, "ENDPOINT   PUB socket (tcp://127.0.0.1:5563)"},
   {"api", K_STR, offsetof(em_config_t, api), 0, 0, true, "ENDPOINT   API socket (tcp://127.0.0.1:5564)"},
   {"http", K_STR, offsetof(em_config_t, http), 0, 0, true, "ADDR      dashboard, /metrics, /api/v1 (127.0.0.1:5565; off)"},
+  {"tensorboard", K_STR, offsetof(em_config_t, tensorboard), 0, 0, true, "DIR TensorBoard event files per run (off)"},
   {"workers", K_INT, offsetof(em_config_t, workers), 1, 64, true, "N      analysis threads (1)"},
   {"poll", K_SECONDS, offsetof(em_config_t, poll), 0, 0, true, "SECONDS   poll instead of inotify"},
   {"rescan", K_SECONDS, offsetof(em_config_t, rescan), 0, 0, true, "SECONDS full rescan period (30)"},
@@ -206,6 +207,7 @@ static void defaults(em_config_t *cfg)
   cfg->pub = strdup("tcp://127.0.0.1:5563");
   cfg->api = strdup("tcp://127.0.0.1:5564");
   cfg->http = strdup(EM_HTTP_DEFAULT);
+  cfg->tensorboard = strdup("off");
   cfg->workers = 1;
   cfg->rescan = 30;
   cfg->quiet = 2;
@@ -277,6 +279,8 @@ int em_config_load(int argc, char **argv, em_config_t *cfg, char *err, size_t er
     return fail(err, errlen, "rescan: must be at least 0.1 seconds%s%s", "", "");
   if (strcmp(cfg->http, "off") != 0 && em_http_check_addr(cfg->http, err, errlen) != 0)
     return -EINVAL;
+  if (strcmp(cfg->tensorboard, "off") != 0 && (stat(cfg->tensorboard, &st) != 0 || !S_ISDIR(st.st_mode)))
+    return fail(err, errlen, "tensorboard: %s is not a directory (make it, or off)%s", cfg->tensorboard, "");
   return 0;
 }
 
@@ -287,6 +291,7 @@ void em_config_free(em_config_t *cfg)
   free(cfg->pub);
   free(cfg->api);
   free(cfg->http);
+  free(cfg->tensorboard);
   free(cfg->config);
   em_rules_free(&cfg->alerts);
   em_on_alert_free(&cfg->on_alert);

@@ -15,6 +15,7 @@ typedef struct em_config {
   char *pub;            /* PUB endpoint */
   char *api;            /* API endpoint */
   char *http;           /* HTTP listener HOST:PORT, or "off" */
+  char *tensorboard;    /* TensorBoard event files' root, or "off" */
   char *config;         /* the JSON config file, if any */
   int workers;          /* analysis threads */
   double poll;          /* > 0: poll every this many seconds instead of inotify */

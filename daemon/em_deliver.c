@@ -91,16 +91,10 @@ int em_deliver_configure(em_deliver_t *d, const em_on_alert_t *on_alert)
  * step that failed. */
 static int stop_file_at(int run_fd, int64_t seq, const char *payload, const char **what)
 {
-  *what = "create " EM_DOT_DIR;
-  bool made = mkdirat(run_fd, EM_DOT_DIR, 0755) == 0;
-  if (!made && errno != EEXIST)
-    return -errno;
-  int dir = openat(run_fd, EM_DOT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  *what = "open " EM_DOT_DIR " (a symbolic link is not followed)";
+  *what = "create or open " EM_DOT_DIR " (a symbolic link is not followed)";
+  int dir = em_fs_own_dir(run_fd, EM_DOT_DIR, 0755);
   if (dir < 0)
-    return -errno;
-  if (made)
-    fchmod(dir, 0755);
+    return dir;
   char tmp[64];
   snprintf(tmp, sizeof(tmp), EM_STOP_FILE ".tmp-%lld", (long long)seq);
   unlinkat(dir, tmp, 0); /* whatever was planted under our temp name: the link, not its target */

@@ -62,6 +62,7 @@ static void publish_committed(em_pipeline_t *s, em_store_op_t *op)
     if (s->bus)
       em_bus_publish(s->bus, op->pubs[i].topic, op->pubs[i].payload);
     em_http_publish(s->http, op->pubs[i].seq, op->pubs[i].topic, op->pubs[i].payload);
+    em_journal_append(s->journal, op->run, op->run_dir, &op->pubs[i]);
   }
   for (size_t i = 0; i < op->nalerts && s->deliver; i++) /* stopping: redone at start */
     em_deliver_alert(s->deliver, &op->alerts[i]);

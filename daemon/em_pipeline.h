@@ -13,6 +13,7 @@
 #include "em_config.h"
 #include "em_deliver.h"
 #include "em_http.h"
+#include "em_journal.h"
 #include "em_store.h"
 #include "em_tracker.h"
 #include "em_walker.h"
@@ -28,6 +29,7 @@ typedef struct em_pipeline {
   em_bus_t *bus;
   em_deliver_t *deliver;
   em_http_t *http;            /* NULL with --http off */
+  em_journal_t *journal;      /* results.jsonl and TensorBoard files */
   uv_timer_t quiet_timer;
   bool stopping;
   int64_t last_seq;           /* of the last committed operation */

@@ -51,7 +51,7 @@ static em_status_t status_of(server_t *s)
                        .running = (int64_t)em_tracker_count(s->pipe.tracker, EM_T_RUNNING),
                        .workers = s->cfg->workers, .last_seq = s->pipe.last_seq, .watch = s->root, .db = s->db_path,
                        .mode = em_walker_polling(s->pipe.walker) ? "poll" : "inotify", .pid = (int64_t)uv_os_getpid(),
-                       .http = em_http_url(s->pipe.http),
+                       .http = em_http_url(s->pipe.http), .pub = s->cfg->pub, .api = s->cfg->api,
                        .ts = (double)time(NULL)};
 }
 
@@ -106,6 +106,7 @@ static void stop_services(server_t *s)
   em_workq_stop(&s->pipe.workq);     /* running analyses are cancelled: still queued in the database */
   em_deliver_stop(&s->pipe.deliver); /* running commands are killed: their alerts are redone at start */
   em_store_stop(&s->pipe.store);     /* operations already queued commit first */
+  em_journal_stop(&s->pipe.journal); /* then everything they committed is written out */
   em_answer_stop(&s->answer);        /* answers already computed still go out */
   em_bus_stop(&s->pipe.bus);
 }
@@ -171,7 +172,7 @@ static void on_sighup(uv_signal_t *h, int sig)
     if (fresh.workers != s->cfg->workers || fresh.quiet != s->cfg->quiet || fresh.rescan != s->cfg->rescan ||
         fresh.poll != s->cfg->poll || memcmp(&fresh.params, &s->cfg->params, sizeof(fresh.params)) != 0 ||
         strcmp(fresh.pub, s->cfg->pub) != 0 || strcmp(fresh.api, s->cfg->api) != 0 ||
-        strcmp(fresh.http, s->cfg->http) != 0)
+        strcmp(fresh.http, s->cfg->http) != 0 || strcmp(fresh.tensorboard, s->cfg->tensorboard) != 0)
       EM_NOTICE("reload: changes other than log_level, alerts and on_alert take effect after a restart");
   }
   em_config_free(&fresh); /* also what a rejected file left half-loaded */
@@ -205,6 +206,9 @@ static int start_services(server_t *s, bool polling, char *err, size_t errlen)
     rc = em_answer_start(&s->answer, &s->loop, s->db_path, on_answer, s, err, errlen);
   if (!rc)
     rc = em_bus_start(&s->pipe.bus, &s->loop, cfg->pub, cfg->api, on_request, s, err, errlen);
+  if (!rc)
+    rc = em_journal_start(&s->pipe.journal, &s->loop, strcmp(cfg->tensorboard, "off") ? cfg->tensorboard : NULL, err,
+                          errlen);
   if (!rc && strcmp(cfg->http, "off") != 0)
     rc = em_http_start(&s->pipe.http, &s->loop, cfg->http, s->db_path, status_for_http, s, err, errlen);
   if (!rc && (em_deliver_start(&s->pipe.deliver, &s->loop, em_pipeline_alert_delivered, &s->pipe) != 0 ||

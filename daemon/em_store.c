@@ -37,7 +37,8 @@ struct em_store {
 
 /* ---------------------------------------------------------------- outputs */
 
-static int add_pub(em_store_op_t *op, int64_t seq, const char *kind, const char *run, char *payload)
+static int add_pub(em_store_op_t *op, int64_t seq, const char *kind, const char *run, char *payload,
+                   const em_point_t *point)
 {
   em_pub_t *p = realloc(op->pubs, (op->npub + 1) * sizeof(*p));
   if (!p) {
@@ -51,6 +52,8 @@ static int add_pub(em_store_op_t *op, int64_t seq, const char *kind, const char 
     return SQLITE_NOMEM;
   }
   p[op->npub].seq = seq;
+  p[op->npub].has_point = point != NULL;
+  p[op->npub].point = point ? *point : (em_point_t){0};
   p[op->npub++].payload = payload;
   return SQLITE_OK;
 }
@@ -151,7 +154,7 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
     em_alert_free(&a);
     return rc;
   }
-  rc = add_pub(op, a.seq, "alert", op->run, payload);
+  rc = add_pub(op, a.seq, "alert", op->run, payload, NULL);
   return rc == SQLITE_OK ? add_alert(op, &a) : (em_alert_free(&a), rc);
 }
 
@@ -275,7 +278,7 @@ static int record_event(em_db_t *db, em_store_op_t *op, int64_t step, bool by_ar
     free(payload);
     return rc;
   }
-  return add_pub(op, e.seq, "checkpoint", op->run, payload);
+  return add_pub(op, e.seq, "checkpoint", op->run, payload, NULL);
 }
 
 static int op_state(em_store_t *s, em_store_op_t *op)
@@ -330,6 +333,13 @@ static measured_t measure(double alpha0, double width, const em_sample_t *s, siz
   m.has_e = em_emergence(alpha0, width, b->alpha0, b->width, &m.e, NULL) == 0;
   m.has_se = m.has_e && em_emergence_se(s, n, b->samples, b->nsamples, &m.se, NULL) == 0;
   return m;
+}
+
+/* A result's values as the journal's TensorBoard writer takes them. */
+static em_point_t point_of(int64_t step, bool by_arrival, int64_t seq, const measured_t *m, double alpha0, double width)
+{
+  return (em_point_t){.step = step, .by_arrival = by_arrival, .seq = seq,
+                      .value = {m->has_e ? m->e : NAN, alpha0, width}, .se = {m->has_se ? m->se : NAN, NAN, NAN}};
 }
 
 /* The per-sample values of a stored result object; NULL (*n 0) when it has none. */
@@ -397,15 +407,20 @@ static int rebaseline_row(em_db_t *db, em_store_op_t *op, sqlite3_stmt *row, con
     sqlite3_bind_null(up, 7);
   char *payload = up && sqlite3_step(up) == SQLITE_ROW ? strdup((const char *)sqlite3_column_text(up, 0)) : NULL;
   em_sql_done(up);
+  em_point_t pt = point_of(sqlite3_column_int64(row, 4), sqlite3_column_int(row, 5) == 0, seq, &m,
+                           sqlite3_column_double(row, 1), sqlite3_column_double(row, 2));
   if (rc == SQLITE_OK)
-    rc = payload ? add_pub(op, seq, "result", op->run, payload) : SQLITE_ERROR;
+    rc = payload ? add_pub(op, seq, "result", op->run, payload, &pt) : SQLITE_ERROR;
+  else
+    free(payload);
   return rc;
 }
 
 /* E of every other current result of the run against a new baseline: new seq each. */
 static int rebaseline(em_db_t *db, em_store_op_t *op, int64_t rid, const baseline_t *b)
 {
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width, r.json FROM results r JOIN checkpoints c "
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.alpha0, r.width, r.json, c.step, c.named FROM results r "
+                                        "JOIN checkpoints c "
                                         "ON c.id = r.checkpoint_id AND c.version = r.version WHERE c.run_id = ? "
                                         "AND c.id != ? ORDER BY c.step", "ii", rid, op->ckpt_id);
   if (!st)
@@ -463,7 +478,8 @@ static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *sel
     free(payload);
     return rc;
   }
-  return add_pub(op, seq, "result", op->run, payload);
+  em_point_t pt = point_of(self->step, self->by_arrival, seq, &m, r->alpha0, r->width);
+  return add_pub(op, seq, "result", op->run, payload, &pt);
 }
 
 /* Every result of a run has one mode (E across modes is meaningless): a result in

@@ -31,6 +31,8 @@ typedef struct em_pub {
   int64_t seq;
   char *topic;
   char *payload;
+  bool has_point;              /* a result: its values, typed (for the TensorBoard writer) */
+  em_point_t point;            /* place, E, alpha0, width and their SEs (NaN when unknown) */
 } em_pub_t;
 
 typedef struct em_store_op em_store_op_t;

@@ -174,10 +174,13 @@ int em_emergence_se(const em_sample_t *s, size_t n, const em_sample_t *base, siz
 
 /* ---------------------------------------------------------------- names, trainer state */
 
+/* The baseline the training callbacks save (checkpoint-baseline/, checkpoint-baseline.ckpt):
+ * step 0 by name, in a place checkpoint rotation leaves alone. */
+#define EM_BASELINE_NAME "checkpoint-baseline"
 /* The training step carried by a checkpoint's own name: the number after the last of the
  * words checkpoint, global_step, iter, step, ckpt (case-insensitive, optionally joined by
- * - _ =) or model- (model-00050.pt; model_3 is left alone, as it often names a run).
- * Returns true and sets *step when there is one. */
+ * - _ =) or model- (model-00050.pt; model_3 is left alone, as it often names a run);
+ * 0 for EM_BASELINE_NAME. Returns true and sets *step when there is one. */
 bool em_name_step(const char *name, int64_t *step);
 /* The epoch a name carries (epoch_3.pt, epoch=3-step=1200.ckpt): reported as an epoch,
  * never taken for a step. */

@@ -117,6 +117,19 @@ int em_fs_open_inside(const char *path, int flags, mode_t mode)
   return em_fs_open(path, flags, mode);
 }
 
+int em_fs_own_dir(int parent_fd, const char *name, mode_t mode)
+{
+  bool made = mkdirat(parent_fd, name, mode) == 0;
+  if (!made && errno != EEXIST)
+    return -errno;
+  int dir = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir < 0)
+    return -errno;
+  if (made)
+    fchmod(dir, mode);
+  return dir;
+}
+
 int em_fs_stat(const char *path, struct stat *st)
 {
   const char *rel = below_root(path);

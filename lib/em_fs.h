@@ -34,6 +34,11 @@ int em_fs_open(const char *path, int flags, mode_t mode);
  * the daemon writes, which must stay in the tree whatever a stored row says. */
 int em_fs_open_inside(const char *path, int flags, mode_t mode);
 
+/* The directory name below the directory parent_fd, made with mode (whatever the umask)
+ * if missing, opened without following a link: for the folders the daemon writes in a
+ * tree others can write (RUN_DIR/.emerge). The descriptor, or -errno. */
+int em_fs_own_dir(int parent_fd, const char *name, mode_t mode);
+
 /* A regular file opened for reading, or -errno with err saying which and why
  * ("path: not a regular file (a FIFO)", "path: a symbolic link, not followed"). */
 int em_fs_open_regular(const char *path, em_err_t *err);

@@ -11,6 +11,13 @@
 
 bool em_name_step(const char *name, int64_t *step)
 {
+  /* The baseline the training callbacks save where checkpoint rotation never deletes it
+   * (Hugging Face's rotation takes only checkpoint-<digits>): the run's step 0. */
+  if (strncmp(name, EM_BASELINE_NAME, strlen(EM_BASELINE_NAME)) == 0 &&
+      (name[strlen(EM_BASELINE_NAME)] == 0 || name[strlen(EM_BASELINE_NAME)] == '.')) {
+    *step = 0;
+    return true;
+  }
   /* "model" only as model-N (torch loops' model-00050.pt): model_3 is more often a run. */
   static const struct {
     const char *word, *joins;

@@ -26,6 +26,8 @@ cJSON *em_status_to_json(const em_status_t *s)
   cJSON_AddStringToObject(o, "watch", s->watch ? s->watch : "");
   cJSON_AddStringToObject(o, "db", s->db ? s->db : "");
   cJSON_AddStringToObject(o, "mode", s->mode ? s->mode : "");
+  cJSON_AddStringToObject(o, "pub", s->pub ? s->pub : "");
+  cJSON_AddStringToObject(o, "api", s->api ? s->api : "");
   if (s->http)
     cJSON_AddStringToObject(o, "http", s->http);
   else
@@ -54,6 +56,8 @@ int em_status_from_json(const cJSON *o, em_status_t *s)
   s->watch = em_json_str(o, "watch");
   s->mode = em_json_str(o, "mode");
   s->http = em_json_str(o, "http");
+  s->pub = em_json_str(o, "pub");
+  s->api = em_json_str(o, "api");
   s->ts = em_json_num(o, "ts");
   return 0;
 }

@@ -14,6 +14,7 @@ typedef struct em_status {
   int64_t queue, running, workers, last_seq, pid;
   const char *watch, *db, *mode; /* mode: "inotify" or "poll" */
   const char *http;         /* the HTTP listener's URL; NULL when it is off */
+  const char *pub, *api;    /* the ZeroMQ endpoints, so a client that found one finds the other */
   double ts;
 } em_status_t;
 

@@ -51,6 +51,9 @@ START_TEST(test_name_epoch_is_not_a_step)
   int64_t v = -1;
   ck_assert(em_name_epoch("epoch_3.pt", &v) && v == 3);
   ck_assert(!em_name_step("epoch_3.pt", &v));
+  ck_assert(em_name_step("checkpoint-baseline", &v) && v == 0);
+  ck_assert(em_name_step("checkpoint-baseline.ckpt", &v) && v == 0);
+  ck_assert(!em_name_step("checkpoint-baselines", &v));
   ck_assert(em_name_epoch("epoch=3-step=1200.ckpt", &v) && v == 3);
   ck_assert(em_name_step("epoch=3-step=1200.ckpt", &v) && v == 1200);
   ck_assert(em_name_epoch("Epoch-12", &v) && v == 12);
