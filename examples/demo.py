@@ -5,7 +5,7 @@ job's accuracy. The model is small, so mode auto measures the full network (no s
 error). An onset rule reports when E has turned upward beyond its minimum (it does not
 stop the job); a plateau rule on smoothed E stops the job only when E has stopped
 improving by more than 0.001 for 3 checkpoints, and the job (using the plain-loop helper
-of examples/emerge_stop.py) then stops itself. Ends by itself in about a minute with a
+of emerge.EmergeStop, python/emerge/stop.py) then stops itself. Ends by itself in about a minute with a
 plot, and says where everything is.
 
     /usr/bin/python3 examples/demo.py [OUT_DIR]     (default: ./demo-output)"""

@@ -9,7 +9,7 @@ model.safetensors, config.json and trainer_state.json holding loss and eval_accu
 place (transformers 4.36-4.38); inplace writes straight into OUT/checkpoint-STEP
 (later versions). Step 0, the initialisation, is saved too: it is the baseline the
 degree of emergence is measured against. With --stop-on-alert the job checks after each
-save whether emerged asked it to stop (emerge_stop.py, the plain-loop helper) and ends
+save whether emerged asked it to stop (emerge.EmergeStop, the plain-loop helper) and ends
 there."""
 import argparse
 import json
@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
 import stio  # noqa: E402
-from emerge_stop import EmergeStop  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from emerge import EmergeStop  # noqa: E402
 
 
 def make_task(rng, n, dim=64, classes=10):

@@ -6,7 +6,7 @@ library only (pyzmq only if you ask for the PUB socket), a stat() per check.
 
 Plain training loop:
 
-    from emerge_stop import EmergeStop
+    from emerge import EmergeStop
     stop = EmergeStop(output_dir)                 # the directory the daemon watches as the run
     for step in range(1, steps + 1):
         train_step()
@@ -16,8 +16,9 @@ Plain training loop:
                 break
 
 A job that acts on a stop file renames it to STOP.handled-<step>, so the same job
-resumed from a checkpoint does not stop again at once. Framework adapters:
-emerge_hf.py (Hugging Face Trainer) and emerge_lightning.py (PyTorch Lightning).
+resumed from a checkpoint does not stop again at once. Framework callbacks, which also
+log E into the framework's loggers: emerge.hf (Hugging Face Trainer) and emerge.lightning
+(PyTorch Lightning).
 
 Distributed training: every rank must decide the same way at the same step, or the
 ranks that go on wait forever for the one that stopped. Check at the same point on

@@ -14,6 +14,17 @@ from helpers import ROOT, explicit_mode
 EMERGED = os.path.join(ROOT, os.environ.get("EMERGED", "bin/emerged"))
 
 
+STARTED = []  # every daemon a test started: run.py stops the ones a failing test left running
+
+
+def stop_all():
+    while STARTED:
+        d = STARTED.pop()
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
 class Daemon:
     def __init__(self, tmp, root, *extra, name="d", log_level="debug"):
         self.tmp, self.root, self.extra = tmp, root, list(extra)
@@ -30,6 +41,7 @@ class Daemon:
                 *(["--log-level", self.log_level] if self.log_level else []), *self.extra]
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        STARTED.append(self)
         if wait:
             deadline = time.time() + 15
             while time.time() < deadline:

@@ -11,6 +11,7 @@ import traceback
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
+from daemon import stop_all  # noqa: E402
 from helpers import Skip  # noqa: E402
 
 
@@ -35,6 +36,8 @@ def main():
                     failed += 1
                     print(f"FAIL {mod_name}.{name}", flush=True)
                     traceback.print_exc()
+                finally:
+                    stop_all()  # a daemon a failing test left running would hold its ports
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped (see SKIP lines)" if skipped else ""))
     sys.exit(1 if failed or not passed else 0)
 

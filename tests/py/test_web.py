@@ -85,7 +85,9 @@ def test_http_api_answers_what_the_zeromq_api_answers(tmp):
             assert _json(url + "api/v1/" + path) == d.request(req), path
         nested = os.path.join(root, "sweep", "lr 1")  # a run below a folder, with a space
         _ckpt(os.path.dirname(nested), "lr 1", 0)
-        wait_for(lambda: _get(url + "api/v1/history?run=" + urllib.parse.quote("sweep/lr 1"))[0] == 200, 30 * SLOW)
+        nested_url = url + "api/v1/history?run=" + urllib.parse.quote("sweep/lr 1")
+        wait_for(lambda: (lambda r: r[0] == 200 and json.loads(r[2])["results"])(_get(nested_url)), 30 * SLOW,
+                 "the nested run's result")
         got = _json(url + "api/v1/history?run=" + urllib.parse.quote("sweep/lr 1"))
         assert got["run"] == "sweep/lr 1" and got["results"][0]["step"] == 0
     finally:
