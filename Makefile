@@ -124,7 +124,7 @@ $(EMERGECTL): $(call obj,client/emergectl.c) $(CLIENT_OBJ) $(LOWER_LIBS)
 $(BUILD)/tests/run_tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libemerged.a $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(EM_LIBS)
 
-FUZZ_TARGETS := safetensors sidefiles api rules replies pickle torch
+FUZZ_TARGETS := safetensors sidefiles api rules replies pickle torch tfevents
 $(BUILD)/tests/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o $(LOWER_LIBS)
 	$(Q_LD)$(CC) $(LDFLAGS) -o $@ $^ $(EM_LIBS)
 
@@ -145,11 +145,11 @@ e2e: $(EMERGECTL) $(EMERGED)
 # libFuzzer runs of every parser (needs clang): make fuzz FUZZ_SECONDS=60. New inputs that
 # add coverage are merged back into tests/fuzz/corpus/<target>, which make check replays.
 FUZZ_SECONDS ?= 60
-fuzz:
+fuzz: build/proto/tfevent.pb-c.c
 	@mkdir -p build/fuzz
 	$(Q)for t in $(FUZZ_TARGETS); do \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INC_store) \
-	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) $(STORE_SRC) \
+	    $(shell $(PKG_CONFIG) --cflags $(PC_DEPS)) tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(PROTO_SRC) build/proto/tfevent.pb-c.c $(STORE_SRC) \
 	    $(shell $(PKG_CONFIG) --libs $(PC_DEPS)) -lm -o build/fuzz/fuzz_$$t || exit 1; \
 	  mkdir -p build/fuzz/new_$$t; \
 	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \

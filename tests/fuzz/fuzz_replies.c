@@ -52,6 +52,11 @@ static void others(const cJSON *j)
   }
   em_hist_entry_t c;
   (void)em_checkpoint_from_json(j, &c);
+  const char *run;
+  if (em_checkpoint_event_decode(j, &run, &c) == 0) {
+    volatile size_t sink = strlen(run) + (c.path ? strlen(c.path) : 0) + (c.error ? strlen(c.error) : 0);
+    (void)sink;
+  }
   em_alert_t a;
   if (em_alert_from_json(j, &a, err, sizeof(err)) == 0) {
     free(em_alert_print(&a));
