@@ -35,6 +35,7 @@ struct em_journal {
   bool started;
   char *tensorboard;        /* NULL: off */
   em_hash_t checked;        /* event files already cut back to whole records; journal thread */
+  em_hash_t warned;         /* files whose failure was logged: once each until they work again */
 };
 
 /* ---------------------------------------------------------------- appending */
@@ -72,16 +73,34 @@ static int open_own(int dir, const char *name, int flags)
   return fd;
 }
 
+/* A failure to write path, logged once until a write to it works again (a read-only
+ * tree would otherwise log every message). */
+static void failed_once(em_journal_t *j, const char *path, int rc, const char *why)
+{
+  bool known = em_hash_get(&j->warned, path, strlen(path)) != NULL;
+  if (!rc) {
+    free(known ? em_hash_remove(&j->warned, path, strlen(path)) : NULL);
+    return;
+  }
+  if (known)
+    return;
+  EM_WARN("journal: %s: %s (logged once until it works again)", path, why);
+  char *key = strdup(path);
+  if (key && em_hash_put(&j->warned, key, strlen(key), key) != 0)
+    free(key);
+}
+
 /* RUN_DIR/.emerge/results.jsonl += line. */
-static void append_results(const entry_t *e)
+static void append_results(em_journal_t *j, const entry_t *e)
 {
   int run = em_fs_open_inside(e->run_dir, O_RDONLY | O_DIRECTORY, 0);
   int dir = run < 0 ? run : em_fs_own_dir(run, EM_DOT_DIR, 0755);
   int fd = dir < 0 ? dir : open_own(dir, EM_RESULTS_FILE, O_WRONLY | O_APPEND);
   int rc = fd < 0 ? fd : append_whole(fd, e->line, e->len);
-  if (rc)
-    EM_WARN("journal: %s/" EM_DOT_DIR "/" EM_RESULTS_FILE ": %s", e->run_dir,
-            rc == -EPERM ? "not a file of the daemon's own (a link or another's file): not written" : em_fs_strerror(rc));
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/" EM_DOT_DIR "/" EM_RESULTS_FILE, e->run_dir);
+  failed_once(j, path, rc, rc == -EPERM ? "not a file of the daemon's own (a link or another's file): not written"
+                                        : em_fs_strerror(rc));
   if (fd >= 0)
     close(fd);
   if (dir >= 0)
@@ -175,8 +194,9 @@ static void append_tensorboard(em_journal_t *j, const entry_t *e)
   if (!rc)
     rc = rec ? append_whole(fd, rec, len) : -ENOMEM;
   free(rec);
-  if (rc)
-    EM_WARN("journal: %s/%s/" EM_TB_FILE ": %s", j->tensorboard, e->run, em_fs_strerror(rc));
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/%s/" EM_TB_FILE, j->tensorboard, e->run);
+  failed_once(j, path, rc, em_fs_strerror(rc));
   if (fd >= 0)
     close(fd);
   if (dir >= 0)
@@ -200,7 +220,7 @@ static void thread_main(void *arg)
   em_fifo_item_t *item;
   while ((item = em_fifo_pop(&j->fifo, /* finish_queue = */ true)) != NULL) {
     entry_t *e = (entry_t *)item;
-    append_results(e);
+    append_results(j, e);
     if (j->tensorboard && e->result && e->has_point)
       append_tensorboard(j, e);
     em_fifo_finish(&j->fifo, item);
@@ -223,6 +243,7 @@ int em_journal_start(em_journal_t **out, uv_loop_t *loop, const char *tensorboar
     return -ENOMEM;
   }
   em_hash_init(&j->checked);
+  em_hash_init(&j->warned);
   em_fifo_init(&j->fifo, loop, written, j);
   j->started = uv_thread_create(&j->thread, thread_main, j) == 0;
   *out = j;
@@ -258,13 +279,13 @@ static void free_journal(uv_handle_t *h)
 {
   em_journal_t *j = h->data;
   em_fifo_destroy(&j->fifo);
-  for (size_t pos = 0; ; ) {
-    char *key = em_hash_next(&j->checked, &pos);
-    if (!key)
-      break;
-    free(key);
+  em_hash_t *sets[] = {&j->checked, &j->warned};
+  for (size_t k = 0; k < 2; k++) {
+    char *key;
+    for (size_t pos = 0; (key = em_hash_next(sets[k], &pos)) != NULL;)
+      free(key);
+    em_hash_free(sets[k]);
   }
-  em_hash_free(&j->checked);
   free(j->tensorboard);
   free(j);
 }

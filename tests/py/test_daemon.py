@@ -146,7 +146,7 @@ def test_kill_9_and_restart_gives_exactly_one_result(tmp):
         kills += 1
         d.start()
     job.wait()
-    ckpts = sorted(os.listdir(os.path.join(root, "run1")))
+    ckpts = sorted(n for n in os.listdir(os.path.join(root, "run1")) if not n.startswith("."))  # not .emerge
     wait_for(lambda: len(history(d, "run1")[0]) == len(ckpts), timeout=60,
              what="every checkpoint analysed")
     with d.db() as db:

@@ -158,6 +158,32 @@ def test_a_database_directory_others_can_write_is_refused(tmp):
     assert "emerge.db belongs to another user" in err, err
 
 
+def test_a_planted_results_file_is_never_written_through(tmp):
+    """RUN_DIR/.emerge/results.jsonl planted as a link to a file elsewhere, or as a hard
+    link to a file of ours: the daemon writes neither, says so once, and analyses on."""
+    root, elsewhere = os.path.join(tmp, "root"), os.path.join(tmp, "elsewhere")
+    os.makedirs(elsewhere)
+    secret = os.path.join(elsewhere, "secret")
+    with open(secret, "w") as f:
+        f.write("keep\n")
+    for run, plant in (("sym", lambda p: os.symlink(secret, p)), ("hard", lambda p: os.link(secret, p))):
+        os.makedirs(os.path.join(root, run, ".emerge"))
+        plant(os.path.join(root, run, ".emerge", "results.jsonl"))
+        for step in (0, 100):
+            _ckpt(os.path.join(root, run), step)
+    d = Daemon(tmp, root).start()
+    try:
+        wait_for(lambda: all(len(history(d, run)[0]) == 2 for run in ("sym", "hard")), what="both runs analysed")
+        time.sleep(0.5)
+        with open(secret) as f:
+            assert f.read() == "keep\n"
+        log = d.read_log()
+        assert log.count("sym/.emerge/results.jsonl: a symbolic link") == 1, log
+        assert log.count("hard/.emerge/results.jsonl: not a file of the daemon's own") == 1, log
+    finally:
+        d.stop()
+
+
 def test_a_stored_alert_naming_a_directory_outside_the_root_writes_nothing_there(tmp):
     """An undelivered alert is delivered again after a restart from its stored row; a row
     whose run_dir points outside the watched root (a database moved between roots, or
