@@ -29,6 +29,7 @@ def checkpoint(shape, dtype):
     path = os.path.join(CACHE, f"pythia-{shape}-{dtype}.safetensors")
     if not os.path.exists(path):
         print(f"bench: generating {path}", file=sys.stderr)
+        os.makedirs(CACHE, exist_ok=True)  # a fresh clone has no cache yet
         gen_pythia.write(path, *gen_pythia.SHAPES[shape], dtype)
     return path
 

@@ -24,6 +24,9 @@
 #define STREAM_IDLE_SECONDS 60     /* an event stream whose client reads nothing for this long */
 #define CONNECTION_MEMORY (64u << 10) /* request headers and buffers per connection */
 #define STATUS_WAIT_MS 2000        /* the loop's answer to "status"; past it: 503 */
+#define SEND_BUFFER (256 << 10)    /* the kernel's share of an unread reply, per connection */
+#define REPLY_BUDGET (64u << 20)   /* reply bytes held for clients that have not read them yet;
+                                    * past it new queries get 503 (a long history is megabytes) */
 
 struct em_http {
   struct MHD_Daemon *mhd;
@@ -36,6 +39,7 @@ struct em_http {
   uint64_t asked, answered;        /* status generations */
   bool stopping;
   em_durations_t durations;
+  size_t reply_bytes;              /* replies built and not yet sent in full */
   em_http_status_fn status_fn;
   void *ctx;
   bool loopback;
@@ -77,38 +81,70 @@ static bool ask_status(em_http_t *h, em_status_t *st, em_durations_t *d)
 
 /* ---------------------------------------------------------------- responses */
 
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, char *body, const char *type)
+/* A reply held until its client has read it: its bytes count against REPLY_BUDGET. */
+typedef struct held {
+  em_http_t *h;
+  char *body;
+  size_t len;
+} held_t;
+
+static void release(void *cls)
 {
-  if (!body)
-    return MHD_NO; /* out of memory: drop the connection */
-  struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
-  if (!r) {
-    free(body);
-    return MHD_NO;
+  held_t *r = cls;
+  uv_mutex_lock(&r->h->lock);
+  r->h->reply_bytes -= r->len;
+  uv_mutex_unlock(&r->h->lock);
+  free(r->body);
+  free(r);
+}
+
+static bool over_budget(em_http_t *h)
+{
+  uv_mutex_lock(&h->lock);
+  bool over = h->reply_bytes > REPLY_BUDGET;
+  uv_mutex_unlock(&h->lock);
+  return over;
+}
+
+static enum MHD_Result send_text(em_http_t *h, struct MHD_Connection *c, unsigned code, char *body, const char *type)
+{
+  held_t *r = body ? malloc(sizeof(*r)) : NULL;
+  struct MHD_Response *resp = NULL;
+  if (r) {
+    *r = (held_t){h, body, strlen(body)};
+    resp = MHD_create_response_from_buffer_with_free_callback_cls(r->len, body, release, r);
   }
-  MHD_add_response_header(r, "Content-Type", type);
-  MHD_add_response_header(r, "Cache-Control", "no-store");
-  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  if (!resp) {
+    free(body);
+    free(r);
+    return MHD_NO; /* out of memory: drop the connection */
+  }
+  uv_mutex_lock(&h->lock);
+  h->reply_bytes += r->len;
+  uv_mutex_unlock(&h->lock);
+  MHD_add_response_header(resp, "Content-Type", type);
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
   if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-    MHD_add_response_header(r, "Allow", "GET, HEAD");
-  enum MHD_Result rc = MHD_queue_response(c, code, r);
-  MHD_destroy_response(r);
+    MHD_add_response_header(resp, "Allow", "GET, HEAD");
+  enum MHD_Result rc = MHD_queue_response(c, code, resp);
+  MHD_destroy_response(resp);
   return rc;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, char *body)
+static enum MHD_Result send_json(em_http_t *h, struct MHD_Connection *c, unsigned code, char *body)
 {
-  return send_text(c, code, body, "application/json");
+  return send_text(h, c, code, body, "application/json");
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
+static enum MHD_Result send_error(em_http_t *h, struct MHD_Connection *c, unsigned code, const char *fmt, ...)
 {
   char msg[1400];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  return send_json(c, code, em_api_error(msg));
+  return send_json(h, c, code, em_api_error(msg));
 }
 
 static const char *content_type(const char *path)
@@ -122,7 +158,7 @@ static const char *content_type(const char *path)
 }
 
 /* A file of the dashboard, from the table compiled in; anything else is 404. */
-static enum MHD_Result send_asset(struct MHD_Connection *c, const char *url)
+static enum MHD_Result send_asset(em_http_t *h, struct MHD_Connection *c, const char *url)
 {
   const char *path = strcmp(url, "/") == 0 ? "/index.html" : url;
   for (const em_asset_t *a = em_web_assets; a->path; a++) {
@@ -140,14 +176,14 @@ static enum MHD_Result send_asset(struct MHD_Connection *c, const char *url)
     MHD_destroy_response(r);
     return rc;
   }
-  return send_error(c, MHD_HTTP_NOT_FOUND, "no such path (the dashboard is at /, the API under /api/v1/, metrics "
+  return send_error(h, c, MHD_HTTP_NOT_FOUND, "no such path (the dashboard is at /, the API under /api/v1/, metrics "
                                            "at /metrics)");
 }
 
 /* ---------------------------------------------------------------- arguments */
 
 /* A non-negative integer argument; false (with a 400 sent) when it is there but is not one. */
-static bool int_arg(struct MHD_Connection *c, const char *text, const char *name, bool *has, int64_t *v,
+static bool int_arg(em_http_t *h, struct MHD_Connection *c, const char *text, const char *name, bool *has, int64_t *v,
                     enum MHD_Result *rc)
 {
   *has = text != NULL;
@@ -157,20 +193,20 @@ static bool int_arg(struct MHD_Connection *c, const char *text, const char *name
   errno = 0;
   long long x = strtoll(text, &end, 10);
   if (*text < '0' || *text > '9' || *end || errno || x < 0) {
-    *rc = send_error(c, MHD_HTTP_BAD_REQUEST, "%s must be a non-negative integer, not '%.64s'", name, text);
+    *rc = send_error(h, c, MHD_HTTP_BAD_REQUEST, "%s must be a non-negative integer, not '%.64s'", name, text);
     return false;
   }
   *v = x;
   return true;
 }
 
-static bool run_arg(struct MHD_Connection *c, em_api_request_t *req, enum MHD_Result *rc)
+static bool run_arg(em_http_t *h, struct MHD_Connection *c, em_api_request_t *req, enum MHD_Result *rc)
 {
   const char *run = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "run");
   if (!run)
     return true;
   if (strlen(run) > EM_API_MAX_RUN || !run[0]) {
-    *rc = send_error(c, MHD_HTTP_BAD_REQUEST, "run must be 1 to %d bytes", EM_API_MAX_RUN);
+    *rc = send_error(h, c, MHD_HTTP_BAD_REQUEST, "run must be 1 to %d bytes", EM_API_MAX_RUN);
     return false;
   }
   snprintf(req->run, sizeof(req->run), "%s", run);
@@ -186,7 +222,7 @@ static enum MHD_Result send_query(em_http_t *h, struct MHD_Connection *c, const 
   char *reply = em_query_answer(h->db, req, NULL, &out);
   unsigned code = out == EM_QUERY_UNKNOWN_RUN ? MHD_HTTP_NOT_FOUND
                   : out == EM_QUERY_DB_ERROR ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_OK;
-  return send_json(c, code, reply);
+  return send_json(h, c, code, reply);
 }
 
 static enum MHD_Result send_status(em_http_t *h, struct MHD_Connection *c)
@@ -194,11 +230,11 @@ static enum MHD_Result send_status(em_http_t *h, struct MHD_Connection *c)
   em_status_t st;
   em_durations_t d;
   if (!ask_status(h, &st, &d))
-    return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the daemon's loop did not answer within %d ms",
+    return send_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the daemon's loop did not answer within %d ms",
                       STATUS_WAIT_MS);
   st.ts = (double)time(NULL);
   em_api_request_t req = {.cmd = EM_API_STATUS};
-  return send_json(c, MHD_HTTP_OK, em_query_reply(NULL, &req, &st));
+  return send_json(h, c, MHD_HTTP_OK, em_query_reply(NULL, &req, &st));
 }
 
 static enum MHD_Result send_metrics(em_http_t *h, struct MHD_Connection *c)
@@ -206,12 +242,12 @@ static enum MHD_Result send_metrics(em_http_t *h, struct MHD_Connection *c)
   em_status_t st;
   em_durations_t d;
   if (!ask_status(h, &st, &d))
-    return send_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, strdup("the daemon's loop did not answer\n"), "text/plain");
+    return send_text(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, strdup("the daemon's loop did not answer\n"), "text/plain");
   char err[512];
   char *text = em_metrics_text(h->db, &st, &d, err, sizeof(err));
   if (!text)
-    return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, strdup(err), "text/plain");
-  return send_text(c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8");
+    return send_text(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, strdup(err), "text/plain");
+  return send_text(h, c, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static enum MHD_Result send_events(em_http_t *h, struct MHD_Connection *c)
@@ -220,16 +256,16 @@ static enum MHD_Result send_events(em_http_t *h, struct MHD_Connection *c)
   em_api_request_t req = {0};
   bool has_after = false, has_since = false;
   int64_t after = 0, since = 0;
-  if (!run_arg(c, &req, &rc) ||
-      !int_arg(c, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"), "Last-Event-ID", &has_after,
+  if (!run_arg(h, c, &req, &rc) ||
+      !int_arg(h, c, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"), "Last-Event-ID", &has_after,
                &after, &rc) ||
-      !int_arg(c, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since"), "since", &has_since, &since, &rc))
+      !int_arg(h, c, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since"), "since", &has_since, &since, &rc))
     return rc;
   if (!has_after) /* a reconnecting EventSource sends Last-Event-ID; it wins over the page's since */
     has_after = has_since, after = since;
   struct MHD_Response *r = em_sse_open(h->sse, c, has_after, after, req.has_run ? req.run : NULL);
   if (!r)
-    return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams (%d); retry later",
+    return send_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams (%d); retry later",
                       EM_SSE_MAX_STREAMS);
   MHD_add_response_header(r, "Content-Type", "text/event-stream");
   MHD_add_response_header(r, "Cache-Control", "no-store");
@@ -249,22 +285,22 @@ static enum MHD_Result send_api(em_http_t *h, struct MHD_Connection *c, const ch
     return send_status(h, c);
   if (strcmp(what, "events") == 0)
     return send_events(h, c);
-  if (!run_arg(c, &req, &rc))
+  if (!run_arg(h, c, &req, &rc))
     return rc;
   if (strcmp(what, "runs") == 0) {
     req.cmd = EM_API_RUNS;
   } else if (strcmp(what, "history") == 0) {
     if (!req.has_run)
-      return send_error(c, MHD_HTTP_BAD_REQUEST, "history needs ?run=NAME");
+      return send_error(h, c, MHD_HTTP_BAD_REQUEST, "history needs ?run=NAME");
     req.cmd = EM_API_HISTORY;
   } else if (strcmp(what, "alerts") == 0) {
     req.cmd = EM_API_ALERTS;
   } else if (strcmp(what, "since") == 0) {
     req.cmd = EM_API_SINCE;
-    if (!int_arg(c, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seq"), "seq", &has_seq, &req.seq, &rc))
+    if (!int_arg(h, c, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seq"), "seq", &has_seq, &req.seq, &rc))
       return rc;
   } else {
-    return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint /api/v1/%.64s (status, runs, history, alerts, since, "
+    return send_error(h, c, MHD_HTTP_NOT_FOUND, "no such endpoint /api/v1/%.64s (status, runs, history, alerts, since, "
                                              "events)", what);
   }
   return send_query(h, c, &req);
@@ -297,16 +333,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   em_http_t *h = cls;
   if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
     *upload_len = 0;
-    return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.16s not allowed: everything here is read-only "
+    return send_error(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.16s not allowed: everything here is read-only "
                                                       "(GET, HEAD)", method);
   }
   if (!host_allowed(h, c))
-    return send_error(c, MHD_HTTP_FORBIDDEN, "Host is not a loopback name; this listener is bound to loopback");
+    return send_error(h, c, MHD_HTTP_FORBIDDEN, "Host is not a loopback name; this listener is bound to loopback");
+  bool query = strcmp(url, "/metrics") == 0 || strncmp(url, "/api/v1/", 8) == 0;
+  if (query && strcmp(url, "/api/v1/events") != 0 && over_budget(h))
+    return send_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy: replies of %u MiB wait for their clients to read "
+                      "them; retry", REPLY_BUDGET >> 20);
   if (strcmp(url, "/metrics") == 0)
     return send_metrics(h, c);
   if (strncmp(url, "/api/v1/", 8) == 0)
     return send_api(h, c, url + 8);
-  return send_asset(c, url);
+  return send_asset(h, c, url);
+}
+
+/* A connection's kernel send buffer is capped, so a reply its client does not read stays
+ * ours to count (REPLY_BUDGET), not the kernel's to grow. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+  (void)cls, (void)socket_context;
+  const union MHD_ConnectionInfo *fd = code == MHD_CONNECTION_NOTIFY_STARTED
+                                         ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+  int size = SEND_BUFFER;
+  if (fd)
+    setsockopt(fd->connect_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -365,7 +418,7 @@ static int listen_on(em_http_t *h, const struct sockaddr_storage *ss, const char
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                    (ss->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_SOCK_ADDR, ss,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_SOCK_ADDR, ss,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)IDLE_SECONDS, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
                             MHD_OPTION_END);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_utf8.h"
 #include "emerge.h"
 
 const double em_duration_bounds[EM_DURATION_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -21,16 +22,21 @@ void em_durations_observe(em_durations_t *d, double seconds)
   d->sum += seconds;
 }
 
-/* A label value as the exposition format wants it: \\, \" and \n escaped. */
+/* A label value as the exposition format wants it: UTF-8 (a byte that is not becomes
+ * U+FFFD: one bad name must not fail the whole scrape), with \\, \" and \n escaped. */
 static void label(FILE *f, const char *v)
 {
-  for (const char *p = v ? v : ""; *p; p++) {
+  for (const unsigned char *p = (const unsigned char *)(v ? v : ""); *p;) {
+    size_t n = em_utf8_char(p);
     if (*p == '\\' || *p == '"')
       fputc('\\', f), fputc(*p, f);
     else if (*p == '\n')
       fputs("\\n", f);
+    else if (n)
+      fwrite(p, 1, n, f);
     else
-      fputc(*p, f);
+      fputs("\xEF\xBF\xBD", f);
+    p += n ? n : 1;
   }
 }
 

@@ -12,6 +12,8 @@
 #define RING_EVENTS 1024            /* recent events kept for streams that follow live */
 #define RING_BYTES (16u << 20)      /* and at most this much text */
 #define DB_PAGE 32                  /* events per database read while catching up */
+#define DB_WINDOW 4096              /* seqs one read looks through: a filter that matches nothing
+                                     * costs each call this much, never the whole table */
 #define BATCH_BYTES (64u << 10)     /* text a stream takes from the ring at a time */
 
 typedef struct event {
@@ -28,7 +30,8 @@ typedef struct stream {
   int64_t cursor;                   /* the last seq sent or passed over */
   bool from_db;                     /* catching up from the database */
   bool suspended;                   /* waiting for an event; under the hub's lock */
-  char *filter;                     /* "run/", or NULL for every run */
+  char *run;                        /* the run (and the runs below it), or NULL for every run */
+  char *filter;                     /* run + "/": what the ring's topics are matched against */
   char *buf;                        /* text to send: buf[off..len) */
   size_t len, off, cap;
   uint64_t last_sent_ms;
@@ -112,7 +115,8 @@ static bool wanted(const stream_t *s, const char *topic)
 static void evict_oldest(em_sse_t *h)
 {
   event_t *e = &h->ring[h->head];
-  h->evicted = e->seq;
+  if (e->seq > h->evicted) /* a watermark: it never goes back */
+    h->evicted = e->seq;
   h->bytes -= e->len;
   free(e->topic);
   free(e->text);
@@ -137,7 +141,8 @@ void em_sse_publish(em_sse_t *h, int64_t seq, const char *topic, const char *pay
   e.text = e.topic ? format_event(seq, topic, payload, &e.len) : NULL;
   uv_mutex_lock(&h->lock);
   if (!e.text) {
-    h->evicted = seq; /* lost here: streams past it read the database instead */
+    if (seq > h->evicted)
+      h->evicted = seq; /* lost here: streams before it read the database instead */
     free(e.topic);
   } else {
     while (h->count && (h->count == RING_EVENTS || h->bytes + e.len > RING_BYTES))
@@ -188,7 +193,7 @@ static bool take_from_ring(em_sse_t *h, stream_t *s)
 static int take_row(void *ctx, int64_t seq, const char *topic, const char *json)
 {
   stream_t *s = ctx;
-  if (json && wanted(s, topic)) {
+  if (json) {
     size_t n;
     char *text = format_event(seq, topic, json, &n);
     bool ok = text && append(s, text, n);
@@ -200,47 +205,66 @@ static int take_row(void *ctx, int64_t seq, const char *topic, const char *json)
   return 0;
 }
 
-/* One page after the cursor; the stream follows the ring once a page comes back short. */
+/* One page after the cursor, looking through at most DB_WINDOW seqs: the stream follows
+ * the ring once it has read up to what was committed when it looked. */
 static bool take_from_db(stream_t *s)
 {
-  int64_t before = s->cursor;
-  int rows = em_query_since(s->hub->db, s->cursor, DB_PAGE, take_row, s);
+  int64_t before = s->cursor, last = em_query_last_seq(s->hub->db);
+  em_since_t q = {.after = s->cursor, .upto = last < s->cursor + DB_WINDOW ? last : s->cursor + DB_WINDOW,
+                  .run = s->run, .limit = DB_PAGE};
+  int rows = last < 0 ? -1 : q.upto <= q.after ? 0 : em_query_since(s->hub->db, &q, take_row, s);
   if (rows < 0) {
-    EM_WARN("http: events: database error catching up after seq %lld", (long long)before);
+    EM_WARN("http: events: database error catching up after seq %lld: the stream ends (its client resumes "
+            "with Last-Event-ID)", (long long)before);
     return false;
   }
-  if (rows < DB_PAGE)
-    s->from_db = false;
+  if (rows < DB_PAGE) { /* the window is read through */
+    s->cursor = q.upto > s->cursor ? q.upto : s->cursor;
+    s->from_db = q.upto < last;
+  }
+  if (s->len == 0 && s->from_db)
+    return append(s, ": catching up\n\n", 16); /* a few bytes, so the next window waits its turn */
   return true;
 }
 
 /* ---------------------------------------------------------------- streams */
 
-/* Fills the stream's text, or suspends it until there is some. false: end it. */
+/* From the ring, under its lock: what is there after the cursor, a keepalive when one is
+ * due, or nothing, and then the stream is suspended until a publish, tick or close. */
+static bool take_live(em_sse_t *h, stream_t *s)
+{
+  bool ok = take_from_ring(h, s);
+  if (ok && s->len == 0 && now_ms() - s->last_sent_ms >= EM_SSE_KEEPALIVE_MS) {
+    ok = append(s, ": keepalive\n\n", 13);
+  } else if (ok && s->len == 0) {
+    s->suspended = true;
+    MHD_suspend_connection(s->conn);
+  }
+  return ok;
+}
+
+/* Fills the stream's text, or suspends it until there is some. false: end it. Never
+ * leaves it empty and awake: libmicrohttpd would call again at once. */
 static bool refill(stream_t *s)
 {
   em_sse_t *h = s->hub;
   s->len = s->off = 0;
-  while (s->from_db && s->len == 0)
-    if (!take_from_db(s))
+  for (int round = 0;; round++) {
+    if (s->from_db && !take_from_db(s))
       return false;
-  if (s->len)
-    return true;
-  uv_mutex_lock(&h->lock);
-  bool ok = !h->closing;
-  if (ok && s->cursor < h->evicted) {
-    s->from_db = true; /* fell behind the ring: what it lost is in the database */
-  } else if (ok) {
-    ok = take_from_ring(h, s);
-    if (ok && s->len == 0 && now_ms() - s->last_sent_ms >= EM_SSE_KEEPALIVE_MS) {
-      ok = append(s, ": keepalive\n\n", 13);
-    } else if (ok && s->len == 0) {
-      s->suspended = true; /* the next publish, tick or close resumes it */
-      MHD_suspend_connection(s->conn);
+    if (s->len || s->from_db)
+      return true; /* events, or a line saying it is still catching up */
+    uv_mutex_lock(&h->lock);
+    bool ok = !h->closing, behind = s->cursor < h->evicted;
+    if (ok && behind && round == 0) {
+      s->from_db = true; /* it fell behind the ring: what it lost is in the database */
+      uv_mutex_unlock(&h->lock);
+      continue;
     }
+    ok = ok && take_live(h, s); /* read up to the last commit already: the ring has the rest */
+    uv_mutex_unlock(&h->lock);
+    return ok;
   }
-  uv_mutex_unlock(&h->lock);
-  return ok;
 }
 
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
@@ -263,6 +287,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 static void discard(stream_t *s)
 {
   if (s) {
+    free(s->run);
     free(s->filter);
     free(s->buf);
   }
@@ -285,22 +310,16 @@ static void free_stream(void *cls)
   discard(s);
 }
 
-static int64_t last_committed(em_db_t *db)
-{
-  int rc = SQLITE_OK;
-  return em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &rc);
-}
-
 static stream_t *new_stream(em_sse_t *h, struct MHD_Connection *conn, bool has_after, int64_t after,
                             const char *run)
 {
   stream_t *s = calloc(1, sizeof(*s));
   if (!s)
     return NULL;
-  *s = (stream_t){.hub = h, .conn = conn, .cursor = has_after ? after : last_committed(h->db), .from_db = has_after,
-                  .last_sent_ms = now_ms()};
-  bool ok = append(s, "retry: 2000\n\n", 13); /* the first bytes: the client knows it is connected */
-  if (ok && run && (ok = (s->filter = malloc(strlen(run) + 2)) != NULL))
+  *s = (stream_t){.hub = h, .conn = conn, .cursor = has_after ? after : em_query_last_seq(h->db),
+                  .from_db = has_after, .last_sent_ms = now_ms()};
+  bool ok = s->cursor >= 0 && append(s, "retry: 2000\n\n", 13); /* first bytes: the client knows it is connected */
+  if (ok && run && (ok = (s->filter = malloc(strlen(run) + 2)) != NULL && (s->run = strdup(run)) != NULL))
     sprintf(s->filter, "%s/", run);
   if (!ok) {
     discard(s);
@@ -343,6 +362,9 @@ em_sse_t *em_sse_new(em_db_t *db)
     return NULL;
   }
   h->db = db;
+  h->evicted = em_query_last_seq(db); /* nothing committed before this ring existed is in it */
+  if (h->evicted < 0)
+    h->evicted = INT64_MAX;           /* unknown: every stream reads the database first */
   return h;
 }
 

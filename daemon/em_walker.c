@@ -13,6 +13,7 @@
 #include "em_fifo.h"
 #include "em_fs.h"
 #include "em_log.h"
+#include "em_utf8.h"
 #include "em_hash.h"
 #include "em_watch.h"
 #include "emerge.h"
@@ -134,6 +135,12 @@ static void consider(em_walker_t *w, request_t *r, const char *dir, const char *
   if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
     if (once_only(w, dir))
       EM_WARN("watch: skipping an entry of %s: its path is longer than %d bytes", dir, PATH_MAX);
+    return;
+  }
+  if (!em_utf8_valid(name)) {
+    if (once_only(w, path))
+      EM_WARN("watch: skipping %s/...: the name is not UTF-8, and results, metrics and the dashboard carry only "
+              "UTF-8 (rename it)", dir);
     return;
   }
   if (em_fs_stat(path, &st) != 0)

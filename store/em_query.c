@@ -118,30 +118,40 @@ static char *reply_history(em_db_t *db, const char *run, em_query_outcome_t *out
   return finish(o);
 }
 
+/* ?1 < seq <= ?2, of run ?3 and the runs below it (every run when NULL), at most ?4. */
+#define RUN_MATCHES "(?3 IS NULL OR r.name = ?3 OR substr(r.name, 1, length(?3) + 1) = ?3 || '/')"
 static const char sql_since[] =
   "SELECT seq, topic, json FROM ("
   " SELECT x.seq, 'result/' || r.name || '/' AS topic, x.json FROM results x "
   "  JOIN checkpoints c ON c.id = x.checkpoint_id JOIN runs r ON r.id = c.run_id "
-  "  WHERE x.seq > ?1 "
+  "  WHERE x.seq > ?1 AND x.seq <= ?2 AND " RUN_MATCHES
   " UNION ALL SELECT a.seq, 'alert/' || r.name || '/', a.json FROM alerts a "
-  "  JOIN runs r ON r.id = a.run_id WHERE a.seq > ?1"
+  "  JOIN runs r ON r.id = a.run_id WHERE a.seq > ?1 AND a.seq <= ?2 AND " RUN_MATCHES
   " UNION ALL SELECT c.seq, 'checkpoint/' || r.name || '/', c.event FROM checkpoints c "
-  "  JOIN runs r ON r.id = c.run_id WHERE c.seq > ?1 AND c.event IS NOT NULL) ORDER BY seq LIMIT ?2";
+  "  JOIN runs r ON r.id = c.run_id WHERE c.seq > ?1 AND c.seq <= ?2 AND c.event IS NOT NULL AND " RUN_MATCHES
+  ") ORDER BY seq LIMIT ?4";
 
-int em_query_since(em_db_t *db, int64_t seq, int limit, em_query_message_fn fn, void *ctx)
+int em_query_since(em_db_t *db, const em_since_t *q, em_query_message_fn fn, void *ctx)
 {
-  sqlite3_stmt *st = em_sql_prepare(db, sql_since, "ii", seq, (int64_t)limit);
+  sqlite3_stmt *st = em_sql_prepare(db, sql_since, "iiti", q->after, q->upto > 0 ? q->upto : INT64_MAX, q->run,
+                                    (int64_t)q->limit);
   if (!st)
-    return SQLITE_ERROR;
-  int rc, n = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    n++;
-    if (fn(ctx, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-           (const char *)sqlite3_column_text(st, 2)) != 0)
-      break;
+    return -1;
+  int rc, n = 0, stop = 0;
+  while (stop == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    stop = fn(ctx, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+              (const char *)sqlite3_column_text(st, 2));
+    n += stop == 0;
   }
   em_sql_done(st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;
+  return stop < 0 || (stop == 0 && rc != SQLITE_DONE) ? -1 : n;
+}
+
+int64_t em_query_last_seq(em_db_t *db)
+{
+  int rc = SQLITE_OK;
+  int64_t seq = em_sql_int(em_sql_prepare(db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &rc);
+  return rc == SQLITE_OK ? seq : -1;
 }
 
 typedef struct since_page {
@@ -169,7 +179,8 @@ static char *reply_since(em_db_t *db, int64_t seq, em_query_outcome_t *out)
 {
   cJSON *o = ok_reply();
   since_page_t page = {.msgs = cJSON_AddArrayToObject(o, "messages")};
-  if (em_query_since(db, seq, EM_SINCE_PAGE + 1, add_message, &page) < 0) {
+  em_since_t q = {.after = seq, .limit = EM_SINCE_PAGE + 1};
+  if (em_query_since(db, &q, add_message, &page) < 0) {
     cJSON_Delete(o);
     return db_error(db, out);
   }

@@ -19,11 +19,19 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
 typedef enum em_query_outcome { EM_QUERY_OK, EM_QUERY_UNKNOWN_RUN, EM_QUERY_DB_ERROR } em_query_outcome_t;
 char *em_query_answer(em_db_t *db, const em_api_request_t *req, const em_status_t *status,
                       em_query_outcome_t *out);
-/* One stored message of `since`: its seq, topic and payload text. Non-zero stops. */
+/* One stored message of `since`: its seq, topic and payload text. 0 goes on, > 0 stops
+ * (this row not taken), < 0 fails the query. */
 typedef int (*em_query_message_fn)(void *ctx, int64_t seq, const char *topic, const char *json);
-/* Every result, alert and checkpoint event with seq > seq, oldest first, at most limit:
- * the number of rows seen, or -1 on a database error. */
-int em_query_since(em_db_t *db, int64_t seq, int limit, em_query_message_fn fn, void *ctx);
+typedef struct em_since {
+  int64_t after, upto;      /* after < seq <= upto; upto 0: no upper bound */
+  const char *run;          /* this run and the runs below it; NULL: every run */
+  int limit;
+} em_since_t;
+/* Every result, alert and checkpoint event q selects, oldest first: the number of rows
+ * taken, or -1 on a database error or when fn failed. */
+int em_query_since(em_db_t *db, const em_since_t *q, em_query_message_fn fn, void *ctx);
+/* The last committed seq, or -1 on a database error. */
+int64_t em_query_last_seq(em_db_t *db);
 /* The current results of run rid in step order as history entries (no paths): what the
  * rules judge after a new result. An SQLite code. */
 int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out);

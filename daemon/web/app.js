@@ -82,8 +82,8 @@ async function loadRuns() {
   state.runs = runs.runs;
   const s = status.status;
   $('status').textContent = `${s.watch} · ${s.mode} · queue ${s.queue} · running ${s.running} · seq ${s.last_seq}`;
-  if (state.selected.size === 0 && state.runs.length) await pick(state.runs[0].run, true);
-  drawRuns();
+  if (state.selected.size === 0 && state.runs.length) await pick(state.runs[0].run, true).catch(showError);
+  drawRuns(); // whatever one run's history did: the table is drawn
 }
 
 async function pick(run, on) {

@@ -17,6 +17,7 @@ import urllib.request
 import numpy as np
 
 from daemon import Daemon, collect, wait_for
+import make_ckpt
 from helpers import EMERGECTL, ROOT, hf_checkpoint, plain_build_only, read_lines
 
 SLOW = 4 if os.environ.get("SANITIZE") else 1
@@ -155,8 +156,13 @@ def _metric(text, name, **labels):
 
 
 def test_metrics_are_prometheus_text_with_the_values_the_database_holds(tmp):
+    root = os.path.join(tmp, "root")
+    bad = os.path.join(os.fsencode(root), b"bad\xff")  # a name that is not UTF-8: refused where it enters
+    os.makedirs(bad)
+    make_ckpt.write(os.path.join(bad, b"model.safetensors").decode(errors="surrogateescape"), _tensors(0), "F32")
     d, root = _started(tmp, runs=("a", 'we"ird\\run'), steps=(0, 100, 200))
     try:
+        assert "the name is not UTF-8" in d.read_log()
         os.makedirs(os.path.join(root, "a", "checkpoint-300"))
         with open(os.path.join(root, "a", "checkpoint-300", "model.safetensors"), "wb") as f:
             f.write(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"x\":1}")
@@ -178,6 +184,8 @@ def test_metrics_are_prometheus_text_with_the_values_the_database_holds(tmp):
         assert _metric(text, "emerge_analysis_duration_seconds_count") == 6
         assert _metric(text, "emerge_queue_depth") == 0
         assert re.search(r'^emerge_build_info\{version="[^"]+",schema="\d+"\} 1$', text, re.M)
+        lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+        assert lint.returncode == 0, lint.stdout + lint.stderr  # Prometheus's own linter
         for family in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
             assert re.fullmatch(r"emerge_[a-z0-9_]+", family[0]) and family[1] in ("gauge", "counter", "histogram")
     finally:
@@ -370,6 +378,43 @@ def test_200_event_streams_for_30_seconds_beside_a_client_that_never_reads_and_o
         sleeper.close()
         stall.close()
         assert d.proc.poll() is None
+    finally:
+        d.stop()
+
+
+def test_clients_that_never_read_big_replies_cannot_grow_the_daemon(tmp):
+    """Each history reply is held until its client reads it; replies waiting hold at most
+    64 MiB in all, then new queries get 503, and the daemon stays small and answers."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    d, root = _started(tmp, runs=("a",), steps=tuple(range(0, 30000, 100)))
+    try:
+        url = d.http()
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        size = len(_get(url + "api/v1/history?run=a")[2])
+        rss0 = _rss_kib(d.proc.pid)
+        socks = []
+        for _ in range(400):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /api/v1/history?run=a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            socks.append(s)
+        time.sleep(3 * SLOW)
+        t = time.time()
+        code = _get(url + "api/v1/runs")[0]
+        took = time.time() - t
+        rss1 = _rss_kib(d.proc.pid)
+        heads = []
+        for s in socks:
+            s.settimeout(5)
+            heads.append(s.recv(20))
+            s.close()
+        busy = sum(h.startswith(b"HTTP/1.1 503") for h in heads)
+        print(f"    400 unread history replies of {size >> 10} KiB: {busy} got 503; RSS {rss0} -> {rss1} KiB; "
+              f"a query meanwhile: {code} in {took * 1000:.0f} ms", flush=True)
+        assert size * 400 > 2 * (64 << 20) and busy > 0  # the budget was reached
+        assert rss1 - rss0 < 160 * 1024, (rss0, rss1)    # 64 MiB of replies, MHD's buffers, the kernel's not ours
+        assert code in (200, 503) and took < 2 * SLOW and d.proc.poll() is None
     finally:
         d.stop()
 
