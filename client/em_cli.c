@@ -1,7 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 #include "em_cli.h"
 
+#include <cJSON.h>
 #include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_source.h"
+
+em_cli_globals_t em_cli_globals = {EM_DEFAULT_API, NULL, NULL, 3, false};
+
+void em_cli_globals_init(void)
+{
+  const char *v;
+  if ((v = getenv("EMERGE_API")) && *v)
+    em_cli_globals.api = v;
+  if ((v = getenv("EMERGE_PUB")) && *v)
+    em_cli_globals.pub = v;
+  if ((v = getenv("EMERGE_DB")) && *v)
+    em_cli_globals.db = v;
+}
 
 void em_cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -10,5 +28,50 @@ void em_cli_error(const char *cmd, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  fprintf(stderr, "emergectl: %s%s%s\n", cmd ? cmd : "", cmd ? ": " : "", msg);
+  if (!em_cli_globals.json) {
+    fprintf(stderr, "emergectl: %s%s%s\n", cmd ? cmd : "", cmd ? ": " : "", msg);
+    return;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "error", msg);
+  if (cmd)
+    cJSON_AddStringToObject(o, "command", cmd);
+  char *text = cJSON_PrintUnformatted(o);
+  fprintf(stderr, "%s\n", text ? text : "{\"error\":\"out of memory\"}");
+  free(text);
+  cJSON_Delete(o);
+}
+
+size_t em_cli_distance(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64)
+    return 99;
+  size_t row[65];
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+      best = up + 1 < best ? up + 1 : best;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+const char *em_cli_nearest(const char *s, const char *const *names, size_t n)
+{
+  const char *best = NULL;
+  size_t best_d = 3;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = strncmp(names[i], s, strlen(s)) == 0 && *s ? 1 : em_cli_distance(s, names[i]);
+    if (d < best_d)
+      best = names[i], best_d = d;
+  }
+  return best;
 }

@@ -20,22 +20,31 @@
 #include "em_runs.h"
 #include "em_wire.h"
 
-static const char usage_text[] =
-  "usage: emergectl alerts [RUN] [--json] [SOURCE]      list alerts, oldest first\n"
-  "       emergectl alerts clear RUN [SOURCE]           remove the run's stop file (RUN_DIR/.emerge/STOP)\n"
-  "       emergectl backtest RUN --rule JSON [--json] [SOURCE]\n"
-  "                                                      where a rule would have fired on the run's history\n"
-  "SOURCE: --api ENDPOINT (default " EM_DEFAULT_API ") [--timeout SECONDS] | --db FILE|ROOT\n"
-  "RULE: as in the daemon's config, e.g. '{\"name\":\"p\",\"monitor\":\"emergence\",\"patience\":3}'\n"
-  "exit: 0 ok, 1 failure (e.g. unknown run), 2 usage, 69 daemon unreachable\n";
+#define RULE_HELP "RULE: as in the daemon's config, e.g. '{\"name\":\"p\",\"monitor\":\"emergence\",\"patience\":3}'\n"
 
-/* Parses the common options; returns 0, or the exit code after printing usage/error. */
-static int parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run, bool *done)
+static const em_cmd_spec_t alerts_spec = {"alerts", EM_RUN_OPTIONAL, 0,
+  "emergectl alerts: the early-stop alerts raised, oldest first, for one run or all.\n"
+  "emergectl alerts clear RUN: remove the run's stop file (RUN_DIR/.emerge/STOP), so a resumed job goes on.\n\n"
+  "usage: emergectl alerts [RUN] [SOURCE]\n       emergectl alerts clear RUN [SOURCE]\n\n" EM_CMD_SOURCE_HELP
+  "\nexamples:\n  emergectl alerts\n  emergectl alerts clear mlp\n\n" EM_CMD_EXIT_HELP};
+static const em_cmd_spec_t clear_spec = {"alerts clear", EM_RUN_REQUIRED, 0, NULL};
+static const em_cmd_spec_t backtest_spec = {"backtest", EM_RUN_REQUIRED, EM_OPT_RULE,
+  "emergectl backtest: where an early-stop rule would have fired on a run's stored history, replayed\n"
+  "through the daemon's own rule code (live and backtest cannot disagree).\n\n"
+  "usage: emergectl backtest RUN --rule JSON [SOURCE]\n\n  --rule JSON        the rule\n" RULE_HELP
+  EM_CMD_SOURCE_HELP "\nexamples:\n"
+  "  emergectl backtest mlp --rule '{\"name\":\"p\",\"monitor\":\"emergence\",\"min_delta\":0.001,\"patience\":3}'\n"
+  "  emergectl backtest mlp --db /data/out --json --rule '{\"name\":\"o\",\"monitor\":\"emergence\",\"onset\":true}'\n\n"
+  EM_CMD_EXIT_HELP};
+
+/* Parses the common options; returns 0, or the exit code after printing help/error. */
+static int parse(const em_cmd_spec_t *spec, int argc, char **argv, em_cmd_opts_t *o, bool *done)
 {
-  int rc = em_cmd_parse(cmd, argc, argv, o, want_run);
+  em_cmd_spec_t s = *spec;
+  if (!s.help)
+    s.help = alerts_spec.help;
+  int rc = em_cmd_parse(&s, argc, argv, o);
   *done = rc != 0;
-  if (rc < 0)
-    fputs(usage_text, stdout);
   return rc < 0 ? EM_EXIT_OK : rc;
 }
 
@@ -141,8 +150,7 @@ int em_cmd_alerts(int argc, char **argv)
   bool clear = argc > 1 && strcmp(argv[1], "clear") == 0;
   em_cmd_opts_t o;
   bool done;
-  int rc = clear ? parse("alerts clear", argc - 1, argv + 1, &o, EM_RUN_REQUIRED, &done)
-                 : parse("alerts", argc, argv, &o, EM_RUN_OPTIONAL, &done);
+  int rc = clear ? parse(&clear_spec, argc - 1, argv + 1, &o, &done) : parse(&alerts_spec, argc, argv, &o, &done);
   if (done)
     return rc;
   if (clear) {
@@ -270,21 +278,9 @@ static void print_backtest(const em_cmd_opts_t *o, const em_rule_t *rule, size_t
   free(spec);
 }
 
-/* --rule JSON, taken out of argv (the other options are the common ones). */
-static int take_rule(int *argc, char **argv, em_rule_t *rule, bool *help)
+/* The rule of --rule, checked as the daemon checks its config. */
+static int take_rule(const char *text, em_rule_t *rule)
 {
-  const char *text = NULL;
-  int k = 0;
-  for (int i = 0; i < *argc; i++) {
-    if (strcmp(argv[i], "--rule") == 0 && i + 1 < *argc)
-      text = argv[++i];
-    else
-      argv[k++] = argv[i];
-    *help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
-  }
-  *argc = k;
-  if (*help)
-    return 0;
   if (!text) {
     em_cli_error("backtest", "--rule JSON is required");
     return EM_EXIT_USAGE;
@@ -303,18 +299,12 @@ static int take_rule(int *argc, char **argv, em_rule_t *rule, bool *help)
 int em_cmd_backtest(int argc, char **argv)
 {
   em_rule_t rule;
-  bool help = false;
-  char **args = calloc((size_t)argc + 1, sizeof(*args));
-  if (!args)
-    return EM_EXIT_FAIL;
-  memcpy(args, argv, (size_t)argc * sizeof(*args));
-  int rc = take_rule(&argc, args, &rule, &help);
   em_cmd_opts_t o;
-  bool done = rc != 0;
-  if (!done)
-    rc = parse("backtest", argc, args, &o, EM_RUN_REQUIRED, &done);
-  free(args);
+  bool done;
+  int rc = parse(&backtest_spec, argc, argv, &o, &done);
   if (done)
+    return rc;
+  if ((rc = take_rule(o.rule, &rule)) != 0)
     return rc;
   cJSON *reply = NULL;
   em_history_t h = {0};

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* emergectl analyze: offline analysis of checkpoint files, no daemon. One result per
- * PATH in the order given; E against the baseline (the lowest-step PATH, else the first,
- * unless --baseline). */
+ * PATH in step order (those without a step after, as given); E against the baseline
+ * (the lowest-step PATH, else the first, unless --baseline). */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,8 @@
 #include "emerge.h"
 
 static const char usage_text[] =
+  "emergectl analyze: the multifractal spectrum and degree of emergence E (with its standard error) of\n"
+  "checkpoint files, here, without a daemon; one line per PATH in step order.\n\n"
   "usage: emergectl analyze [--json] [--baseline PATH] [--samples S] [--neurons L] [--seed K]\n"
   "                         [--threshold T] [--alpha0 central|reference] [--mode M] [--arch A]\n"
   "                         [--q-min Q] [--q-max Q] [--q-step Q] [--check-finite] PATH...\n"
@@ -32,10 +34,15 @@ static const char usage_text[] =
   "                    mlp (auto)\n"
   "  --q-min/--q-max/--q-step   q grid (-3, 3, 0.1)\n"
   "  --check-finite    first read every weight for NaN/Inf (the analysis reads only its samples)\n"
+  "  -V, --version     the version\n\n"
+  "examples:\n"
+  "  emergectl analyze out/checkpoint-*                 E ± SE of each checkpoint against the first\n"
+  "  emergectl analyze --full --json run/*.pt > e.jsonl  every neuron, as result objects\n\n"
   "exit: 0 ok, 1 a checkpoint could not be analysed, 2 usage\n";
 
 typedef struct item {
   const char *arg;            /* PATH as given */
+  int order;                  /* its place among the PATHs */
   em_ckpt_where_t where;
   bool located, done, ok;
   em_result_t res;
@@ -48,6 +55,25 @@ typedef struct opts {
   const char *baseline;
 } opts_t;
 
+/* "unknown option '--samp'; did you mean --samples?" or "--seed needs a value". */
+static int bad_option(const char *arg, bool missing, const struct option *longopts)
+{
+  const char *names[32];
+  size_t n = 0;
+  for (; longopts[n].name && n < 32; n++)
+    names[n] = longopts[n].name;
+  char name[64];
+  snprintf(name, sizeof(name), "%s", arg + strspn(arg, "-"));
+  name[strcspn(name, "=")] = 0;
+  const char *near = missing ? NULL : em_cli_nearest(name, names, n);
+  if (missing)
+    em_cli_error("analyze", "%s needs a value", arg);
+  else
+    em_cli_error("analyze", "unknown option '%s'%s%s%s (emergectl analyze --help)", arg,
+                 near ? "; did you mean --" : "", near ? near : "", near ? "?" : "");
+  return EM_EXIT_USAGE;
+}
+
 static int parse_opts(int argc, char **argv, opts_t *o)
 {
   static const struct option longopts[] = {
@@ -59,18 +85,21 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     {"arch", required_argument, NULL, 0},      {"q-min", required_argument, NULL, 0},
     {"q-max", required_argument, NULL, 0},     {"q-step", required_argument, NULL, 0},
     {"check-finite", no_argument, NULL, 'f'},  {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
   };
   em_params_default(&o->params);
-  optind = 1;
+  optind = 0; /* 0, not 1: GNU getopt re-reads its optstring (main scanned with "+") */
   opterr = 0;
   int c, idx;
-  while ((c = getopt_long(argc, argv, "+h", longopts, &idx)) != -1) {
-    if (c == 'h') {
-      fputs(usage_text, stdout);
+  while ((c = getopt_long(argc, argv, ":hV", longopts, &idx)) != -1) {
+    if (c == 'h' || c == 'V') {
+      if (c == 'h')
+        fputs(usage_text, stdout);
+      else
+        printf("emergectl %s\n", EM_VERSION);
       return -1;
     } else if (c == 'j') {
-      o->json = true;
+      o->json = em_cli_globals.json = true;
     } else if (c == 'b') {
       o->baseline = optarg;
     } else if (c == 'f') {
@@ -86,9 +115,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         return EM_EXIT_USAGE;
       }
     } else {
-      em_cli_error("analyze", "unknown or incomplete option '%s'", argv[optind - 1]);
-      fputs(usage_text, stderr);
-      return EM_EXIT_USAGE;
+      return bad_option(argv[optind - 1], c == ':', longopts);
     }
   }
   em_err_t err;
@@ -136,6 +163,18 @@ static void analyze_item(item_t *it, const opts_t *o)
     em_cli_error("analyze", "warning: %s: %s", it->arg, why);
   if (it->where.has_step && em_trainer_read(it->where.ckpt_path, it->where.step, &it->trainer, &err) != 0)
     em_cli_error("analyze", "warning: %s (trainer metrics left out)", err.msg);
+}
+
+/* Step order; PATHs without a step after those with one, as given. */
+static int by_step(const void *pa, const void *pb)
+{
+  const item_t *a = pa, *b = pb;
+  bool sa = a->located && a->where.has_step, sb = b->located && b->where.has_step;
+  if (sa != sb)
+    return sa ? -1 : 1;
+  if (sa && a->where.step != b->where.step)
+    return a->where.step < b->where.step ? -1 : 1;
+  return a->order - b->order;
 }
 
 /* The baseline among items: lowest step, else the first. */
@@ -203,12 +242,14 @@ int em_cmd_analyze(int argc, char **argv)
   em_err_t err;
   for (int i = 0; i < n; i++) {
     items[i].arg = argv[optind + i];
+    items[i].order = i;
     items[i].located = em_ckpt_locate(items[i].arg, &items[i].where, &err) == 0;
     if (!items[i].located) {
       em_cli_error("analyze", "%s", err.msg);
       items[i].done = true;
     }
   }
+  qsort(items, (size_t)n, sizeof(*items), by_step);
   item_t *base = &items[n];
   if (o.baseline) {
     base->arg = o.baseline;

@@ -420,14 +420,16 @@ static void free_series(series_t *s)
 int em_cmd_plot(int argc, char **argv)
 {
   em_cmd_opts_t o;
-  int rc = em_cmd_parse("plot", argc, argv, &o, EM_RUN_MANY);
-  if (rc) {
-    if (rc < 0)
-      printf("usage: emergectl plot RUN [RUN ...] --svg FILE|- [--api ENDPOINT | --db FILE|ROOT]\n"
-             "  up to %d runs overlaid, each E with its ±2 SE band; --svg - writes to standard output\n",
-             EM_CMD_MAX_RUNS);
+  static const em_cmd_spec_t spec = {"plot", EM_RUN_MANY, EM_OPT_SVG,
+    "emergectl plot: a standalone SVG of E against step for up to 8 runs overlaid, each with its ±2 SE\n"
+    "band, the trainer's accuracy (or loss) on a second axis, alerts marked, and the f(alpha) spectra.\n\n"
+    "usage: emergectl plot RUN [RUN...] --svg FILE|- [SOURCE]\n\n"
+    "  --svg FILE|-       where to write it (- for standard output)\n" EM_CMD_SOURCE_HELP "\nexamples:\n"
+    "  emergectl plot mlp --svg mlp.svg\n  emergectl plot sweep/lr1 sweep/lr2 --svg - > sweep.svg\n\n"
+    EM_CMD_EXIT_HELP};
+  int rc = em_cmd_parse(&spec, argc, argv, &o);
+  if (rc)
     return rc < 0 ? EM_EXIT_OK : rc;
-  }
   if (!o.svg) {
     em_cli_error("plot", "--svg FILE is required (- for standard output)");
     return EM_EXIT_USAGE;

@@ -13,60 +13,6 @@
 #include "em_runs.h"
 #include "em_wire.h"
 
-static const char usage_text[] =
-  "usage: emergectl runs [--json] [SOURCE]\n"
-  "       emergectl history RUN [--json] [SOURCE]\n"
-  "       emergectl status [--json] [SOURCE]\n"
-  "       emergectl export RUN --csv|--json [SOURCE]\n"
-  "SOURCE: --api ENDPOINT (default " EM_DEFAULT_API ") [--timeout SECONDS] | --db FILE|ROOT\n"
-  "exit: 0 ok, 1 failure (e.g. unknown run), 2 usage, 69 daemon unreachable\n";
-
-int em_cmd_parse(const char *cmd, int argc, char **argv, em_cmd_opts_t *o, int want_run)
-{
-  memset(o, 0, sizeof(*o));
-  o->src.api = EM_DEFAULT_API;
-  o->src.timeout = 3;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    bool has_val = i + 1 < argc;
-    if (strcmp(a, "--json") == 0)
-      o->json = true;
-    else if (strcmp(a, "--csv") == 0)
-      o->csv = true;
-    else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-      return -1;
-    else if (strcmp(a, "--api") == 0 && has_val)
-      o->src.api = argv[++i];
-    else if (strcmp(a, "--db") == 0 && has_val)
-      o->db = argv[++i];
-    else if (strcmp(a, "--svg") == 0 && has_val)
-      o->svg = argv[++i];
-    else if (strcmp(a, "--timeout") == 0 && has_val) {
-      char *end;
-      o->src.timeout = strtod(argv[++i], &end);
-      if (*end || !(o->src.timeout > 0) || o->src.timeout > 3600) {
-        em_cli_error(cmd, "--timeout: '%s' is not a number of seconds in (0, 3600]", argv[i]);
-        return EM_EXIT_USAGE;
-      }
-    } else if (a[0] == '-' && a[1]) {
-      em_cli_error(cmd, "unknown or incomplete option '%s'", a);
-      return EM_EXIT_USAGE;
-    } else if (want_run && !o->run) {
-      o->run = o->runs[o->nruns++] = a;
-    } else if (want_run == EM_RUN_MANY && o->nruns < EM_CMD_MAX_RUNS) {
-      o->runs[o->nruns++] = a;
-    } else {
-      em_cli_error(cmd, "unexpected argument '%s'", a);
-      return EM_EXIT_USAGE;
-    }
-  }
-  if ((want_run == EM_RUN_REQUIRED || want_run == EM_RUN_MANY) && !o->run) {
-    em_cli_error(cmd, "which run? (emergectl runs lists them)");
-    return EM_EXIT_USAGE;
-  }
-  return 0;
-}
-
 /* Sends a request through the chosen source; reports failures. */
 int em_cmd_request(const char *cmd, em_cmd_opts_t *o, em_api_cmd_t what, cJSON **reply)
 {
@@ -92,50 +38,39 @@ int em_cmd_request(const char *cmd, em_cmd_opts_t *o, em_api_cmd_t what, cJSON *
   return rc;
 }
 
-/* Edit distance, capped: enough to call a run name close. */
-static size_t distance(const char *a, const char *b)
+/* Up to 10 names of v, those close to run (or all when none is), comma-separated. */
+static bool list_runs(const em_run_info_t *v, size_t n, const char *run, bool close_only, char *out, size_t len)
 {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64)
-    return 99;
-  size_t row[65];
-  for (size_t j = 0; j <= lb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-      best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
-      best = up + 1 < best ? up + 1 : best;
-      diag = up;
-      row[j] = best;
-    }
+  size_t used = 0, listed = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < n && listed < 10 && used < len - 64; i++) {
+    const char *name = v[i].run;
+    if (close_only && !(em_cli_distance(name, run) <= 2 || strstr(name, run) || strstr(run, name)))
+      continue;
+    used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "", name);
+    listed++;
   }
-  return row[lb];
+  if (!close_only && n > listed)
+    snprintf(out + used, len - used, ", ... (%zu in all)", n);
+  return listed > 0;
 }
 
-/* "unknown run 'x'" with the runs whose names are close. */
+/* "unknown run 'x'" with the runs whose names are close, else the known ones. */
 void em_cmd_suggest_runs(const char *cmd, em_cmd_opts_t *o, const char *err)
 {
   cJSON *runs = NULL;
   em_api_request_t req = {.cmd = EM_API_RUNS};
-  char e2[256], close_names[512] = "";
+  char e2[256], names[640] = "";
   em_run_info_t *v = NULL;
   size_t n = 0;
+  const char *how = "";
   if (em_source_request(&o->src, o->db != NULL, &req, &runs, e2, sizeof(e2)) == 0 &&
-      em_runs_decode(runs, &v, &n, e2, sizeof(e2)) == 0) {
-    size_t used = 0;
-    for (size_t i = 0; i < n; i++) {
-      const char *name = v[i].run;
-      if ((distance(name, o->run) <= 2 || strstr(name, o->run) || strstr(o->run, name)) &&
-          used < sizeof(close_names) - 64)
-        used += (size_t)snprintf(close_names + used, sizeof(close_names) - used, "%s%s", used ? ", " : "", name);
-    }
-  }
+      em_runs_decode(runs, &v, &n, e2, sizeof(e2)) == 0)
+    how = list_runs(v, n, o->run, true, names, sizeof(names)) ? "; did you mean: "
+          : list_runs(v, n, o->run, false, names, sizeof(names)) ? "; known: " : "; no runs yet";
   free(v);
   cJSON_Delete(runs);
-  em_cli_error(cmd, "%s%s%s", err, close_names[0] ? "; did you mean: " : "", close_names);
+  em_cli_error(cmd, "%s%s%s", err, how, names);
 }
 
 void em_cmd_print_json(const cJSON *o)
@@ -203,18 +138,18 @@ static void print_runs(cJSON *reply, const em_cmd_opts_t *o)
 /* The skeleton of every query command: options, one request, print, clean up. */
 typedef void (*print_fn)(cJSON *reply, const em_cmd_opts_t *o);
 
-static int query_command(const char *name, int argc, char **argv, int want_run, em_api_cmd_t what, print_fn print)
+static int query_command(const em_cmd_spec_t *spec, int argc, char **argv, em_api_cmd_t what, print_fn print)
 {
   em_cmd_opts_t o;
-  int rc = em_cmd_parse(name, argc, argv, &o, want_run);
+  int rc = em_cmd_parse(spec, argc, argv, &o);
   if (rc)
-    return rc < 0 ? (fputs(usage_text, stdout), EM_EXIT_OK) : rc;
-  if (strcmp(name, "export") == 0 && o.csv == o.json) {
-    em_cli_error(name, "say --csv or --json");
+    return rc < 0 ? EM_EXIT_OK : rc;
+  if (strcmp(spec->name, "export") == 0 && o.csv == o.json) {
+    em_cli_error(spec->name, "say --csv or --json");
     return EM_EXIT_USAGE;
   }
   cJSON *reply = NULL;
-  if ((rc = em_cmd_request(name, &o, what, &reply)) == 0)
+  if ((rc = em_cmd_request(spec->name, &o, what, &reply)) == 0)
     print(reply, &o);
   cJSON_Delete(reply);
   em_source_close(&o.src);
@@ -223,7 +158,11 @@ static int query_command(const char *name, int argc, char **argv, int want_run, 
 
 int em_cmd_runs(int argc, char **argv)
 {
-  return query_command("runs", argc, argv, EM_RUN_NONE, EM_API_RUNS, print_runs);
+  static const em_cmd_spec_t spec = {"runs", EM_RUN_NONE, 0,
+    "emergectl runs: the runs the daemon knows, with checkpoint counts by state, the last step and last E.\n\n"
+    "usage: emergectl runs [SOURCE]\n\n" EM_CMD_SOURCE_HELP "\nexamples:\n"
+    "  emergectl runs\n  emergectl runs --db /data/out --json\n\n" EM_CMD_EXIT_HELP};
+  return query_command(&spec, argc, argv, EM_API_RUNS, print_runs);
 }
 
 /* The two trainer metrics most worth showing: accuracy-like, then loss-like. */
@@ -289,7 +228,13 @@ static void print_history(cJSON *reply, const em_cmd_opts_t *o)
 
 int em_cmd_history(int argc, char **argv)
 {
-  return query_command("history", argc, argv, EM_RUN_REQUIRED, EM_API_HISTORY, print_history);
+  static const em_cmd_spec_t spec = {"history", EM_RUN_REQUIRED, 0,
+    "emergectl history: every result of a run in step order (E ± SE, alpha0, width, the trainer's metrics),\n"
+    "then its checkpoints without one (queued, failed, vanished, nonfinite, unsupported, with why).\n\n"
+    "usage: emergectl history RUN [SOURCE]\n\n" EM_CMD_SOURCE_HELP "\nexamples:\n"
+    "  emergectl history mlp\n  emergectl history sweep/lr1 --json | jq '.results[].emergence'\n\n"
+    EM_CMD_EXIT_HELP};
+  return query_command(&spec, argc, argv, EM_API_HISTORY, print_history);
 }
 
 static void print_status(cJSON *reply, const em_cmd_opts_t *o)
@@ -313,7 +258,12 @@ static void print_status(cJSON *reply, const em_cmd_opts_t *o)
 
 int em_cmd_status(int argc, char **argv)
 {
-  return query_command("status", argc, argv, EM_RUN_NONE, EM_API_STATUS, print_status);
+  static const em_cmd_spec_t spec = {"status", EM_RUN_NONE, 0,
+    "emergectl status: the daemon: uptime, queue, analyses running, workers, last seq, its endpoints and\n"
+    "database; with --db and no daemon, what the database knows.\n\n"
+    "usage: emergectl status [SOURCE]\n\n" EM_CMD_SOURCE_HELP "\nexamples:\n"
+    "  emergectl status\n  EMERGE_API=ipc:///run/emerge/api emergectl status --json\n\n" EM_CMD_EXIT_HELP};
+  return query_command(&spec, argc, argv, EM_API_STATUS, print_status);
 }
 
 /* CSV fields: numbers as they are (empty when unknown), text quoted. */
@@ -433,5 +383,11 @@ static void print_export(cJSON *reply, const em_cmd_opts_t *o)
 
 int em_cmd_export(int argc, char **argv)
 {
-  return query_command("export", argc, argv, EM_RUN_REQUIRED, EM_API_HISTORY, print_export);
+  static const em_cmd_spec_t spec = {"export", EM_RUN_REQUIRED, EM_OPT_CSV,
+    "emergectl export: every stored value of a run, spectra included, as CSV (one row per checkpoint)\n"
+    "or JSON (the result objects).\n\n"
+    "usage: emergectl export RUN --csv|--json [SOURCE]\n\n" EM_CMD_SOURCE_HELP
+    "  --csv              comma-separated values with a header row\n\nexamples:\n"
+    "  emergectl export mlp --csv > mlp.csv\n  emergectl export mlp --json --db /data/out\n\n" EM_CMD_EXIT_HELP};
+  return query_command(&spec, argc, argv, EM_API_HISTORY, print_export);
 }

@@ -16,6 +16,7 @@
 
 #include "em_alert.h"
 #include "em_history.h"
+#include "em_status.h"
 #include "em_cli.h"
 #include "em_cmd.h"
 #include "em_wire.h"
@@ -222,25 +223,58 @@ static int follow_db(watch_t *w)
   return rc;
 }
 
+static const em_cmd_spec_t spec = {"watch", EM_RUN_OPTIONAL, EM_OPT_PUB | EM_OPT_WAIT,
+  "emergectl watch: a run's (or every run's) stored results first, then new results, alerts and\n"
+  "checkpoints that failed, live, each once, until Ctrl-C. With --db and no daemon it follows the database.\n\n"
+  "usage: emergectl watch [RUN] [--pub ENDPOINT] [--wait] [SOURCE]\n\n"
+  "  --pub ENDPOINT     the daemon's PUB socket (default: the one the daemon names; EMERGE_PUB)\n"
+  "  --wait             a RUN the daemon does not know yet: wait for it (else: exit 1, naming the runs)\n"
+  EM_CMD_SOURCE_HELP "\nexamples:\n  emergectl watch mlp\n  emergectl watch sweep --json | jq -c '{step, emergence}'\n"
+  "  emergectl watch new-run --wait\n\n" EM_CMD_EXIT_HELP};
+
+/* The daemon's own PUB endpoint, from its status; NULL when it does not say. */
+static char *daemon_pub(watch_t *w)
+{
+  em_api_request_t req = {.cmd = EM_API_STATUS};
+  cJSON *reply = NULL;
+  char err[512];
+  char *pub = NULL;
+  em_status_t st;
+  if (em_source_request(&w->o.src, false, &req, &reply, err, sizeof(err)) == 0 &&
+      em_status_from_json(cJSON_GetObjectItemCaseSensitive(reply, "status"), &st) == 0 && st.pub && st.pub[0])
+    pub = strdup(st.pub);
+  cJSON_Delete(reply);
+  return pub;
+}
+
+/* A RUN the daemon does not know: say so with the known ones (0 to go on only with --wait). */
+static int known_run(watch_t *w, bool use_db)
+{
+  if (!w->o.run)
+    return 0;
+  em_api_request_t req = {.cmd = EM_API_HISTORY, .has_run = true};
+  snprintf(req.run, sizeof(req.run), "%s", w->o.run);
+  cJSON *reply = NULL;
+  char err[512];
+  int rc = em_source_request(&w->o.src, use_db, &req, &reply, err, sizeof(err));
+  cJSON_Delete(reply);
+  if (rc != EM_EXIT_FAIL || strncmp(err, "unknown run", 11) != 0)
+    return rc == EM_EXIT_UNAVAILABLE ? (em_cli_error("watch", "%s", err), rc) : 0;
+  if (w->o.wait) {
+    fprintf(stderr, "emergectl: watch: no run '%s' yet; waiting for it (--wait)\n", w->o.run);
+    return 0;
+  }
+  snprintf(err, sizeof(err), "no run '%s' yet", w->o.run);
+  em_cmd_suggest_runs("watch", &w->o, err);
+  return EM_EXIT_FAIL;
+}
+
 int em_cmd_watch(int argc, char **argv)
 {
   watch_t w = {0};
-  const char *pub = EM_DEFAULT_PUB;
-  char **rest = calloc((size_t)argc + 1, sizeof(*rest));
-  int nrest = 0;
-  for (int i = 0; i < argc; i++) { /* --pub is watch's own */
-    if (strcmp(argv[i], "--pub") == 0 && i + 1 < argc)
-      pub = argv[++i];
-    else
-      rest[nrest++] = argv[i];
-  }
-  int rc = rest ? em_cmd_parse("watch", nrest, rest, &w.o, EM_RUN_OPTIONAL) : EM_EXIT_FAIL;
-  free(rest);
-  if (rc) {
-    if (rc < 0)
-      printf("usage: emergectl watch [RUN] [--json] [--api ENDPOINT] [--pub ENDPOINT] [--db FILE|ROOT]\n");
+  int rc = em_cmd_parse(&spec, argc, argv, &w.o);
+  if (rc)
     return rc < 0 ? EM_EXIT_OK : rc;
-  }
   static const char *const kinds[] = {"result", "alert", "checkpoint"};
   for (size_t i = 0; i < sizeof(kinds) / sizeof(*kinds); i++)
     snprintf(w.prefix[i], sizeof(w.prefix[i]), "%s/%s%s", kinds[i], w.o.run ? w.o.run : "", w.o.run ? "/" : "");
@@ -252,10 +286,14 @@ int em_cmd_watch(int argc, char **argv)
   if (w.o.db && em_source_open_db(&w.o.src, w.o.db, &live, err, sizeof(err)) != 0) {
     em_cli_error("watch", "%s", err);
     rc = EM_EXIT_FAIL;
+  } else if ((rc = known_run(&w, w.o.db && !live)) != 0) {
+    /* said why */
   } else if (w.o.db && !live) {
     rc = follow_db(&w);
   } else {
-    rc = follow_live(&w, live && w.o.src.pub ? w.o.src.pub : pub);
+    char *asked = w.o.pub || (live && w.o.src.pub) ? NULL : daemon_pub(&w);
+    rc = follow_live(&w, w.o.pub ? w.o.pub : live && w.o.src.pub ? w.o.src.pub : asked ? asked : EM_DEFAULT_PUB);
+    free(asked);
   }
   em_source_close(&w.o.src);
   return rc;

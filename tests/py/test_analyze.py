@@ -58,8 +58,9 @@ def test_emergence_against_lowest_step(tmp):
     hf_checkpoint(run, 0, early, "F16", {"loss": 5.0})
     last = hf_checkpoint(run, 500, late, "F16", {"loss": 2.5, "eval_accuracy": 0.61, "epoch": 1.0})
     got = analyze_json("--samples", S, last, os.path.join(run, "checkpoint-0"))   # baseline given second
-    assert [g["step"] for g in got] == [500, 0]
+    assert [g["step"] for g in got] == [0, 500]  # printed in step order, whatever the order given
     assert all(g["baseline_step"] == 0 and g["run"] == "pythia-run" for g in got)
+    got.reverse()
     assert got[1]["emergence"] == 0.0
     assert got[0]["trainer"] == {"loss": 2.5, "eval_accuracy": 0.61, "epoch": 1.0}
     assert got[1]["trainer"] == {"loss": 5.0}
@@ -174,8 +175,8 @@ def test_table_output_and_order(tmp):
     _, out, _ = emergectl("analyze", "--samples", 2, *paths, check=0)
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["STEP", "E", "±SE", "ALPHA0", "WIDTH"]
-    assert [ln.split()[0] for ln in lines[1:]] == ["30", "10", "20"]   # the order given
-    assert lines[2].split()[1] == "+0.0000"                            # step 10 is the baseline
+    assert [ln.split()[0] for ln in lines[1:]] == ["10", "20", "30"]   # step order, not the order given
+    assert lines[1].split()[1] == "+0.0000"                            # step 10 is the baseline
 
 
 def test_bad_input_is_named_and_others_still_printed(tmp):

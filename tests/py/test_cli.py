@@ -1,0 +1,117 @@
+"""emergectl's one grammar, command by command: --help, a bad flag, --flag=value, a global
+flag before the command, the EMERGE_* environment, errors as JSON under --json, each
+with its exit code and the stream every line goes to (data on stdout, messages on
+stderr), against a real daemon."""
+import json
+import os
+import subprocess
+
+import numpy as np
+
+from daemon import Daemon, wait_for
+from helpers import EMERGECTL, hf_checkpoint
+
+COMMANDS = ["analyze", "runs", "history", "status", "watch", "plot", "export", "alerts", "backtest"]
+RULE = '{"name":"p","monitor":"emergence","patience":2}'
+
+
+def run(*args, env=None, timeout=30):
+    p = subprocess.run([EMERGECTL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})})
+    return p.returncode, p.stdout, p.stderr
+
+
+def _daemon(tmp):
+    root = os.path.join(tmp, "root")
+    rng = np.random.default_rng(0)
+    for step in (0, 100):
+        hf_checkpoint(os.path.join(root, "mlp"), step, {
+            "layers.0.weight": rng.standard_normal((48, 24)).astype(np.float32),
+            "layers.1.weight": rng.standard_normal((12, 48)).astype(np.float32)})
+    d = Daemon(tmp, root).start()
+    wait_for(lambda: len(d.request({"cmd": "history", "run": "mlp"}).get("results", [])) == 2, what="2 results")
+    return d, root
+
+
+def test_every_command_has_help_with_examples_and_exit_codes_and_refuses_bad_flags(tmp):
+    for cmd in COMMANDS:
+        code, out, err = run(cmd, "--help")
+        assert code == 0 and err == "", (cmd, code, err)
+        assert f"usage: emergectl {cmd}" in out and "examples:" in out and "exit:" in out, (cmd, out)
+        code, out, err = run(cmd, "--bogus")
+        assert code == 2 and out == "" and "unknown option '--bogus'" in err and err.count("\n") == 1, (cmd, err)
+        code, out, err = run(cmd, "--jsn")
+        assert code == 2 and "did you mean --json?" in err, (cmd, err)
+        code, out, err = run(cmd, "-V")
+        assert code == 0 and out.startswith("emergectl ") and err == "", (cmd, out, err)
+    code, out, err = run()
+    assert code == 2 and out == "" and "usage: emergectl" in err
+    code, out, err = run("--help")
+    assert code == 0 and out.startswith("emergectl:") and "examples:" in out and "global options" in out
+    code, out, err = run("histroy")
+    assert code == 2 and "unknown command 'histroy'; did you mean history?" in err and out == ""
+    code, out, err = run("--version")
+    assert code == 0 and out == run("runs", "--version")[1]
+    code, out, err = run("analyze", "--seed")
+    assert code == 2 and "--seed needs a value" in err
+    code, out, err = run("runs", "--timeout")
+    assert code == 2 and "--timeout needs a value" in err
+
+
+def test_one_grammar_flag_forms_globals_environment_and_json_errors(tmp):
+    d, root = _daemon(tmp)
+    try:
+        api = d.api
+        base = run("history", "mlp", "--api", api, "--json")
+        assert base[0] == 0 and json.loads(base[1])["run"] == "mlp"
+        forms = [("history", "mlp", f"--api={api}", "--json"),          # --flag=value
+                 ("history", "--json", "mlp", f"--ap={api}"),           # an abbreviation, options after RUN
+                 (f"--api={api}", "--json", "history", "mlp"),          # global options first
+                 ("--json", "history", "--api", api, "--", "mlp")]      # -- ends the options
+        for args in forms:
+            assert run(*args)[:2] == base[:2], args
+        assert run("history", "mlp", "--json", env={"EMERGE_API": api})[:2] == base[:2]
+        assert run("history", "mlp", "--json", f"--api={api}", env={"EMERGE_API": "ipc:///nowhere"})[:2] == base[:2]
+        assert run("history", "mlp", "--json", env={"EMERGE_DB": root, "EMERGE_API": "ipc:///nowhere"})[0] == 0
+        code, out, err = run("--json", "history", "nope", f"--api={api}")
+        assert code == 1 and out == "", (code, out, err)
+        e = json.loads(err)  # one JSON object on stderr
+        assert e["command"] == "history" and e["error"].startswith("unknown run 'nope'"), e
+        code, out, err = run("--json", "runs", "--api", "ipc:///nowhere", "--timeout", "0.3")
+        assert code == 69 and json.loads(err)["error"].startswith("no answer from emerged"), err
+        code, out, err = run("--json", "plot", "mlp")
+        assert code == 2 and "--svg FILE is required" in json.loads(err)["error"]
+        for cmd, extra in (("runs", []), ("status", []), ("alerts", []), ("export", ["mlp", "--csv"]),
+                           ("plot", ["mlp", "--svg", "-"]), ("backtest", ["mlp", f"--rule={RULE}"])):
+            code, out, err = run("--api", api, cmd, *extra)
+            assert code == 0 and out, (cmd, code, err)
+    finally:
+        d.stop()
+
+
+def test_watch_asks_the_daemon_for_its_pub_and_names_an_unknown_run(tmp):
+    d, root = _daemon(tmp)
+    try:
+        w = subprocess.Popen([EMERGECTL, "watch", "mlp", "--json", "--api", d.api], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # no --pub: the daemon names its own
+        first = w.stdout.readline()
+        hf_checkpoint(os.path.join(root, "mlp"), 200, {
+            "layers.0.weight": np.ones((48, 24), np.float32), "layers.1.weight": np.ones((12, 48), np.float32)})
+        lines = [json.loads(first)] + [json.loads(w.stdout.readline()) for _ in range(2)]
+        w.terminate()
+        w.wait()
+        assert [x["step"] for x in lines] == [0, 100, 200], lines  # the third came live, over the daemon's PUB
+        code, out, err = run("watch", "mlq", "--api", d.api, timeout=10)
+        assert code == 1 and "no run 'mlq' yet; did you mean: mlp" in err, err
+        code, out, err = run("watch", "zzzz", "--api", d.api, timeout=10)
+        assert code == 1 and "no run 'zzzz' yet; known: mlp" in err, err
+        w = subprocess.Popen([EMERGECTL, "watch", "later", "--json", "--wait", "--api", d.api],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        hf_checkpoint(os.path.join(root, "later"), 0, {
+            "layers.0.weight": np.ones((48, 24), np.float32), "layers.1.weight": np.ones((12, 48), np.float32)})
+        got = json.loads(w.stdout.readline())
+        w.terminate()
+        _, err = w.communicate()
+        assert got["run"] == "later" and "waiting for it (--wait)" in err
+    finally:
+        d.stop()
