@@ -3,6 +3,16 @@ PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 DATADIR    ?= $(PREFIX)/share/emerge
 UNITDIR    ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+USERUNITDIR ?= $(shell $(PKG_CONFIG) --variable=systemduserunitdir systemd 2>/dev/null || echo /usr/lib/systemd/user)
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/emerge
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
+# One version for the programs, the library, emerge.pc, the Python package and debian/.
+VERSION    := $(shell sed -n 's/^\#define EM_VERSION "\(.*\)"/\1/p' include/emerge.h)
+SOMAJOR    := 0
 PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
 CC         ?= cc
@@ -13,7 +23,7 @@ CFLAGS     ?= -O2 -g
 DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev libcjson-dev \
             libminizip-dev libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler check python3-numpy python3-zmq time systemd util-linux \
             python3-torch libopenblas0-pthread chromium prometheus \
-            python3-venv python3-protobuf python3-crcmod python3-pandas python3-matplotlib
+            python3-venv python3-protobuf python3-crcmod python3-pandas python3-matplotlib scdoc bash-completion man-db
 # The dashboard's browser test drives chromium with playwright-core (tests/web, npm ci):
 # Node.js and npm from Debian unless the machine already has a node.
 NODE_PKGS := nodejs npm
@@ -75,7 +85,8 @@ EMERGECTL := $(BIN_DIR)/emergectl
 EMERGED := $(BIN_DIR)/emerged
 
 .SECONDARY:
-.PHONY: all check unit e2e fuzz-replay fuzz bench demo validate install uninstall clean deps help
+FORCE:
+.PHONY: FORCE all check unit e2e fuzz-replay fuzz bench demo validate install uninstall install-manifest clean deps help
 all: $(EMERGECTL) $(EMERGED)
 
 $(BUILD)/%.o: %.c
@@ -104,6 +115,32 @@ $(BUILD)/daemon/web/assets.o: $(BUILD)/daemon/web/assets.c
 
 $(BUILD)/libemerge.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+# libemerge for other programs: position-independent objects, a soname, emerge.pc.
+LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRC))
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q_CC)$(CC) $(EM_CFLAGS) -fPIC $(INC_lib) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/libemerge.so.$(VERSION): $(LIB_PIC_OBJ)
+	$(Q_LD)$(CC) $(LDFLAGS) -shared -Wl,-soname,libemerge.so.$(SOMAJOR) -o $@ $^ \
+	  $(SAN) $(shell $(PKG_CONFIG) --libs libcjson minizip 2>/dev/null) -lm -pthread
+# Written at every install: it names PREFIX (libdir and includedir relative to it).
+$(BUILD)/emerge.pc: FORCE
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)%,$${prefix}%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)%,$${prefix}%,$(INCLUDEDIR))' '' 'Name: emerge' \
+	  'Description: multifractal spectrum and degree of emergence of neural-network checkpoints' \
+	  'Version: $(VERSION)' 'Requires.private: libcjson minizip' 'Libs: -L$${libdir} -lemerge' \
+	  'Libs.private: -lm -pthread' 'Cflags: -I$${includedir}' > $@
+
+# Man pages from docs/man/*.scd (scdoc).
+MAN_PAGES := $(patsubst docs/man/%.scd,$(BUILD)/man/%,$(wildcard docs/man/*.scd))
+$(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	$(Q)scdoc < $< > $@
+UNITS := emerged.service emerged@.service emerged-user.service
+$(BUILD)/systemd/%: systemd/%.in
+	@mkdir -p $(dir $@)
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< > $@
 $(BUILD)/libemproto.a: $(PROTO_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 $(BUILD)/libemstore.a: $(STORE_OBJ)
@@ -179,19 +216,42 @@ PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info
 PYDIR      ?= $(PREFIX)/lib/python$(PY_VERSION)/dist-packages
 PY_PKG     := $(wildcard python/emerge/*.py)
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
+DOCS := README.md LICENSE CHANGELOG.md proto/PROTOCOL.md $(wildcard docs/*.md) docs/dashboard.png
+# Every file `make install` puts down, relative to DESTDIR (uninstall removes exactly these).
+INSTALLED = $(BINDIR)/emergectl $(BINDIR)/emerged $(UNITDIR)/emerged.service $(UNITDIR)/emerged@.service \
+  $(USERUNITDIR)/emerged.service $(DATADIR)/emerged.json.example $(addprefix $(PYDIR)/emerge/,$(notdir $(PY_PKG))) \
+  $(LIBDIR)/libemerge.so.$(VERSION) $(LIBDIR)/libemerge.so.$(SOMAJOR) $(LIBDIR)/libemerge.so \
+  $(LIBDIR)/libemerge.a $(LIBDIR)/pkgconfig/emerge.pc $(INCLUDEDIR)/emerge.h \
+  $(MANDIR)/man1/emergectl.1 $(MANDIR)/man8/emerged.8 $(MANDIR)/man5/emerged.json.5 \
+  $(BASHCOMPDIR)/emergectl $(ZSHCOMPDIR)/_emergectl $(addprefix $(DOCDIR)/,$(notdir $(DOCS)))
+install: all $(BUILD)/libemerge.so.$(VERSION) $(BUILD)/libemerge.a $(BUILD)/emerge.pc $(MAN_PAGES) \
+         $(addprefix $(BUILD)/systemd/,$(UNITS))
+	install -d $(addprefix $(DESTDIR),$(BINDIR) $(UNITDIR) $(USERUNITDIR) $(DATADIR) $(PYDIR)/emerge $(LIBDIR)/pkgconfig \
+	  $(INCLUDEDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 $(BASHCOMPDIR) $(ZSHCOMPDIR) $(DOCDIR))
 	install -m 0755 $(EMERGECTL) $(EMERGED) $(DESTDIR)$(BINDIR)/
-	sed 's|@BINDIR@|$(BINDIR)|g' systemd/emerged.service.in > $(BUILD)/emerged.service
-	install -m 0644 $(BUILD)/emerged.service $(DESTDIR)$(UNITDIR)/emerged.service
+	install -m 0644 $(BUILD)/systemd/emerged.service $(BUILD)/systemd/emerged@.service $(DESTDIR)$(UNITDIR)/
+	install -m 0644 $(BUILD)/systemd/emerged-user.service $(DESTDIR)$(USERUNITDIR)/emerged.service
 	install -m 0644 systemd/emerged.json.example $(DESTDIR)$(DATADIR)/emerged.json.example
-	install -d $(DESTDIR)$(PYDIR)/emerge
 	install -m 0644 $(PY_PKG) $(DESTDIR)$(PYDIR)/emerge/
+	install -m 0755 $(BUILD)/libemerge.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libemerge.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libemerge.so.$(SOMAJOR)
+	ln -sf libemerge.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libemerge.so
+	install -m 0644 $(BUILD)/libemerge.a $(DESTDIR)$(LIBDIR)/
+	install -m 0644 $(BUILD)/emerge.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 include/emerge.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(BUILD)/man/emergectl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(BUILD)/man/emerged.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(BUILD)/man/emerged.json.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/completion/emergectl.bash $(DESTDIR)$(BASHCOMPDIR)/emergectl
+	install -m 0644 docs/completion/_emergectl $(DESTDIR)$(ZSHCOMPDIR)/_emergectl
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/emergectl $(DESTDIR)$(BINDIR)/emerged $(DESTDIR)$(UNITDIR)/emerged.service \
-	  $(DESTDIR)$(DATADIR)/emerged.json.example $(addprefix $(DESTDIR)$(PYDIR)/emerge/,$(notdir $(PY_PKG)))
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	rm -rf $(DESTDIR)$(PYDIR)/emerge/__pycache__
-	-rmdir $(DESTDIR)$(PYDIR)/emerge $(DESTDIR)$(DATADIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(PYDIR)/emerge $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR) 2>/dev/null
+# The list of installed files, for the install test and the Debian package's.
+install-manifest:
+	@printf '%s\n' $(INSTALLED)
 
 clean:
 	rm -rf build build-* bin
