@@ -85,9 +85,9 @@ EMERGECTL := $(BIN_DIR)/emergectl
 EMERGED := $(BIN_DIR)/emerged
 
 .SECONDARY:
-FORCE:
 .PHONY: FORCE all check unit e2e fuzz-replay fuzz bench demo validate install uninstall install-manifest clean deps help
 all: $(EMERGECTL) $(EMERGED)
+FORCE:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

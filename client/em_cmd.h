@@ -20,12 +20,13 @@ typedef struct em_cmd_opts {
   const char *svg;      /* plot --svg FILE|- */
   const char *pub;      /* watch --pub; NULL: the daemon's own */
   const char *rule;     /* backtest --rule JSON */
+  const char *reason;   /* stop --reason TEXT */
   bool json, csv, wait;
 } em_cmd_opts_t;
 
 enum { EM_RUN_NONE, EM_RUN_REQUIRED, EM_RUN_OPTIONAL, EM_RUN_MANY /* one or more, at most EM_CMD_MAX_RUNS */ };
 /* The options a command takes beside the source options (--api --db --timeout --json). */
-enum { EM_OPT_CSV = 1, EM_OPT_SVG = 2, EM_OPT_PUB = 4, EM_OPT_WAIT = 8, EM_OPT_RULE = 16 };
+enum { EM_OPT_CSV = 1, EM_OPT_SVG = 2, EM_OPT_PUB = 4, EM_OPT_WAIT = 8, EM_OPT_RULE = 16, EM_OPT_REASON = 32 };
 
 /* A command's grammar and its help (what it does, usage, options, examples, exit codes). */
 typedef struct em_cmd_spec {
@@ -71,5 +72,6 @@ int em_cmd_watch(int argc, char **argv);
 int em_cmd_plot(int argc, char **argv);
 int em_cmd_alerts(int argc, char **argv);
 int em_cmd_backtest(int argc, char **argv);
+int em_cmd_stop(int argc, char **argv);
 
 #endif

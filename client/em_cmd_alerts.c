@@ -333,3 +333,60 @@ int em_cmd_backtest(int argc, char **argv)
   em_source_close(&o.src);
   return rc;
 }
+
+/* ---------------------------------------------------------------- stop */
+
+static const em_cmd_spec_t stop_spec = {"stop", EM_RUN_REQUIRED, EM_OPT_REASON,
+  "emergectl stop: ask a run's training job to stop, by hand: the daemon records an alert of rule\n"
+  "\"manual\" and delivers it as a rule's (the stop file RUN_DIR/.emerge/STOP, alert/<run>/ on PUB, on_alert).\n\n"
+  "usage: emergectl stop RUN [--reason TEXT] [SOURCE]\n\n"
+  "  --reason TEXT      why, for the job's log and the alert (\"stopped by hand\")\n" EM_CMD_SOURCE_HELP
+  "  (stop needs the daemon: with --db it uses the daemon the database names)\n\nexamples:\n"
+  "  emergectl stop mlp --reason 'E has plateaued and eval loss is flat'\n"
+  "  emergectl --json stop sweep/lr3\n\n" EM_CMD_EXIT_HELP};
+
+int em_cmd_stop(int argc, char **argv)
+{
+  em_cmd_opts_t o;
+  bool done;
+  int rc = parse(&stop_spec, argc, argv, &o, &done);
+  if (done)
+    return rc;
+  char err[1024];
+  bool live = false;
+  if (o.db && em_source_open_db(&o.src, o.db, &live, err, sizeof(err)) != 0) {
+    em_cli_error("stop", "%s", err);
+    return EM_EXIT_FAIL;
+  }
+  if (o.db && !live) {
+    em_cli_error("stop", "no daemon is recorded running for %s: a stop is an alert the daemon records and "
+                 "delivers (start emerged, or remove the job's stop file by hand)", o.db);
+    em_source_close(&o.src);
+    return EM_EXIT_UNAVAILABLE;
+  }
+  em_api_request_t req = {.cmd = EM_API_STOP, .has_run = true};
+  snprintf(req.run, sizeof(req.run), "%s", o.run);
+  snprintf(req.reason, sizeof(req.reason), "%s", o.reason ? o.reason : "stopped by hand");
+  cJSON *reply = NULL;
+  rc = em_source_request(&o.src, false, &req, &reply, err, sizeof(err));
+  if (rc == EM_EXIT_FAIL && strncmp(err, "unknown run", 11) == 0)
+    em_cmd_suggest_runs("stop", &o, err);
+  else if (rc)
+    em_cli_error("stop", "%s", err);
+  em_alert_t a;
+  const cJSON *alert = reply ? cJSON_GetObjectItemCaseSensitive(reply, "alert") : NULL;
+  if (!rc && o.json) {
+    em_cmd_print_json(alert);
+  } else if (!rc && em_alert_from_json(alert, &a, err, sizeof(err)) == 0) {
+    char at[64];
+    em_place_text(at, sizeof(at), a.step, a.by_arrival);
+    printf("stopping %s at %s: alert seq %lld (rule %s): %s\n", a.run, at, (long long)a.seq, a.rule, a.reason);
+    em_alert_free(&a);
+  } else if (!rc) {
+    em_cli_error("stop", "malformed reply: %s", err);
+    rc = EM_EXIT_FAIL;
+  }
+  cJSON_Delete(reply);
+  em_source_close(&o.src);
+  return rc;
+}

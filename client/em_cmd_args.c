@@ -9,7 +9,7 @@
 #include "em_cmd.h"
 #include "emerge.h"
 
-enum { O_API = 256, O_DB, O_TIMEOUT, O_JSON, O_CSV, O_SVG, O_PUB, O_WAIT, O_RULE };
+enum { O_API = 256, O_DB, O_TIMEOUT, O_JSON, O_CSV, O_SVG, O_PUB, O_WAIT, O_RULE, O_REASON };
 
 static const struct {
   struct option opt;
@@ -20,7 +20,7 @@ static const struct {
   {{"help", no_argument, NULL, 'h'}, 0},                {{"version", no_argument, NULL, 'V'}, 0},
   {{"csv", no_argument, NULL, O_CSV}, EM_OPT_CSV},      {{"svg", required_argument, NULL, O_SVG}, EM_OPT_SVG},
   {{"pub", required_argument, NULL, O_PUB}, EM_OPT_PUB}, {{"wait", no_argument, NULL, O_WAIT}, EM_OPT_WAIT},
-  {{"rule", required_argument, NULL, O_RULE}, EM_OPT_RULE},
+  {{"rule", required_argument, NULL, O_RULE}, EM_OPT_RULE}, {{"reason", required_argument, NULL, O_REASON}, EM_OPT_REASON},
 };
 #define NOPTS (sizeof(table) / sizeof(*table))
 
@@ -76,6 +76,7 @@ static int take_option(const em_cmd_spec_t *spec, int c, em_cmd_opts_t *o)
   case O_PUB: o->pub = optarg; break;
   case O_WAIT: o->wait = true; break;
   case O_RULE: o->rule = optarg; break;
+  case O_REASON: o->reason = optarg; break;
   }
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 
+#include "em_api.h"
 #include "em_log.h"
 #include "em_notify.h"
 
@@ -72,6 +73,45 @@ void em_pipeline_state_done(em_store_op_t *op)
 {
   publish_committed(op->ctx, op);
   em_store_op_free(op);
+}
+
+/* A stop asked by hand committed (or refused): published and delivered as a rule's alert,
+ * then the request that asked is answered. */
+static void manual_done(em_store_op_t *op)
+{
+  em_pipeline_t *s = op->ctx;
+  publish_committed(s, op);
+  char *reply = NULL;
+  if (op->rc != 0) {
+    reply = em_api_error("database error: the stop was not recorded (the daemon's log says why)");
+  } else if (op->unknown_run) {
+    char msg[EM_API_MAX_RUN + 32];
+    snprintf(msg, sizeof(msg), "unknown run '%s'", op->run);
+    reply = em_api_error(msg);
+  } else if (op->npub) {
+    size_t n = strlen(op->pubs[0].payload);
+    reply = malloc(n + 32);
+    if (reply)
+      snprintf(reply, n + 32, "{\"ok\":true,\"alert\":%s}", op->pubs[0].payload);
+    EM_NOTICE("alert %lld: %s stopped by hand: %s", (long long)op->pubs[0].seq, op->run, op->error);
+  }
+  em_bus_reply(s->bus, op->reply_to, reply ? reply : em_api_error("out of memory"));
+  em_store_op_free(op);
+}
+
+void em_pipeline_stop_run(em_pipeline_t *p, const char *run, const char *reason, void *reply_to)
+{
+  em_store_op_t *op = em_store_op_new(EM_OP_MANUAL);
+  if (op && (!(op->run = strdup(run)) || !(op->error = strdup(reason)))) {
+    em_store_op_free(op);
+    op = NULL;
+  }
+  if (!op) {
+    em_bus_reply(p->bus, reply_to, em_api_error("out of memory"));
+    return;
+  }
+  op->reply_to = reply_to;
+  em_pipeline_submit(p, op, manual_done);
 }
 
 static void result_done(em_store_op_t *op)

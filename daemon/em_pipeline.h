@@ -53,6 +53,9 @@ void em_pipeline_submit(em_pipeline_t *p, em_store_op_t *op, em_store_done_fn do
 void em_pipeline_state_done(em_store_op_t *op);
 /* The store judges with the configured rules from its next operation on. */
 void em_pipeline_submit_rules(em_pipeline_t *p);
+/* emergectl stop: an alert of rule "manual" for run, delivered as a rule's; the API request
+ * reply_to is answered once it committed ({"ok":true,"alert":...} or an error). */
+void em_pipeline_stop_run(em_pipeline_t *p, const char *run, const char *reason, void *reply_to);
 /* Checkpoints waiting: queued or in their quiet period. */
 size_t em_pipeline_queue_depth(const em_pipeline_t *p);
 

@@ -85,6 +85,10 @@ static char *on_request(void *ctx, em_bus_req_t *token, const char *body, size_t
     em_status_t st = status_of(s);
     return em_query_reply(NULL, &req, &st);
   }
+  if (req.cmd == EM_API_STOP) { /* the one write: through the store thread, answered after its commit */
+    em_pipeline_stop_run(&s->pipe, req.run, req.reason, token);
+    return NULL;
+  }
   em_answer_push(s->answer, &req, token);
   return NULL;
 }

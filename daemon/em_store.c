@@ -97,6 +97,27 @@ static int64_t next_seq(em_db_t *db, int *rc)
   return seq;
 }
 
+/* Inserts alert a (its seq taken) of run rid and hands it to op for publishing and
+ * delivery; takes a. */
+static int insert_alert(em_db_t *db, em_store_op_t *op, int64_t rid, em_alert_t *a)
+{
+  char *payload = a->run && a->rule && a->path && a->run_dir && a->reason ? em_alert_print(a) : NULL;
+  if (!payload) {
+    em_alert_free(a);
+    return SQLITE_NOMEM;
+  }
+  int rc = em_sql_run(em_sql_prepare(db, "INSERT INTO alerts(seq, run_id, rule, condition, step, json, ts, delivered) "
+                                         "VALUES(?, ?, ?, ?, ?, ?, ?, 0)", "iitti" "td", a->seq, rid, a->rule,
+                                     em_condition_name(a->cond), a->step, payload, a->ts));
+  if (rc != SQLITE_DONE) {
+    free(payload);
+    em_alert_free(a);
+    return rc;
+  }
+  rc = add_pub(op, a->seq, "alert", op->run, payload, NULL);
+  return rc == SQLITE_OK ? add_alert(op, a) : (em_alert_free(a), rc);
+}
+
 /* ---------------------------------------------------------------- judging */
 
 static int load_recorded(em_db_t *db, int64_t rid, const em_rule_t *r, em_recorded_t *rec)
@@ -141,21 +162,11 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
                   .monitor = f->cond == EM_COND_FINITE ? EM_MON_NONE : r->monitor, .value = f->value,
                   .run = strdup(op->run), .rule = strdup(r->name), .path = point_path(s->db, p),
                   .run_dir = strdup(op->run_dir ? op->run_dir : ""), .reason = strdup(f->reason), .stop = r->stop};
-  char *payload = rc == SQLITE_OK && a.run && a.rule && a.path && a.run_dir && a.reason ? em_alert_print(&a) : NULL;
-  if (!payload) {
-    em_alert_free(&a);
-    return rc == SQLITE_OK ? SQLITE_NOMEM : rc;
-  }
-  rc = em_sql_run(em_sql_prepare(s->db, "INSERT INTO alerts(seq, run_id, rule, condition, step, json, ts, delivered) "
-                                        "VALUES(?, ?, ?, ?, ?, ?, ?, 0)", "iitti" "td", a.seq, rid, r->name,
-                                 em_condition_name(f->cond), p->step, payload, a.ts));
-  if (rc != SQLITE_DONE) {
-    free(payload);
+  if (rc != SQLITE_OK) {
     em_alert_free(&a);
     return rc;
   }
-  rc = add_pub(op, a.seq, "alert", op->run, payload, NULL);
-  return rc == SQLITE_OK ? add_alert(op, &a) : (em_alert_free(&a), rc);
+  return insert_alert(s->db, op, rid, &a);
 }
 
 /* Every rule over the points of run rid; new firings become alert rows. */
@@ -603,6 +614,40 @@ static int op_undelivered(em_db_t *db, em_store_op_t *op)
   return rc;
 }
 
+/* A stop asked by hand: an alert of rule "manual" at the run's latest checkpoint, which
+ * asks the job to stop (stop file, PUB, on_alert) as a rule's would. */
+static int op_manual(em_db_t *db, em_store_op_t *op)
+{
+  sqlite3_stmt *st = em_sql_prepare(db, "SELECT r.id, r.dir, c.step, c.path, c.named FROM runs r LEFT JOIN checkpoints c "
+                                        "ON c.run_id = r.id WHERE r.name = ? ORDER BY c.step DESC, c.id DESC LIMIT 1",
+                                    "t", op->run);
+  if (!st)
+    return SQLITE_ERROR;
+  int rc = sqlite3_step(st);
+  op->unknown_run = rc != SQLITE_ROW;
+  if (rc != SQLITE_ROW) {
+    em_sql_done(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  int64_t rid = sqlite3_column_int64(st, 0);
+  const char *dir = (const char *)sqlite3_column_text(st, 1), *path = (const char *)sqlite3_column_text(st, 3);
+  em_alert_t a = {.cond = EM_COND_MANUAL, .has_cond = true, .monitor = EM_MON_NONE, .value = NAN,
+                  .step = sqlite3_column_int64(st, 2), .by_arrival = sqlite3_column_int(st, 4) == 0, .stop = true,
+                  .ts = em_sql_now(), .run = strdup(op->run), .rule = strdup(EM_RULE_MANUAL),
+                  .path = strdup(path ? path : ""), .run_dir = strdup(dir ? dir : ""),
+                  .reason = strdup(op->error ? op->error : "stopped by hand")};
+  em_sql_done(st);
+  free(op->run_dir);
+  op->run_dir = a.run_dir ? strdup(a.run_dir) : NULL; /* where the journal appends it */
+  rc = SQLITE_OK;
+  a.seq = next_seq(db, &rc);
+  if (rc != SQLITE_OK) {
+    em_alert_free(&a);
+    return rc;
+  }
+  return insert_alert(db, op, rid, &a);
+}
+
 static int run_op(em_store_t *s, em_store_op_t *op)
 {
   em_db_t *db = s->db;
@@ -615,6 +660,7 @@ static int run_op(em_store_t *s, em_store_op_t *op)
   case EM_OP_DELIVERED: return em_sql_run(em_sql_prepare(db, "UPDATE alerts SET delivered = 1 WHERE seq = ?", "i",
                                                          op->seq));
   case EM_OP_UNDELIVERED: return op_undelivered(db, op);
+  case EM_OP_MANUAL: return op_manual(db, op);
   }
   return SQLITE_MISUSE;
 }

@@ -24,7 +24,8 @@ typedef enum em_store_op_type {
   EM_OP_META,      /* the daemon's endpoints and pid, so clients can find it */
   EM_OP_RULES,     /* the early-stop rules to judge with from now on */
   EM_OP_DELIVERED, /* an alert's deliveries (stop file, exec) are done */
-  EM_OP_UNDELIVERED /* alerts whose deliveries a crash interrupted: to deliver again */
+  EM_OP_UNDELIVERED, /* alerts whose deliveries a crash interrupted: to deliver again */
+  EM_OP_MANUAL     /* a stop asked by hand (emergectl stop): an alert of rule "manual" for run */
 } em_store_op_type_t;
 
 typedef struct em_pub {
@@ -48,7 +49,7 @@ struct em_store_op {
   char version[17];
   int64_t ckpt_id;
   em_state_t state;            /* EM_OP_STATE */
-  char *error;                 /* EM_OP_STATE */
+  char *error;                 /* EM_OP_STATE; EM_OP_MANUAL: the reason */
   em_result_t result;          /* EM_OP_RESULT (the store takes it) */
   em_trainer_t trainer;        /* EM_OP_RESULT: the trainer's metrics at that step */
   char *pub_endpoint, *api_endpoint; /* EM_OP_META */
@@ -58,6 +59,7 @@ struct em_store_op {
   int rc;                      /* 0 or a negative code; the store logged the reason */
   int64_t step_out;            /* the step stored (an arrival number when none was given) */
   bool has_result;             /* EM_OP_SEEN: this version already has a result */
+  bool unknown_run;            /* EM_OP_MANUAL: no run of that name */
   size_t npub;
   em_pub_t *pubs;              /* messages to publish, in seq order: results, alerts, checkpoint events */
   size_t nalerts;
@@ -66,6 +68,7 @@ struct em_store_op {
   /* plumbing */
   em_store_done_fn done;       /* called on the loop thread */
   void *ctx;
+  void *reply_to;              /* EM_OP_MANUAL: the API request waiting for it */
 };
 
 typedef struct em_store em_store_t;

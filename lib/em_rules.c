@@ -21,7 +21,8 @@ static const char *const monitors[] = {[EM_MON_NONE] = "none", [EM_MON_EMERGENCE
                                        [EM_MON_ALPHA0] = "alpha0", [EM_MON_WIDTH] = "width"};
 static const char *const conditions[] = {[EM_COND_PLATEAU] = "plateau", [EM_COND_STOPPING] = "stopping_threshold",
                                          [EM_COND_DIVERGENCE] = "divergence_threshold",
-                                         [EM_COND_FINITE] = "check_finite", [EM_COND_ONSET] = "onset"};
+                                         [EM_COND_FINITE] = "check_finite", [EM_COND_ONSET] = "onset",
+                                         [EM_COND_MANUAL] = "manual"};
 
 const char *em_monitor_name(em_monitor_t m) { return monitors[m]; }
 const char *em_condition_name(em_condition_t c) { return conditions[c]; }
@@ -193,6 +194,8 @@ int em_rule_parse(const cJSON *obj, size_t index, em_rule_t *r, char *err, size_
     return bad(err, errlen, who, "missing key 'name'");
   if (!cJSON_IsString(name) || !valid_name(name->valuestring))
     return bad(err, errlen, who, "key 'name': must be 1..%d of A-Z a-z 0-9 _ . -", EM_RULE_NAME_MAX);
+  if (strcmp(name->valuestring, EM_RULE_MANUAL) == 0)
+    return bad(err, errlen, who, "key 'name': '" EM_RULE_MANUAL "' is the name of stops asked by hand%s", "");
   snprintf(r->name, sizeof(r->name), "%s", name->valuestring);
   snprintf(who, sizeof(who), "alerts[%zu] '%s'", index, r->name);
   bool explicit_patience = false, has_mode = false, monitor_only = false;

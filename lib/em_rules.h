@@ -20,8 +20,11 @@ typedef enum em_condition {
   EM_COND_STOPPING,     /* reached stopping_threshold (good enough) */
   EM_COND_DIVERGENCE,   /* reached divergence_threshold (worse than allowed) */
   EM_COND_FINITE,       /* a checkpoint holds NaN/Inf weights */
-  EM_COND_ONSET         /* the value turned: risen above its running extreme for patience checkpoints */
+  EM_COND_ONSET,        /* the value turned: risen above its running extreme for patience checkpoints */
+  EM_COND_MANUAL        /* a person asked (emergectl stop): rule EM_RULE_MANUAL, no rule of the config */
 } em_condition_t;
+
+#define EM_RULE_MANUAL "manual" /* the rule name of a stop asked by hand; no configured rule may take it */
 
 typedef struct em_rule {
   char name[EM_RULE_NAME_MAX + 1];

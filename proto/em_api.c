@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *cmds[] = {"status", "runs", "history", "since", "alerts"};
+static const char *cmds[] = {"status", "runs", "history", "since", "alerts", "stop"};
 
 static int bad(char *err, size_t errlen, const char *fmt, const char *arg)
 {
@@ -35,7 +35,7 @@ int em_api_decode(const char *text, size_t len, em_api_request_t *req, char *err
       }
     }
     if (rc)
-      bad(err, errlen, "unknown cmd '%.64s' (status, runs, history, since, alerts)", cmd->valuestring);
+      bad(err, errlen, "unknown cmd '%.64s' (status, runs, history, since, alerts, stop)", cmd->valuestring);
   }
   const cJSON *run = rc ? NULL : cJSON_GetObjectItemCaseSensitive(o, "run");
   if (!rc && run) {
@@ -46,8 +46,13 @@ int em_api_decode(const char *text, size_t len, em_api_request_t *req, char *err
       req->has_run = true;
     }
   }
-  if (!rc && req->cmd == EM_API_HISTORY && !req->has_run)
-    rc = bad(err, errlen, "history needs \"run\"%s", "");
+  if (!rc && (req->cmd == EM_API_HISTORY || req->cmd == EM_API_STOP) && !req->has_run)
+    rc = bad(err, errlen, "%s needs \"run\"", cmds[req->cmd]);
+  const cJSON *reason = rc || req->cmd != EM_API_STOP ? NULL : cJSON_GetObjectItemCaseSensitive(o, "reason");
+  if (reason && (!cJSON_IsString(reason) || strlen(reason->valuestring) > EM_API_MAX_REASON))
+    rc = bad(err, errlen, "\"reason\" must be a string of at most %s bytes", "1024");
+  else if (!rc && req->cmd == EM_API_STOP)
+    snprintf(req->reason, sizeof(req->reason), "%s", reason ? reason->valuestring : "stopped by hand");
   if (!rc && req->cmd == EM_API_SINCE) {
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
     if (!cJSON_IsNumber(seq) || seq->valuedouble < 0 || seq->valuedouble > 9007199254740992.0 ||
@@ -78,6 +83,8 @@ char *em_api_encode(const em_api_request_t *req)
     cJSON_AddStringToObject(o, "run", req->run);
   if (req->cmd == EM_API_SINCE)
     cJSON_AddNumberToObject(o, "seq", (double)req->seq);
+  if (req->cmd == EM_API_STOP)
+    cJSON_AddStringToObject(o, "reason", req->reason);
   char *s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return s;

@@ -224,6 +224,7 @@ char *em_query_answer(em_db_t *db, const em_api_request_t *req, const em_status_
   case EM_API_HISTORY: return reply_history(db, req->run, out);
   case EM_API_SINCE: return reply_since(db, req->seq, out);
   case EM_API_ALERTS: return reply_alerts(db, req, out);
+  case EM_API_STOP: break; /* a write: the daemon's store thread answers it, never a reader */
   }
   return em_api_error("unknown cmd");
 }

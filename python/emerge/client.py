@@ -61,6 +61,11 @@ class Client:
     def alerts(self, run=None):
         return self.request({"cmd": "alerts", **({"run": run} if run else {})})["alerts"]
 
+    def stop(self, run, reason="stopped by hand"):
+        """Asks run's training job to stop, as a rule would (an alert of rule "manual": the
+        stop file, PUB, on_alert). Returns the alert."""
+        return self.request({"cmd": "stop", "run": run, "reason": reason})["alert"]
+
     def history_frame(self, run):
         """The run's results as a pandas DataFrame: one row per checkpoint, the scalar keys
         as columns and the trainer's metrics as trainer.<name>."""

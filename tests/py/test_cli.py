@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 
+import sys
+
 import numpy as np
 
 from daemon import Daemon, wait_for
-from helpers import EMERGECTL, hf_checkpoint
+from helpers import EMERGECTL, ROOT, hf_checkpoint
 
-COMMANDS = ["analyze", "runs", "history", "status", "watch", "plot", "export", "alerts", "backtest"]
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+COMMANDS = ["analyze", "runs", "history", "status", "watch", "plot", "export", "alerts", "backtest", "stop"]
 RULE = '{"name":"p","monitor":"emergence","patience":2}'
 
 
@@ -113,5 +117,43 @@ def test_watch_asks_the_daemon_for_its_pub_and_names_an_unknown_run(tmp):
         w.terminate()
         _, err = w.communicate()
         assert got["run"] == "later" and "waiting for it (--wait)" in err
+    finally:
+        d.stop()
+
+
+def test_stop_by_hand_is_an_alert_delivered_as_a_rules_is(tmp):
+    d, root = _daemon(tmp)
+    try:
+        sub = d.subscribe(b"alert/mlp/")
+        import time
+        time.sleep(0.3)
+        code, out, err = run("stop", "mlp", "--reason", "E has plateaued; eval loss is flat", "--api", d.api)
+        assert code == 0 and out.startswith("stopping mlp at step 100: alert seq 3 (rule manual)"), (out, err)
+        stop = os.path.join(root, "mlp", ".emerge", "STOP")
+        wait_for(lambda: os.path.exists(stop), what="the stop file")
+        with open(stop) as f:
+            alert = json.load(f)
+        assert alert["rule"] == "manual" and alert["condition"] == "manual" and alert["stop"] is True
+        assert alert["reason"] == "E has plateaued; eval loss is flat" and alert["step"] == 100
+        topic, payload = sub.recv_multipart()
+        assert topic == b"alert/mlp/" and json.loads(payload)["seq"] == alert["seq"]
+        listed = json.loads(run("alerts", "mlp", "--json", "--api", d.api)[1])["alerts"]
+        assert [a["rule"] for a in listed] == ["manual"]
+        code, out, err = run("--json", "stop", "mpl", "--api", d.api)
+        assert code == 1 and "unknown run 'mpl'; did you mean: mlp" in json.loads(err)["error"], err
+        code, out, err = run("stop", "mlp", "--db", root)  # the database names the running daemon: it is asked
+        assert code == 0 and "rule manual" in out, err
+        import emerge
+        got = emerge.Client(api=d.api).stop("mlp", reason="from a notebook")
+        assert got["rule"] == "manual" and got["reason"] == "from a notebook"
+        bad = d.request({"cmd": "stop"})
+        assert bad["ok"] is False and "stop needs \"run\"" in bad["error"]
+        # a configured rule may not take the name
+        cfg = os.path.join(tmp, "c.json")
+        with open(cfg, "w") as f:
+            json.dump({"alerts": [{"name": "manual", "monitor": "emergence", "patience": 2}]}, f)
+        p = subprocess.run([os.path.join(os.path.dirname(EMERGECTL), "emerged"), "--watch", root, "--config", cfg],
+                           capture_output=True, text=True, timeout=20)
+        assert p.returncode == 2 and "'manual' is the name of stops asked by hand" in p.stderr, p.stderr
     finally:
         d.stop()
