@@ -73,5 +73,6 @@ int em_cmd_plot(int argc, char **argv);
 int em_cmd_alerts(int argc, char **argv);
 int em_cmd_backtest(int argc, char **argv);
 int em_cmd_stop(int argc, char **argv);
+int em_cmd_compare(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "em_alert.h"
+#include "em_wire.h"
 #include "em_cli.h"
 #include "em_cmd.h"
 
@@ -441,6 +442,117 @@ int em_cmd_plot(int argc, char **argv)
     rc = load_series(&o, o.runs[ns], &s[ns]);
   }
   if (rc == 0)
+    rc = write_svg(o.svg, s, ns);
+  for (int k = 0; k < ns; k++)
+    free_series(&s[k]);
+  em_source_close(&o.src);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- compare */
+
+/* The i-th place of the union of the runs' places (sorted, distinct), into *place; false past the end. */
+static bool nth_place(const series_t *s, int ns, int64_t after, bool first, int64_t *place)
+{
+  bool found = false;
+  for (int k = 0; k < ns; k++)
+    for (size_t i = 0; i < s[k].n; i++) {
+      double x = xof(&s[k].v[i]);
+      if (!isnan(x) && (first || (int64_t)x > after) && (!found || (int64_t)x < *place))
+        *place = (int64_t)x, found = true;
+    }
+  return found;
+}
+
+static const em_result_view_t *at_place(const series_t *s, int64_t place)
+{
+  for (size_t i = 0; i < s->n; i++)
+    if (!isnan(xof(&s->v[i])) && (int64_t)xof(&s->v[i]) == place)
+      return &s->v[i];
+  return NULL;
+}
+
+static void compare_row_json(cJSON *rows, const series_t *s, int ns, int64_t place)
+{
+  cJSON *row = cJSON_CreateObject(), *runs = cJSON_CreateObject();
+  cJSON_AddNumberToObject(row, "place", (double)place);
+  for (int k = 0; k < ns; k++) {
+    const em_result_view_t *r = at_place(&s[k], place);
+    cJSON *v = r ? cJSON_CreateObject() : cJSON_CreateNull();
+    if (r) {
+      em_json_add_opt(v, "emergence", !isnan(r->emergence), r->emergence);
+      em_json_add_opt(v, "emergence_se", !isnan(r->emergence_se), r->emergence_se);
+    }
+    cJSON_AddItemToObject(runs, s[k].run, v);
+  }
+  cJSON_AddItemToObject(row, "runs", runs);
+  cJSON_AddItemToArray(rows, row);
+}
+
+static void compare_table(const series_t *s, int ns, bool json)
+{
+  cJSON *doc = json ? cJSON_CreateObject() : NULL, *rows = json ? cJSON_AddArrayToObject(doc, "rows") : NULL;
+  if (!json) {
+    printf("%10s", "STEP");
+    for (int k = 0; k < ns; k++)
+      printf("  %24.24s", s[k].run);
+    printf("\n%10s", "");
+    for (int k = 0; k < ns; k++)
+      printf("  %15s %-8s", "E ± SE", s[k].v[s[k].n - 1].mode ? s[k].v[s[k].n - 1].mode : "");
+    printf("\n");
+  }
+  int64_t place = 0;
+  for (bool first = true; nth_place(s, ns, place, first, &place); first = false) {
+    if (json) {
+      compare_row_json(rows, s, ns, place);
+      continue;
+    }
+    char at[32];
+    const em_result_view_t *any = NULL;
+    for (int k = 0; k < ns && !any; k++)
+      any = at_place(&s[k], place);
+    em_cmd_fmt_result_place(at, sizeof(at), any);
+    printf("%10s", at);
+    for (int k = 0; k < ns; k++) {
+      const em_result_view_t *r = at_place(&s[k], place);
+      char e[24] = "-", se[24] = "";
+      if (r && !isnan(r->emergence))
+        snprintf(e, sizeof(e), "%+.4f", r->emergence);
+      if (r && !isnan(r->emergence_se))
+        snprintf(se, sizeof(se), "± %.4f", r->emergence_se);
+      printf("  %15s %-8s", e, se);
+    }
+    printf("\n");
+  }
+  if (json)
+    em_cmd_print_json(doc);
+  cJSON_Delete(doc);
+}
+
+int em_cmd_compare(int argc, char **argv)
+{
+  static const em_cmd_spec_t spec = {"compare", EM_RUN_MANY, EM_OPT_SVG,
+    "emergectl compare: the E curves of several runs side by side, one row per step, each E with its\n"
+    "standard error (and with --svg the same picture as plot).\n\n"
+    "usage: emergectl compare RUN RUN... [--svg FILE|-] [SOURCE]\n\n"
+    "  --svg FILE|-       also draw them (as emergectl plot)\n" EM_CMD_SOURCE_HELP "\nexamples:\n"
+    "  emergectl compare sweep/lr1 sweep/lr2 sweep/lr3\n  emergectl compare lr1 lr2 --json | jq '.rows[-1]'\n\n"
+    EM_CMD_EXIT_HELP};
+  em_cmd_opts_t o;
+  int rc = em_cmd_parse(&spec, argc, argv, &o);
+  if (rc)
+    return rc < 0 ? EM_EXIT_OK : rc;
+  series_t s[EM_CMD_MAX_RUNS] = {0};
+  int ns = 0;
+  for (; ns < o.nruns && rc == 0; ns++) {
+    s[ns].color = palette[ns];
+    rc = load_series(&o, o.runs[ns], &s[ns]);
+  }
+  if (rc == 0 && modes_differ(s, ns))
+    em_cli_error("compare", "warning: these runs were measured in different modes: their E values do not compare");
+  if (rc == 0)
+    compare_table(s, ns, o.json);
+  if (rc == 0 && o.svg)
     rc = write_svg(o.svg, s, ns);
   for (int k = 0; k < ns; k++)
     free_series(&s[k]);

@@ -24,6 +24,7 @@ static const struct command {
   {"export", em_cmd_export, "all stored values of a run, spectra included (--csv or --json)"},
   {"alerts", em_cmd_alerts, "early-stop alerts raised (alerts clear RUN removes the run's stop file)"},
   {"backtest", em_cmd_backtest, "where an early-stop rule would have fired on a run's history"},
+  {"compare", em_cmd_compare, "several runs' E ± SE side by side, one row per step (--svg: plotted)"},
   {"stop", em_cmd_stop, "stop a run by hand: an alert of rule manual, its stop file and PUB message"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(*commands))

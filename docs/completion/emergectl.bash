@@ -3,12 +3,12 @@ _emergectl()
 {
     local cur prev words cword
     _init_completion 2>/dev/null || { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
-    local commands="analyze runs history status watch plot export alerts backtest help"
+    local commands="analyze runs history status watch plot compare export alerts backtest stop help"
     local global="--api --pub --db --timeout --json --help --version"
     local cmd="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --api|--pub|--db|--timeout|--svg|--rule|--baseline|--samples|--neurons|--seed|--threshold|--alpha0|--mode|--arch|--q-min|--q-max|--q-step) ((i++)) ;;
+            --api|--pub|--db|--timeout|--svg|--rule|--reason|--baseline|--samples|--neurons|--seed|--threshold|--alpha0|--mode|--arch|--q-min|--q-max|--q-step) ((i++)) ;;
             -*) ;;
             *) cmd=${words[i]}; break ;;
         esac
@@ -31,6 +31,8 @@ _emergectl()
         plot) opts="$global --svg" ;;
         export) opts="$global --csv" ;;
         backtest) opts="$global --rule" ;;
+        stop) opts="$global --reason" ;;
+        compare) opts="$global --svg" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))

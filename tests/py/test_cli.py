@@ -15,7 +15,8 @@ from helpers import EMERGECTL, ROOT, hf_checkpoint
 
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-COMMANDS = ["analyze", "runs", "history", "status", "watch", "plot", "export", "alerts", "backtest", "stop"]
+COMMANDS = ["analyze", "runs", "history", "status", "watch", "plot", "export", "alerts", "backtest", "stop",
+            "compare"]
 RULE = '{"name":"p","monitor":"emergence","patience":2}'
 
 
@@ -155,5 +156,30 @@ def test_stop_by_hand_is_an_alert_delivered_as_a_rules_is(tmp):
         p = subprocess.run([os.path.join(os.path.dirname(EMERGECTL), "emerged"), "--watch", root, "--config", cfg],
                            capture_output=True, text=True, timeout=20)
         assert p.returncode == 2 and "'manual' is the name of stops asked by hand" in p.stderr, p.stderr
+    finally:
+        d.stop()
+
+
+def test_compare_puts_runs_side_by_side_by_step(tmp):
+    d, root = _daemon(tmp)
+    try:
+        rng = np.random.default_rng(5)
+        for step in (0, 100, 200):  # a second run with one more checkpoint
+            hf_checkpoint(os.path.join(root, "other"), step, {
+                "layers.0.weight": rng.standard_normal((48, 24)).astype(np.float32),
+                "layers.1.weight": rng.standard_normal((12, 48)).astype(np.float32)})
+        wait_for(lambda: len(d.request({"cmd": "history", "run": "other"}).get("results", [])) == 3, what="other")
+        code, out, err = run("compare", "mlp", "other", "--api", d.api)
+        assert code == 0 and err == "", err
+        lines = out.splitlines()
+        assert lines[0].split() == ["STEP", "mlp", "other"] and [ln.split()[0] for ln in lines[2:]] == ["0", "100", "200"]
+        assert lines[-1].split()[1] == "-"  # mlp has no step 200
+        hist = {r["step"]: r for r in d.request({"cmd": "history", "run": "other"})["results"]}
+        assert lines[3].split()[4] == f"{hist[100]['emergence']:+.4f}", lines[3]  # STEP, E, ±, SE, E
+        doc = json.loads(run("compare", "mlp", "other", "--json", "--api", d.api)[1])
+        assert [r["place"] for r in doc["rows"]] == [0, 100, 200] and doc["rows"][2]["runs"]["mlp"] is None
+        assert doc["rows"][1]["runs"]["other"]["emergence"] == hist[100]["emergence"]
+        code, out, err = run("compare", "mlp", "nope", "--api", d.api)
+        assert code == 1 and "unknown run 'nope'" in err
     finally:
         d.stop()
