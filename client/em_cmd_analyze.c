@@ -3,11 +3,17 @@
  * PATH in step order (those without a step after, as given); E against the baseline
  * (the lowest-step PATH, else the first, unless --baseline). */
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "em_ckpt.h"
 #include "em_cli.h"
 #include "em_coverage.h"
+#include "em_fs.h"
 #include "em_result_json.h"
 #include "emerge.h"
 
@@ -131,6 +137,84 @@ static int parse_opts(int argc, char **argv, opts_t *o)
   return 0;
 }
 
+/* ---------------------------------------------------------------- progress */
+
+typedef struct job {
+  em_ckpt_t *ck;
+  const em_params_t *params;
+  em_result_t *res;
+  em_err_t *err;
+  int rc;
+  atomic_bool done;
+} job_t;
+
+static void *run_job(void *arg)
+{
+  job_t *j = arg;
+  j->rc = em_analyze(j->ck, j->params, j->res, j->err);
+  atomic_store(&j->done, true);
+  return NULL;
+}
+
+/* Seconds after which a progress line appears: 2 on a terminal, EMERGE_PROGRESS_AFTER
+ * when set (one line per update then, for logs and tests); < 0: none. */
+static double progress_after(bool *lines)
+{
+  const char *v = getenv("EMERGE_PROGRESS_AFTER");
+  *lines = v && *v;
+  return *lines ? strtod(v, NULL) : isatty(STDERR_FILENO) ? 2.0 : -1;
+}
+
+static double seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void human(char *buf, size_t n, uint64_t bytes)
+{
+  const char *unit[] = {"B", "KB", "MB", "GB", "TB"};
+  double v = (double)bytes;
+  int u = 0;
+  for (; v >= 1000 && u < 4; u++)
+    v /= 1000;
+  snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* em_analyze, with a progress line on stderr once it has taken longer than about two
+ * seconds: the bytes read of the checkpoint's weight data, and the time. */
+static int analyze_with_progress(em_ckpt_t *ck, const em_params_t *p, const char *path, em_result_t *res,
+                                 em_err_t *err)
+{
+  bool lines;
+  double after = progress_after(&lines);
+  job_t j = {.ck = ck, .params = p, .res = res, .err = err};
+  pthread_t t;
+  if (after < 0 || pthread_create(&t, NULL, run_job, &j) != 0)
+    return em_analyze(ck, p, res, err);
+  uint64_t base = em_fs_bytes_read(), total = em_ckpt_data_bytes(ck);
+  double t0 = seconds();
+  bool shown = false;
+  for (bool first = true; !atomic_load(&j.done); first = false) {
+    if (!first)
+      usleep(100000);
+    double el = seconds() - t0;
+    if (el < after || atomic_load(&j.done))
+      continue;
+    char got[32], all[32];
+    human(got, sizeof(got), em_fs_bytes_read() - base);
+    human(all, sizeof(all), total);
+    fprintf(stderr, lines ? "emergectl: analyze: %s: %s of %s read, %.1f s\n" : "\ranalyze: %s: %s of %s read, %.0f s ",
+            path, got, all, el);
+    shown = true;
+  }
+  pthread_join(t, NULL);
+  if (shown && !lines)
+    fputs("\r\033[K", stderr); /* the line goes; the result takes its place on stdout */
+  return j.rc;
+}
+
 /* Analyses one item once; failures are reported here, where they are handled. */
 static void analyze_item(item_t *it, const opts_t *o)
 {
@@ -150,7 +234,7 @@ static void analyze_item(item_t *it, const opts_t *o)
   if (!rc && o->check_finite)
     rc = em_ckpt_check_finite(ck, NULL, &err);
   if (!rc)
-    rc = em_analyze(ck, &o->params, &it->res, &err);
+    rc = analyze_with_progress(ck, &o->params, it->arg, &it->res, &err);
   em_ckpt_destroy(&ck);
   if (rc) {
     bool named = strncmp(err.msg, it->arg, strlen(it->arg)) == 0; /* the library's messages start with the path */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "em_dtype.h"
 #include "em_err.h"
 #include "em_fs.h"
 #include "em_jsonfile.h"
@@ -321,4 +322,12 @@ void em_ckpt_destroy(em_ckpt_t **self_p)
   free(ck->path);
   free(ck);
   *self_p = NULL;
+}
+
+uint64_t em_ckpt_data_bytes(const em_ckpt_t *ck)
+{
+  uint64_t bits = 0;
+  for (size_t i = 0; i < ck->ntensors; i++)
+    bits += ck->tensors[i].numel * em_dtype_bits(ck->tensors[i].dtype);
+  return bits / 8;
 }

@@ -14,6 +14,8 @@ struct em_ckpt {
   em_tensor_t *tensors;       /* sorted by name */
 };
 
+/* The bytes of all its tensors' data: the denominator of a progress line. */
+uint64_t em_ckpt_data_bytes(const em_ckpt_t *ck);
 /* The tensor of that name, or NULL. */
 const em_tensor_t *em_ckpt_find(const em_ckpt_t *ck, const char *name);
 

@@ -193,6 +193,10 @@ DIR *em_fs_opendir(const char *path)
   return d;
 }
 
+static _Atomic uint64_t bytes_read;
+
+uint64_t em_fs_bytes_read(void) { return bytes_read; }
+
 int em_fs_pread(int fd, void *buf, size_t len, uint64_t off)
 {
   size_t done = 0;
@@ -205,6 +209,7 @@ int em_fs_pread(int fd, void *buf, size_t len, uint64_t off)
     if (r == 0)
       return EM_ECHANGED;
     done += (size_t)r;
+    bytes_read += (uint64_t)r;
   }
   return 0;
 }

@@ -50,6 +50,10 @@ int em_fs_stat(const char *path, struct stat *st);
 /* A directory, opened with the rules above, for readdir; NULL with errno set. */
 DIR *em_fs_opendir(const char *path);
 
+/* Bytes read by em_fs_pread in this process so far (every reader's weight reads go
+ * through it): emergectl's progress line. */
+uint64_t em_fs_bytes_read(void);
+
 /* pread(2) of exactly len bytes at off: 0, -errno, or EM_ECHANGED when the file ends
  * first (it shrank under us: an error, never SIGBUS as a mapping would give). */
 int em_fs_pread(int fd, void *buf, size_t len, uint64_t off);

@@ -183,3 +183,17 @@ def test_compare_puts_runs_side_by_side_by_step(tmp):
         assert code == 1 and "unknown run 'nope'" in err
     finally:
         d.stop()
+
+
+def test_a_long_analysis_says_how_far_it_is(tmp):
+    """A progress line on stderr (on a terminal after 2 s; EMERGE_PROGRESS_AFTER sets when,
+    one line per update): bytes read of the weight data, never on stdout."""
+    import make_ckpt
+    path = os.path.join(tmp, "big.safetensors")
+    make_ckpt.write(path, make_ckpt.build("neox", 512, 4), "F32")
+    code, out, err = run("analyze", "--full", path, env={"EMERGE_PROGRESS_AFTER": "0"})
+    assert code == 0 and "read" not in out, out
+    lines = [ln for ln in err.splitlines() if "of" in ln and "read" in ln]
+    assert lines and lines[0].startswith(f"emergectl: analyze: {path}: ") and " MB read, " in lines[0], err
+    code, out, err = run("analyze", "--full", path)  # not a terminal, not asked: quiet
+    assert code == 0 and err == "", err
