@@ -197,3 +197,46 @@ def test_a_long_analysis_says_how_far_it_is(tmp):
     assert lines and lines[0].startswith(f"emergectl: analyze: {path}: ") and " MB read, " in lines[0], err
     code, out, err = run("analyze", "--full", path)  # not a terminal, not asked: quiet
     assert code == 0 and err == "", err
+
+
+def test_the_table_every_command_each_form(tmp):
+    """Every daemon-facing command in each form: --api=value, the global option before the
+    command, the environment; data only on stdout, nothing on stderr; and under --json an
+    unreachable daemon is a JSON error object on stderr with exit 69."""
+    d, root = _daemon(tmp)
+    try:
+        table = {"runs": [], "history": ["mlp"], "status": [], "alerts": [], "export": ["mlp", "--csv"],
+                 "plot": ["mlp", "--svg", "-"], "backtest": ["mlp", f"--rule={RULE}"], "compare": ["mlp", "mlp"],
+                 "watch": ["mlp", "--json"]}
+        for cmd, extra in table.items():
+            forms = {"--api=": [cmd, *extra, f"--api={d.api}"], "global": [f"--api={d.api}", cmd, *extra],
+                     "env": [cmd, *extra]}
+            outs = {}
+            for form, args in forms.items():
+                env = {"EMERGE_API": d.api} if form == "env" else {}
+                if cmd == "watch":  # it follows until stopped: its first lines are the stored results
+                    p = subprocess.Popen([EMERGECTL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         env={**os.environ, **env})
+                    first = [p.stdout.readline(), p.stdout.readline()]
+                    p.terminate()
+                    _, err = p.communicate(timeout=10)
+                    code, out = 0, "".join(first)
+                else:
+                    code, out, err = run(*args, env=env)
+                said = err.startswith("emergectl: plot: ") and err.count("\n") == 1  # plot says where it wrote
+                assert code == 0 and out and (err == "" or said), (cmd, form, code, err)
+                outs[form] = out
+            if cmd not in ("status", "watch"):  # status has its uptime
+                assert len(set(outs.values())) == 1, (cmd, outs)
+            code, out, err = run("--json", cmd, *[x for x in extra if x not in ("--json", "--csv")], "--api", "ipc:///nowhere",
+                                 "--timeout", "0.3", timeout=20)
+            if cmd == "watch":
+                assert code == 69 and out == "" and "error" in json.loads(err.splitlines()[-1]), (cmd, code, err)
+                continue
+            assert code == 69 and out == "" and json.loads(err)["error"].startswith("no answer from emerged"), (cmd, err)
+        code, out, err = run("analyze", "--samples=2", "--mode=sampled", os.path.join(root, "mlp", "checkpoint-0"))
+        assert code == 0 and err == "" and out.splitlines()[1].split()[0] == "0"
+        code, out, err = run("--json", "analyze", os.path.join(tmp, "nothing"))
+        assert code == 1 and out == "" and "nothing" in json.loads(err.splitlines()[0])["error"], err
+    finally:
+        d.stop()
