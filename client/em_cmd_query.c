@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "em_cli.h"
 #include "em_cmd.h"
 #include "em_history.h"
 #include "em_result_json.h"
 #include "em_runs.h"
+#include "em_status.h"
 #include "em_wire.h"
 
 /* Sends a request through the chosen source; reports failures. */
@@ -244,16 +246,35 @@ static void print_status(cJSON *reply, const em_cmd_opts_t *o)
     em_cmd_print_json(st);
     return;
   }
-  const cJSON *f;
-  cJSON_ArrayForEach(f, st)
-  {
-    if (cJSON_IsString(f))
-      printf("%-10s %s\n", f->string, f->valuestring);
-    else if (cJSON_IsNumber(f))
-      printf("%-10s %g\n", f->string, f->valuedouble);
-    else if (cJSON_IsBool(f))
-      printf("%-10s %s\n", f->string, cJSON_IsTrue(f) ? "yes" : "no (read from the database)");
+  em_status_t s;
+  if (em_status_from_json(st, &s) != 0) {
+    em_cli_error("status", "malformed reply: no status object");
+    return;
   }
+  if (!s.live) {
+    printf("%-10s not answering: what the database knows\n%-10s %s\n%-10s %lld\n", "daemon", "database",
+           s.db ? s.db : "?", "last seq", (long long)s.last_seq);
+    return;
+  }
+  long up = isnan(s.uptime) ? 0 : (long)s.uptime;
+  char uptime[64], when[64] = "?";
+  if (up >= 86400)
+    snprintf(uptime, sizeof(uptime), "%ld d %ld h", up / 86400, up % 86400 / 3600);
+  else if (up >= 3600)
+    snprintf(uptime, sizeof(uptime), "%ld h %ld min", up / 3600, up % 3600 / 60);
+  else
+    snprintf(uptime, sizeof(uptime), "%ld min %ld s", up / 60, up % 60);
+  time_t ts = isnan(s.ts) ? 0 : (time_t)s.ts;
+  struct tm tm;
+  if (gmtime_r(&ts, &tm))
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  printf("%-10s running (pid %lld), up %s\n", "daemon", (long long)s.pid, uptime);
+  printf("%-10s %s (%s)\n%-10s %s\n", "watch", s.watch ? s.watch : "?", s.mode ? s.mode : "?", "database",
+         s.db ? s.db : "?");
+  printf("%-10s %lld waiting, %lld running, %lld worker%s\n", "queue", (long long)s.queue, (long long)s.running,
+         (long long)s.workers, s.workers == 1 ? "" : "s");
+  printf("%-10s %lld\n%-10s PUB %s, API %s, HTTP %s\n%-10s %s\n", "last seq", (long long)s.last_seq, "endpoints",
+         s.pub ? s.pub : "?", s.api ? s.api : "?", s.http ? s.http : "off", "time", when);
 }
 
 int em_cmd_status(int argc, char **argv)

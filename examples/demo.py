@@ -54,7 +54,7 @@ def main():
                             "--steps", "1200", "--save-every", "100", "--sleep", "3", "--lr", "0.08",
                             "--stop-on-alert"], stdout=subprocess.PIPE, text=True)
     say("emergectl watch mlp: each line is one checkpoint, as the daemon publishes it\n")
-    watch = subprocess.Popen([EMERGECTL, "watch", "mlp", "--api", api, "--pub", pub])
+    watch = subprocess.Popen([EMERGECTL, "watch", "mlp", "--wait", "--api", api, "--pub", pub])  # the run appears with its first save
     job_out, _ = job.communicate()
     code = job.returncode
     saved = len([n for n in os.listdir(run_dir) if n.startswith("checkpoint-")])

@@ -4,6 +4,7 @@ with its exit code and the stream every line goes to (data on stdout, messages o
 stderr), against a real daemon."""
 import json
 import os
+import re
 import subprocess
 
 import sys
@@ -240,3 +241,18 @@ def test_the_table_every_command_each_form(tmp):
         assert code == 1 and out == "" and "nothing" in json.loads(err.splitlines()[0])["error"], err
     finally:
         d.stop()
+
+
+def test_status_reads_as_people_read(tmp):
+    d, root = _daemon(tmp)
+    try:
+        code, out, err = run("status", "--api", d.api)
+        assert code == 0 and err == "", err
+        lines = dict(line.split(None, 1) for line in out.splitlines())
+        assert re.fullmatch(r"running \(pid \d+\), up \d+ min \d+ s", lines["daemon"]), lines
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", lines["time"]) and "e+" not in out
+        assert lines["queue"] == "0 waiting, 0 running, 1 worker" and d.pub in lines["endpoints"]
+    finally:
+        d.stop()
+    code, out, err = run("status", "--db", root)
+    assert code == 0 and out.startswith("daemon     not answering"), out

@@ -287,7 +287,7 @@ def test_checkpoint_events_reach_pub_since_and_watch(tmp):
     root = os.path.join(tmp, "root")
     _ckpt(root, "a", 0)
     d = Daemon(tmp, root).start()
-    watch = subprocess.Popen([EMERGECTL, "watch", "a", "--api", d.api, "--pub", d.pub], stdout=subprocess.PIPE)
+    watch = subprocess.Popen([EMERGECTL, "watch", "a", "--wait", "--api", d.api, "--pub", d.pub], stdout=subprocess.PIPE)
     try:
         sub = d.subscribe(b"checkpoint/a/")
         time.sleep(0.5)
