@@ -139,7 +139,7 @@ $(BUILD)/man/%: docs/man/%.scd
 	@mkdir -p $(dir $@)
 	$(Q)scdoc < $< > $@
 UNITS := emerged.service emerged@.service emerged-user.service
-$(BUILD)/systemd/%: systemd/%.in
+$(BUILD)/systemd/%: systemd/%.in FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< > $@
 $(BUILD)/libemproto.a: $(PROTO_OBJ)
