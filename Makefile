@@ -24,7 +24,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libzmq3-dev libsqlite3-dev lib
             libminizip-dev libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler check python3-numpy python3-zmq time systemd util-linux \
             python3-torch libopenblas0-pthread chromium prometheus \
             python3-venv python3-protobuf python3-crcmod python3-pandas python3-matplotlib scdoc bash-completion man-db \
-            debhelper dpkg-dev
+            debhelper dpkg-dev python3-setuptools python3-wheel
 # The dashboard's browser test drives chromium with playwright-core (tests/web, npm ci):
 # Node.js and npm from Debian unless the machine already has a node.
 NODE_PKGS := nodejs npm

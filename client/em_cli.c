@@ -75,3 +75,13 @@ const char *em_cli_nearest(const char *s, const char *const *names, size_t n)
   }
   return best;
 }
+
+bool em_cli_ambiguous(const char *s, const char *const *names, size_t n, char *out, size_t len)
+{
+  size_t found = 0, used = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < n && *s; i++)
+    if (strncmp(names[i], s, strlen(s)) == 0 && used < len)
+      used += (size_t)snprintf(out + used, len - used, "%s--%s", found++ ? ", " : "", names[i]);
+  return found > 1;
+}

@@ -32,6 +32,9 @@ void em_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(p
  * (at most 2 edits, or s a prefix of it), NULL when none is. */
 size_t em_cli_distance(const char *a, const char *b);
 const char *em_cli_nearest(const char *s, const char *const *names, size_t n);
+/* "--samples, --seed": the option names that s abbreviates, when more than one does
+ * (getopt_long refuses such an abbreviation); false otherwise. */
+bool em_cli_ambiguous(const char *s, const char *const *names, size_t n, char *out, size_t len);
 
 /* A command: argv[0] is the command's own name. Returns the exit code. */
 typedef int (*em_cmd_fn)(int argc, char **argv);

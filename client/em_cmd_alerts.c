@@ -338,7 +338,8 @@ int em_cmd_backtest(int argc, char **argv)
 
 static const em_cmd_spec_t stop_spec = {"stop", EM_RUN_REQUIRED, EM_OPT_REASON,
   "emergectl stop: ask a run's training job to stop, by hand: the daemon records an alert of rule\n"
-  "\"manual\" and delivers it as a rule's (the stop file RUN_DIR/.emerge/STOP, alert/<run>/ on PUB, on_alert).\n\n"
+  "\"manual\" and delivers it as a rule's (the stop file RUN_DIR/.emerge/STOP, alert/<run>/ on PUB, on_alert).\n"
+  "It answers once the alert is recorded; the stop file follows a moment later.\n\n"
   "usage: emergectl stop RUN [--reason TEXT] [SOURCE]\n\n"
   "  --reason TEXT      why, for the job's log and the alert (\"stopped by hand\")\n" EM_CMD_SOURCE_HELP
   "  (stop needs the daemon: with --db it uses the daemon the database names)\n\nexamples:\n"

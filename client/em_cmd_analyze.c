@@ -21,10 +21,11 @@ static const char usage_text[] =
   "emergectl analyze: the multifractal spectrum and degree of emergence E (with its standard error) of\n"
   "checkpoint files, here, without a daemon; one line per PATH in step order.\n\n"
   "usage: emergectl analyze [--json] [--baseline PATH] [--samples S] [--neurons L] [--seed K]\n"
-  "                         [--threshold T] [--alpha0 central|reference] [--mode M] [--arch A]\n"
+  "                         [--threshold T] [--alpha0 central|reference] [--mode M | --full] [--arch A]\n"
   "                         [--q-min Q] [--q-max Q] [--q-step Q] [--check-finite] PATH...\n"
   "\n"
-  "PATH is a .safetensors file, a model.safetensors.index.json, or a checkpoint directory.\n"
+  "PATH is a weight file (.safetensors, or torch's .pt .pth .bin .ckpt, read without running pickle code), an\n"
+  "index (model.safetensors.index.json, pytorch_model.bin.index.json), or a checkpoint directory (checkpoint-N/).\n"
   "  --json            one result object per line (see proto/PROTOCOL.md)\n"
   "  --baseline PATH   checkpoint E is measured against (default: lowest step of PATH...)\n"
   "  --samples S       sampled networks per checkpoint (10)\n"
@@ -72,7 +73,10 @@ static int bad_option(const char *arg, bool missing, const struct option *longop
   snprintf(name, sizeof(name), "%s", arg + strspn(arg, "-"));
   name[strcspn(name, "=")] = 0;
   const char *near = missing ? NULL : em_cli_nearest(name, names, n);
-  if (missing)
+  char which[256];
+  if (!missing && em_cli_ambiguous(name, names, n, which, sizeof(which)))
+    em_cli_error("analyze", "'%s' is ambiguous: %s", arg, which);
+  else if (missing)
     em_cli_error("analyze", "%s needs a value", arg);
   else
     em_cli_error("analyze", "unknown option '%s'%s%s%s (emergectl analyze --help)", arg,
@@ -80,16 +84,19 @@ static int bad_option(const char *arg, bool missing, const struct option *longop
   return EM_EXIT_USAGE;
 }
 
+#define P0 1000 /* the vals of the analysis parameters */
+
 static int parse_opts(int argc, char **argv, opts_t *o)
 {
   static const struct option longopts[] = {
     {"json", no_argument, NULL, 'j'},          {"baseline", required_argument, NULL, 'b'},
-    {"samples", required_argument, NULL, 0},   {"neurons", required_argument, NULL, 0},
-    {"seed", required_argument, NULL, 0},      {"threshold", required_argument, NULL, 0},
-    {"alpha0", required_argument, NULL, 0},    {"full", no_argument, NULL, 0},
-    {"mode", required_argument, NULL, 0},
-    {"arch", required_argument, NULL, 0},      {"q-min", required_argument, NULL, 0},
-    {"q-max", required_argument, NULL, 0},     {"q-step", required_argument, NULL, 0},
+    /* each its own val: GNU getopt takes an abbreviation of options that share one for any of them */
+    {"samples", required_argument, NULL, P0},      {"neurons", required_argument, NULL, P0 + 1},
+    {"seed", required_argument, NULL, P0 + 2},     {"threshold", required_argument, NULL, P0 + 3},
+    {"alpha0", required_argument, NULL, P0 + 4},   {"full", no_argument, NULL, P0 + 5},
+    {"mode", required_argument, NULL, P0 + 6},
+    {"arch", required_argument, NULL, P0 + 7},     {"q-min", required_argument, NULL, P0 + 8},
+    {"q-max", required_argument, NULL, P0 + 9},    {"q-step", required_argument, NULL, P0 + 10},
     {"check-finite", no_argument, NULL, 'f'},  {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
   };
@@ -110,7 +117,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
       o->baseline = optarg;
     } else if (c == 'f') {
       o->check_finite = true;
-    } else if (c == 0) {
+    } else if (c >= P0) {
       char key[32];
       snprintf(key, sizeof(key), "%s", longopts[idx].name);
       for (char *p = key; *p; p++)

@@ -46,6 +46,11 @@ static int bad_option(const em_cmd_spec_t *spec, const char *arg, const char **n
       em_cli_error(spec->name, "--%s needs a value", name);
       return EM_EXIT_USAGE;
     }
+  char which[256];
+  if (em_cli_ambiguous(name, names, n, which, sizeof(which))) {
+    em_cli_error(spec->name, "'%s' is ambiguous: %s", arg, which);
+    return EM_EXIT_USAGE;
+  }
   const char *near = em_cli_nearest(name, names, n);
   em_cli_error(spec->name, "unknown option '%s'%s%s%s (emergectl %s --help)", arg, near ? "; did you mean --" : "",
                near ? near : "", near ? "?" : "", spec->name);
@@ -85,6 +90,10 @@ static int take_runs(const em_cmd_spec_t *spec, int argc, char **argv, em_cmd_op
 {
   for (int i = optind; i < argc; i++) {
     bool room = spec->want_run == EM_RUN_MANY ? o->nruns < EM_CMD_MAX_RUNS : spec->want_run && !o->run;
+    if (!room && spec->want_run == EM_RUN_MANY) {
+      em_cli_error(spec->name, "at most %d runs at once ('%s' is one more)", EM_CMD_MAX_RUNS, argv[i]);
+      return EM_EXIT_USAGE;
+    }
     if (!room) {
       em_cli_error(spec->name, "unexpected argument '%s' (emergectl %s --help)", argv[i], spec->name);
       return EM_EXIT_USAGE;

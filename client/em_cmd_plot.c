@@ -495,10 +495,10 @@ static void compare_table(const series_t *s, int ns, bool json)
   if (!json) {
     printf("%10s", "STEP");
     for (int k = 0; k < ns; k++)
-      printf("  %24.24s", s[k].run);
+      printf("  %24.24s", s[k].run); /* over its E and ± SE columns */
     printf("\n%10s", "");
     for (int k = 0; k < ns; k++)
-      printf("  %15s %-8s", "E ± SE", s[k].v[s[k].n - 1].mode ? s[k].v[s[k].n - 1].mode : "");
+      printf("  %15s %-8s", "E", s[k].v[s[k].n - 1].mode ? s[k].v[s[k].n - 1].mode : "");
     printf("\n");
   }
   int64_t place = 0;

@@ -16,6 +16,7 @@
 
 #include "em_alert.h"
 #include "em_history.h"
+#include "em_runs.h"
 #include "em_status.h"
 #include "em_cli.h"
 #include "em_cmd.h"
@@ -247,19 +248,36 @@ static char *daemon_pub(watch_t *w)
   return pub;
 }
 
+/* Whether RUN is a run the source knows, or a folder of runs (watch follows those below). */
+static int run_or_folder(watch_t *w, bool use_db, bool *known, char *err, size_t errlen)
+{
+  em_api_request_t req = {.cmd = EM_API_RUNS};
+  cJSON *reply = NULL;
+  em_run_info_t *v = NULL;
+  size_t n = 0, len = strlen(w->o.run);
+  int rc = em_source_request(&w->o.src, use_db, &req, &reply, err, errlen);
+  if (rc == 0 && em_runs_decode(reply, &v, &n, err, errlen) != 0)
+    rc = EM_EXIT_FAIL;
+  *known = false;
+  for (size_t i = 0; i < n && !*known; i++)
+    *known = strncmp(v[i].run, w->o.run, len) == 0 && (v[i].run[len] == 0 || v[i].run[len] == '/');
+  free(v);
+  cJSON_Delete(reply);
+  return rc;
+}
+
 /* A RUN the daemon does not know: say so with the known ones (0 to go on only with --wait). */
 static int known_run(watch_t *w, bool use_db)
 {
   if (!w->o.run)
     return 0;
-  em_api_request_t req = {.cmd = EM_API_HISTORY, .has_run = true};
-  snprintf(req.run, sizeof(req.run), "%s", w->o.run);
-  cJSON *reply = NULL;
   char err[512];
-  int rc = em_source_request(&w->o.src, use_db, &req, &reply, err, sizeof(err));
-  cJSON_Delete(reply);
-  if (rc != EM_EXIT_FAIL || strncmp(err, "unknown run", 11) != 0)
-    return rc == EM_EXIT_UNAVAILABLE ? (em_cli_error("watch", "%s", err), rc) : 0;
+  bool known;
+  int rc = run_or_folder(w, use_db, &known, err, sizeof(err));
+  if (rc)
+    return em_cli_error("watch", "%s", err), rc;
+  if (known)
+    return 0;
   if (w->o.wait) {
     fprintf(stderr, "emergectl: watch: no run '%s' yet; waiting for it (--wait)\n", w->o.run);
     return 0;

@@ -232,7 +232,7 @@ static int parse_flags(int argc, char **argv, em_config_t *cfg, bool config_only
   optind = 1;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
     if (c == 'h' || c == 'V') {
       if (config_only)
         continue;

@@ -299,6 +299,8 @@ static enum MHD_Result send_api(em_http_t *h, struct MHD_Connection *c, const ch
     req.cmd = EM_API_SINCE;
     if (!int_arg(h, c, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seq"), "seq", &has_seq, &req.seq, &rc))
       return rc;
+    if (!has_seq)
+      return send_error(h, c, MHD_HTTP_BAD_REQUEST, "since needs ?seq=N, a non-negative integer");
   } else {
     return send_error(h, c, MHD_HTTP_NOT_FOUND, "no such endpoint /api/v1/%.64s (status, runs, history, alerts, since, "
                                              "events)", what);

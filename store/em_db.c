@@ -200,10 +200,14 @@ void em_db_close(em_db_t **self_p)
 void em_db_resolve(const char *file_or_root, char *out, size_t len)
 {
   struct stat st;
-  if (stat(file_or_root, &st) == 0 && S_ISDIR(st.st_mode))
-    snprintf(out, len, "%s/" EM_DB_DIR "/" EM_DB_FILE, file_or_root);
-  else
+  if (stat(file_or_root, &st) != 0 || !S_ISDIR(st.st_mode)) {
     snprintf(out, len, "%s", file_or_root);
+    return;
+  }
+  /* a watch root holds it in .emerge/; any other directory is the database's own */
+  snprintf(out, len, "%s/" EM_DB_DIR "/" EM_DB_FILE, file_or_root);
+  if (stat(out, &st) != 0)
+    snprintf(out, len, "%s/" EM_DB_FILE, file_or_root);
 }
 
 bool em_db_network_fs(const char *path)

@@ -21,7 +21,8 @@
 int em_db_open(const char *path, bool write, em_db_t **out, char *err, size_t errlen);
 void em_db_close(em_db_t **self_p);
 
-/* A database file, or a watch root holding EM_DB_DIR/EM_DB_FILE: the file's path. */
+/* A database file; a watch root holding EM_DB_DIR/EM_DB_FILE; or a directory for the
+ * database (DIR/EM_DB_FILE): the file's path. */
 void em_db_resolve(const char *file_or_root, char *out, size_t len);
 /* Where emerged keeps the database of watch root `watch` when --db is not given: inside
  * the root, or under $XDG_STATE_HOME/emerge/ when the root is on a network filesystem

@@ -27,6 +27,8 @@ def plot(runs, x="step", client=None, ax=None, band=2.0):
     """runs: run names (read through client, a Client by default) or {name: [results]}.
     x: "step" or the name of a trainer metric. Returns the matplotlib Axes."""
     import matplotlib.pyplot as plt  # optional: only this needs it
+    if isinstance(runs, str):  # one run's name
+        runs = [runs]
     if not isinstance(runs, dict):
         if client is None:
             from .client import Client

@@ -256,3 +256,37 @@ def test_status_reads_as_people_read(tmp):
         d.stop()
     code, out, err = run("status", "--db", root)
     assert code == 0 and out.startswith("daemon     not answering"), out
+
+
+def test_what_a_new_users_walk_through_found_stays_fixed(tmp):
+    d, root = _daemon(tmp)
+    try:
+        rng = np.random.default_rng(9)
+        hf_checkpoint(os.path.join(root, "sweep", "lr1"), 0, {
+            "layers.0.weight": rng.standard_normal((48, 24)).astype(np.float32),
+            "layers.1.weight": rng.standard_normal((12, 48)).astype(np.float32)})
+        wait_for(lambda: d.request({"cmd": "history", "run": "sweep/lr1"}).get("results"), what="sweep/lr1")
+        w = subprocess.Popen([EMERGECTL, "watch", "sweep", "--json", "--api", d.api], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # a folder of runs, as the help's example
+        got = json.loads(w.stdout.readline())
+        w.terminate()
+        _, err = w.communicate(timeout=10)
+        assert got["run"] == "sweep/lr1" and "no run" not in err, err
+        code, out, err = run("analyze", "--s", "3", os.path.join(root, "mlp", "checkpoint-0"))
+        assert code == 2 and "'--s' is ambiguous: --samples, --seed" in err, err
+        code, out, err = run("plot", *[f"r{i}" for i in range(9)], "--svg", "-", "--api", d.api)
+        assert code == 2 and "at most 8 runs at once" in err, err
+    finally:
+        d.stop()
+    dbdir = os.path.join(tmp, "dbdir")
+    os.makedirs(dbdir)  # --db DIR: a directory for the database
+    p = subprocess.Popen([os.path.join(os.path.dirname(EMERGECTL), "emerged"), "--watch", root, "--db", dbdir,
+                          "--pub", f"ipc://{tmp}/p2", "--api", f"ipc://{tmp}/a2", "--http", "off"],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: run("status", "--api", f"ipc://{tmp}/a2", "--timeout", "0.5")[0] == 0, what="the daemon")
+        assert os.path.exists(os.path.join(dbdir, "emerge.db"))
+        assert run("runs", "--db", dbdir)[0] == 0
+    finally:
+        p.terminate()
+        p.wait(timeout=10)

@@ -103,6 +103,7 @@ def test_bad_requests_get_json_errors_with_http_codes_and_nothing_outside_is_ser
         cases = [("nope", 404, "no such path"), ("api/v1/nope", 404, "no such endpoint"),
                  ("api/v1/history", 400, "needs ?run"), ("api/v1/history?run=zz", 404, "unknown run 'zz'"),
                  ("api/v1/since?seq=-1", 400, "non-negative"), ("api/v1/since?seq=1x", 400, "non-negative"),
+                 ("api/v1/since", 400, "needs ?seq=N"),
                  ("api/v1/alerts?run=zz", 404, "unknown run"), ("api/v1/events?since=x", 400, "non-negative"),
                  ("api/v1/history?run=" + "x" * 2000, 400, "1 to 1024 bytes")]
         for path, code, why in cases:
