@@ -85,3 +85,31 @@ bool em_cli_ambiguous(const char *s, const char *const *names, size_t n, char *o
       used += (size_t)snprintf(out + used, len - used, "%s--%s", found++ ? ", " : "", names[i]);
   return found > 1;
 }
+
+int em_cli_bad_option(const char *cmd, const char *arg, bool missing, const char *const *names, size_t n)
+{
+  char name[64], which[256];
+  snprintf(name, sizeof(name), "%s", arg + strspn(arg, "-"));
+  name[strcspn(name, "=")] = 0;
+  const char *near = missing ? NULL : em_cli_nearest(name, names, n);
+  if (missing)
+    em_cli_error(cmd, "--%s needs a value", name);
+  else if (em_cli_ambiguous(name, names, n, which, sizeof(which)))
+    em_cli_error(cmd, "'%s' is ambiguous: %s", arg, which);
+  else
+    em_cli_error(cmd, "unknown option '%s'%s%s%s (emergectl %s --help)", arg, near ? "; did you mean --" : "",
+                 near ? near : "", near ? "?" : "", cmd ? cmd : "");
+  return EM_EXIT_USAGE;
+}
+
+int em_cli_timeout(const char *cmd, const char *text, double *out)
+{
+  char *end;
+  double t = strtod(text, &end);
+  if (*end || !(t > 0) || t > 3600) {
+    em_cli_error(cmd, "--timeout: '%s' is not a number of seconds in (0, 3600]", text);
+    return EM_EXIT_USAGE;
+  }
+  *out = t;
+  return 0;
+}

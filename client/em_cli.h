@@ -36,6 +36,13 @@ const char *em_cli_nearest(const char *s, const char *const *names, size_t n);
  * (getopt_long refuses such an abbreviation); false otherwise. */
 bool em_cli_ambiguous(const char *s, const char *const *names, size_t n, char *out, size_t len);
 
+/* The refusal of option arg ("--samp", "--seed" missing its value, "--s" that abbreviates
+ * two of names): the message, with did-you-mean; returns EM_EXIT_USAGE. cmd names the
+ * command, NULL before one. */
+int em_cli_bad_option(const char *cmd, const char *arg, bool missing, const char *const *names, size_t n);
+/* --timeout's value: seconds in (0, 3600]; 0, or EM_EXIT_USAGE after saying why. */
+int em_cli_timeout(const char *cmd, const char *text, double *out);
+
 /* A command: argv[0] is the command's own name. Returns the exit code. */
 typedef int (*em_cmd_fn)(int argc, char **argv);
 

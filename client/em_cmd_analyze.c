@@ -62,26 +62,14 @@ typedef struct opts {
   const char *baseline;
 } opts_t;
 
-/* "unknown option '--samp'; did you mean --samples?" or "--seed needs a value". */
+/* The refusal of an option of analyze (see em_cli_bad_option). */
 static int bad_option(const char *arg, bool missing, const struct option *longopts)
 {
   const char *names[32];
   size_t n = 0;
   for (; longopts[n].name && n < 32; n++)
     names[n] = longopts[n].name;
-  char name[64];
-  snprintf(name, sizeof(name), "%s", arg + strspn(arg, "-"));
-  name[strcspn(name, "=")] = 0;
-  const char *near = missing ? NULL : em_cli_nearest(name, names, n);
-  char which[256];
-  if (!missing && em_cli_ambiguous(name, names, n, which, sizeof(which)))
-    em_cli_error("analyze", "'%s' is ambiguous: %s", arg, which);
-  else if (missing)
-    em_cli_error("analyze", "%s needs a value", arg);
-  else
-    em_cli_error("analyze", "unknown option '%s'%s%s%s (emergectl analyze --help)", arg,
-                 near ? "; did you mean --" : "", near ? near : "", near ? "?" : "");
-  return EM_EXIT_USAGE;
+  return em_cli_bad_option("analyze", arg, missing, names, n);
 }
 
 #define P0 1000 /* the vals of the analysis parameters */

@@ -35,46 +35,12 @@ static size_t options_of(const em_cmd_spec_t *spec, struct option *out, const ch
   return n;
 }
 
-/* "unknown option '--samp'; did you mean --samples?" or "--api needs a value". */
-static int bad_option(const em_cmd_spec_t *spec, const char *arg, const char **names, size_t n)
-{
-  char name[64];
-  snprintf(name, sizeof(name), "%s", arg + strspn(arg, "-"));
-  name[strcspn(name, "=")] = 0;
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(names[i], name) == 0) {
-      em_cli_error(spec->name, "--%s needs a value", name);
-      return EM_EXIT_USAGE;
-    }
-  char which[256];
-  if (em_cli_ambiguous(name, names, n, which, sizeof(which))) {
-    em_cli_error(spec->name, "'%s' is ambiguous: %s", arg, which);
-    return EM_EXIT_USAGE;
-  }
-  const char *near = em_cli_nearest(name, names, n);
-  em_cli_error(spec->name, "unknown option '%s'%s%s%s (emergectl %s --help)", arg, near ? "; did you mean --" : "",
-               near ? near : "", near ? "?" : "", spec->name);
-  return EM_EXIT_USAGE;
-}
-
-static int set_timeout(const em_cmd_spec_t *spec, const char *text, double *out)
-{
-  char *end;
-  double t = strtod(text, &end);
-  if (*end || !(t > 0) || t > 3600) {
-    em_cli_error(spec->name, "--timeout: '%s' is not a number of seconds in (0, 3600]", text);
-    return EM_EXIT_USAGE;
-  }
-  *out = t;
-  return 0;
-}
-
 static int take_option(const em_cmd_spec_t *spec, int c, em_cmd_opts_t *o)
 {
   switch (c) {
   case O_API: o->src.api = optarg; break;
   case O_DB: o->db = optarg; break;
-  case O_TIMEOUT: return set_timeout(spec, optarg, &o->src.timeout);
+  case O_TIMEOUT: return em_cli_timeout(spec->name, optarg, &o->src.timeout);
   case O_JSON: o->json = em_cli_globals.json = true; break;
   case O_CSV: o->csv = true; break;
   case O_SVG: o->svg = optarg; break;
@@ -130,7 +96,8 @@ int em_cmd_parse(const em_cmd_spec_t *spec, int argc, char **argv, em_cmd_opts_t
         printf("emergectl %s\n", EM_VERSION);
       return -1;
     }
-    rc = c == '?' || c == ':' ? bad_option(spec, argv[optind - 1], names, n) : take_option(spec, c, o);
+    rc = c == '?' || c == ':' ? em_cli_bad_option(spec->name, argv[optind - 1], c == ':', names, n)
+                              : take_option(spec, c, o);
   }
   return rc ? rc : take_runs(spec, argc, argv, o);
 }

@@ -64,7 +64,6 @@ static int global_options(int argc, char **argv)
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, "+:hV", longopts, NULL)) != -1) {
-    char *end;
     switch (c) {
     case 'a': em_cli_globals.api = optarg; break;
     case 'p': em_cli_globals.pub = optarg; break;
@@ -73,11 +72,8 @@ static int global_options(int argc, char **argv)
     case 'h': usage(stdout); return -EM_EXIT_OK;
     case 'V': printf("emergectl %s\n", EM_VERSION); return -EM_EXIT_OK;
     case 't':
-      em_cli_globals.timeout = strtod(optarg, &end);
-      if (*end || !(em_cli_globals.timeout > 0) || em_cli_globals.timeout > 3600) {
-        em_cli_error(NULL, "--timeout: '%s' is not a number of seconds in (0, 3600]", optarg);
+      if (em_cli_timeout(NULL, optarg, &em_cli_globals.timeout) != 0)
         return -EM_EXIT_USAGE;
-      }
       break;
     default:
       em_cli_error(NULL, "%s '%s' before the command (emergectl --help)",

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "em_api.h"
 #include "em_db.h"
@@ -232,8 +231,7 @@ static enum MHD_Result send_status(em_http_t *h, struct MHD_Connection *c)
   if (!ask_status(h, &st, &d))
     return send_error(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the daemon's loop did not answer within %d ms",
                       STATUS_WAIT_MS);
-  st.ts = (double)time(NULL);
-  em_api_request_t req = {.cmd = EM_API_STATUS};
+  em_api_request_t req = {.cmd = EM_API_STATUS}; /* st is fresh: the loop made it for this request */
   return send_json(h, c, MHD_HTTP_OK, em_query_reply(NULL, &req, &st));
 }
 

@@ -685,8 +685,7 @@ static void execute(em_store_t *s, em_store_op_t *op)
         rc = em_sql_exec(s->db, "COMMIT");
     }
     if (rc == SQLITE_OK) {
-      int q = SQLITE_OK;
-      op->last_seq = em_sql_int(em_sql_prepare(s->db, "SELECT value FROM meta WHERE key = 'last_seq'", NULL), 0, &q);
+      op->last_seq = em_query_last_seq(s->db); /* -1 if unreadable: publish_committed keeps its own */
       op->rc = 0;
       return;
     }
