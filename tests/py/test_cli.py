@@ -150,6 +150,10 @@ def test_stop_by_hand_is_an_alert_delivered_as_a_rules_is(tmp):
         assert got["rule"] == "manual" and got["reason"] == "from a notebook"
         bad = d.request({"cmd": "stop"})
         assert bad["ok"] is False and "stop needs \"run\"" in bad["error"]
+        for reason in (7, "x" * 1025, None):
+            bad = d.request({"cmd": "stop", "run": "mlp", "reason": reason})
+            assert bad["ok"] is False and "\"reason\" must be a string of at most 1024 bytes" in bad["error"], bad
+        assert len(json.loads(run("alerts", "mlp", "--json", "--api", d.api)[1])["alerts"]) == 3  # the three stops only
         # a configured rule may not take the name
         cfg = os.path.join(tmp, "c.json")
         with open(cfg, "w") as f:

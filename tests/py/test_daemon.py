@@ -284,6 +284,7 @@ def test_bad_flags_and_config_exit_2_before_binding(tmp):
              (w + ["--bogus"], "--bogus"), (w + ["--log-level", "loud"], "log-level"), ([], "--watch"),
              (w + ["--http", "5565"], "http '5565': want HOST:PORT"), (w + ["--http", "example.com:80"], "not an IPv4"),
              (w + ["--http", "127.0.0.1:70000"], "want HOST:PORT"),
+             (w + ["--tensorboard", os.path.join(tmp, "no-such-dir")], "tensorboard: "),
              (["--watch", os.path.join(tmp, "nonexistent")], "not a directory")]
     for args, key in cases:
         p = subprocess.run([emerged, *args, "--api", f"ipc://{tmp}/x-api"], capture_output=True, text=True)
