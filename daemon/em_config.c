@@ -49,6 +49,7 @@ static const struct key {
   {"mode", K_PARAM, 0, 0, 0, true, "M          analysis: sampled|full|auto (auto)"},
   {"full", K_PARAM, 0, 0, 0, false, "           analysis: every neuron (= --mode full)"},
   {"arch", K_PARAM, 0, 0, 0, true, "A          analysis: auto|gpt-neox|llama|gpt2|bert|torch-transformer|cnn|mlp"},
+  {"threads", K_PARAM, 0, 0, 0, true, "N       analysis: threads per checkpoint (1; results do not change)"},
   {"q_min", K_PARAM, 0, 0, 0, true, "Q         analysis: q grid (-3)"},
   {"q_max", K_PARAM, 0, 0, 0, true, "Q         analysis: q grid (3)"},
   {"q_step", K_PARAM, 0, 0, 0, true, "Q        analysis: q grid (0.1)"},

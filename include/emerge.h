@@ -69,6 +69,8 @@ typedef struct em_params {
   em_alpha0_rule_t alpha0;   /* how alpha0 is read off the spectrum (central) */
   em_mode_t mode;            /* sampled, full or auto (auto) */
   em_arch_t arch;            /* architecture mapping (auto) */
+  int threads;               /* threads analysing one checkpoint (1); not a parameter of the
+                                measurement: every result is bit-identical for every value */
 } em_params_t;
 
 /* Fills the defaults above. */

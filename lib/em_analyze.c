@@ -11,8 +11,7 @@
 #include "em_arch.h"
 #include "em_coverage.h"
 #include "em_err.h"
-#include "em_mt.h"
-#include "em_nin.h"
+#include "em_network.h"
 #include "em_spectrum.h"
 #include "emerge.h"
 
@@ -85,96 +84,6 @@ void em_result_free(em_result_t *r)
   memset(r, 0, sizeof(*r));
 }
 
-/* ---------------------------------------------------------------- one network */
-
-typedef struct run {
-  const em_params_t *p;
-  const _Atomic int *cancel; /* NULL: never */
-  em_plan_t plan;
-  em_acc_t *acc;
-  em_nin_t *nin;
-  uint32_t **idx;       /* per group: its drawn neuron indices */
-  uint32_t *scratch;    /* permutation buffer: widest group */
-  uint32_t *tgt;        /* expanded targets of one map */
-} run_t;
-
-static int run_init(run_t *r, em_ckpt_t *ck, const em_params_t *p, const double *q, size_t nq, em_err_t *err)
-{
-  r->p = p;
-  int rc = em_plan_build(ck, p->arch, p->neurons, p->mode == EM_MODE_FULL, &r->plan, err);
-  if (rc)
-    return rc;
-  uint32_t widest = 1, most_tgt = 1;
-  r->idx = calloc(r->plan.ngroups, sizeof(*r->idx));
-  for (size_t g = 0; r->idx && g < r->plan.ngroups; g++) {
-    widest = r->plan.groups[g].width > widest ? r->plan.groups[g].width : widest;
-    if (!(r->idx[g] = malloc(r->plan.groups[g].count * sizeof(**r->idx))))
-      return em_err_set(err, -ENOMEM, "out of memory");
-  }
-  for (size_t m = 0; m < r->plan.nmaps; m++) {
-    uint32_t n = 0;
-    for (int t = 0; t < r->plan.maps[m].ntgt; t++)
-      n += r->plan.groups[r->plan.maps[m].tgt[t].group].count;
-    most_tgt = n > most_tgt ? n : most_tgt;
-  }
-  r->scratch = malloc(widest * sizeof(*r->scratch));
-  r->tgt = malloc(most_tgt * sizeof(*r->tgt));
-  r->acc = em_acc_new(p->threshold, q, nq);
-  r->nin = em_nin_new(p->threshold);
-  if (!r->idx || !r->scratch || !r->tgt || !r->acc || !r->nin || em_acc_reserve(r->acc, most_tgt + 1) != 0)
-    return em_err_set(err, -ENOMEM, "out of memory");
-  return 0;
-}
-
-static void run_free(run_t *r)
-{
-  for (size_t g = 0; r->idx && g < r->plan.ngroups; g++)
-    free(r->idx[g]);
-  free(r->idx);
-  free(r->scratch);
-  free(r->tgt);
-  em_acc_destroy(&r->acc);
-  em_nin_destroy(&r->nin);
-  em_plan_free(&r->plan);
-}
-
-/* Draws every group's neurons for numpy seed `seed`, in plan order; full mode takes all. */
-static void draw_groups(run_t *r, uint32_t seed)
-{
-  em_mt_t mt;
-  em_mt_seed(&mt, seed);
-  for (size_t g = 0; g < r->plan.ngroups; g++) {
-    const em_group_t *gr = &r->plan.groups[g];
-    if (r->p->mode == EM_MODE_FULL) {
-      for (uint32_t i = 0; i < gr->count; i++)
-        r->idx[g][i] = i;
-    } else {
-      em_mt_choice(&mt, gr->width, gr->count, r->idx[g], r->scratch);
-    }
-  }
-}
-
-/* tau of the network drawn with `seed`; *nodes = nodes kept. */
-static int run_network(run_t *r, uint32_t seed, double *tau, size_t *nodes, em_err_t *err)
-{
-  draw_groups(r, seed);
-  em_acc_reset(r->acc);
-  for (size_t i = 0; i < r->plan.nmaps; i++) {
-    const em_map_t *m = &r->plan.maps[i];
-    uint32_t nt = 0;
-    for (int t = 0; t < m->ntgt; t++) {
-      const em_group_t *g = &r->plan.groups[m->tgt[t].group];
-      for (uint32_t k = 0; k < g->count; k++)
-        r->tgt[nt++] = r->idx[m->tgt[t].group][k] + m->tgt[t].offset;
-    }
-    int rc = em_nin_add_map(r->nin, m, r->idx[m->src], r->plan.groups[m->src].count, r->tgt, nt, r->acc, err);
-    if (rc)
-      return rc;
-  }
-  *nodes = em_acc_nodes(r->acc);
-  return em_acc_tau(r->acc, tau, err);
-}
-
 /* ---------------------------------------------------------------- the result */
 
 static int alloc_result(em_result_t *out, size_t nq, size_t ns)
@@ -191,21 +100,6 @@ static int alloc_result(em_result_t *out, size_t nq, size_t ns)
     out->nsamples++;
   }
   return 0;
-}
-
-static int degenerate_hint(em_err_t *err, const em_params_t *p, uint32_t seed)
-{
-  char head[96];
-  if (p->mode == EM_MODE_FULL)
-    snprintf(head, sizeof(head), "full network");
-  else
-    snprintf(head, sizeof(head), "sample with seed %u", seed);
-  em_err_prefix(err, head);
-  if (err->code == EM_EDEGENERATE && p->mode != EM_MODE_FULL) {
-    size_t n = strlen(err->msg);
-    snprintf(err->msg + n, sizeof(err->msg) - n, "; try --mode full or a larger --neurons");
-  }
-  return err->code;
 }
 
 /* Sample means; the mean spectrum is computed from the mean tau. */
@@ -280,27 +174,15 @@ int em_analyze_cancellable(em_ckpt_t *ck, const em_params_t *p, const _Atomic in
   if ((rc = em_qgrid(p, &out->q, &out->nq, err)) != 0)
     return rc;
   size_t ns = p->mode == EM_MODE_FULL ? 1 : (size_t)p->samples;
-  run_t r = {0};
+  em_plan_t plan = {0};
   if (alloc_result(out, out->nq, ns) != 0)
     rc = em_err_set(err, -ENOMEM, "out of memory");
   else
-    rc = run_init(&r, ck, p, out->q, out->nq, err);
-  r.cancel = cancel;
+    rc = em_network_measure(ck, p, cancel, &plan, out, err);
+  out->arch = plan.arch;
   if (!rc)
-    em_nin_set_cancel(r.nin, cancel);
-  if (!rc)
-    rc = em_coverage_fill(ck, &r.plan, out, err);
-  out->arch = r.plan.arch;
-  for (size_t k = 0; k < ns && !rc; k++) {
-    em_sample_t *s = &out->samples[k];
-    s->seed = p->mode == EM_MODE_FULL ? 0 : p->seed + (uint32_t)k;
-    rc = run_network(&r, s->seed, s->tau, &s->nodes, err);
-    if (!rc)
-      rc = em_spectrum(out->q, s->tau, out->nq, p->alpha0, out->alpha, out->f, &s->alpha0, &s->width, err);
-    if (rc && rc != -ENOMEM && rc != EM_ENONFINITE && rc != -ESTALE && rc != EM_EUNSUPPORTED && rc != EM_ECANCELED)
-      rc = degenerate_hint(err, p, s->seed);
-  }
-  run_free(&r);
+    rc = em_coverage_fill(ck, &plan, out, err);
+  em_plan_free(&plan);
   if (!rc)
     rc = summarize(out, err);
   if (rc) {

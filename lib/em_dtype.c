@@ -105,3 +105,34 @@ double em_dtype_to_double(em_dtype_t dt, const uint8_t *p)
   default: return NAN;
   }
 }
+
+/* Whether any of n elements has all of mask's bits set: one loop per width, no branch
+ * per element, so the compiler vectorises it. */
+#define ANY_MASKED(name, type)                                                                     \
+  __attribute__((optimize("tree-vectorize"))) static bool name(const uint8_t *p, size_t n, type mask) \
+  {                                                                                                \
+    unsigned bad = 0;                                                                              \
+    for (size_t i = 0; i < n; i++) {                                                               \
+      type v;                                                                                      \
+      memcpy(&v, p + i * sizeof(type), sizeof(type));                                              \
+      bad |= (v & mask) == mask;                                                                   \
+    }                                                                                              \
+    return bad != 0;                                                                               \
+  }
+ANY_MASKED(any8, uint8_t)
+ANY_MASKED(any16, uint16_t)
+ANY_MASKED(any32, uint32_t)
+ANY_MASKED(any64, uint64_t)
+
+bool em_dtype_any_nonfinite(em_dtype_t dt, const uint8_t *p, size_t n)
+{
+  switch (dt) {
+  case EM_DT_F64: return any64(p, n, 0x7ff0000000000000ull);
+  case EM_DT_F32: return any32(p, n, 0x7f800000u);
+  case EM_DT_F16: return any16(p, n, 0x7c00u);
+  case EM_DT_BF16: return any16(p, n, 0x7f80u);
+  case EM_DT_F8_E4M3: return any8(p, n, 0x7fu);
+  case EM_DT_F8_E5M2: return any8(p, n, 0x7cu);
+  default: return false;
+  }
+}

@@ -4,6 +4,7 @@
 #define EM_DTYPE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum em_dtype {
@@ -23,6 +24,10 @@ unsigned em_dtype_bits(em_dtype_t dt);
 bool em_dtype_readable(em_dtype_t dt);
 /* Converts one little-endian element of a readable dtype. */
 double em_dtype_to_double(em_dtype_t dt, const uint8_t *p);
+
+/* Whether any of n little-endian elements of dt is NaN or Inf (by exponent bits, OR-ed
+ * without a branch per element, so the compiler vectorises it). */
+bool em_dtype_any_nonfinite(em_dtype_t dt, const uint8_t *p, size_t n);
 
 double em_f16_to_double(uint16_t h);
 double em_bf16_to_double(uint16_t h);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "em_err.h"
+#include "em_hist16.h"
 
 #define READ_BUF (4u << 20)    /* bytes per pread at most */
 #define WHOLE_ROWS (256u << 10) /* whole rows read together: the chunk stays in L2, */
@@ -25,10 +26,12 @@ struct em_nin {
   const _Atomic int *cancel; /* checked before every read; NULL: never */
   int16_t *tab16[2];    /* F16, BF16: bits -> bin (0 skip, -1 non-finite), built on use */
   int16_t *tab8[2];     /* F8_E4M3, F8_E5M2 */
-  uint8_t *mag16[2];    /* F16, BF16: the sign-free byte version of tab16 */
+  em_hist16_t h16[2];   /* F16, BF16: full mode's kernels, prepared on use */
   uint8_t *buf;         /* READ_BUF bytes */
   uint32_t *hist;       /* per source node: thr + 2 counters (bin 0: not kept, thr + 1: NaN/Inf) */
   size_t hist_cap;      /* nodes hist can hold */
+  uint16_t *hist16;     /* the same, 16-bit, for em_hist16 */
+  size_t hist16_cap;
   uint32_t *order;      /* scratch: sorted column -> slot */
   uint32_t *cols;
   size_t cols_cap;
@@ -53,12 +56,13 @@ void em_nin_destroy(em_nin_t **self_p)
   if (!n)
     return;
   for (int i = 0; i < 2; i++) {
-    free(n->mag16[i]);
+    em_hist16_free(&n->h16[i]);
     free(n->tab16[i]);
     free(n->tab8[i]);
   }
   free(n->buf);
   free(n->hist);
+  free(n->hist16);
   free(n->order);
   free(n->cols);
   free(n);
@@ -93,19 +97,6 @@ static const int16_t *bin_table(em_nin_t *n, em_dtype_t dt, int *rc)
   return t;
 }
 
-/* The sign-free byte table of a 16-bit dtype (|w| decides the bin), or NULL. */
-static const uint8_t *mag_table(em_nin_t *n, em_dtype_t dt, const int16_t *tab)
-{
-  int i = dt == EM_DT_F16 ? 0 : dt == EM_DT_BF16 ? 1 : -1;
-  if (i < 0 || n->thr + 1 > UINT8_MAX)
-    return NULL;
-  if (!n->mag16[i] && (n->mag16[i] = malloc(32768)) != NULL) {
-    for (size_t v = 0; v < 32768; v++)
-      n->mag16[i][v] = (uint8_t)tab[v];
-  }
-  return n->mag16[i];
-}
-
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
   if (need <= *cap)
@@ -122,7 +113,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 typedef struct chunk {
   const em_tensor_t *t;
   const int16_t *tab;   /* bin table, or NULL for F32/F64 */
-  const uint8_t *mag;   /* 16-bit dtypes, threshold <= 253: bin by |w| bits, 32 KiB (fits L1) */
   const uint8_t *data;
   uint64_t row0;        /* tensor row of data's first row */
   uint64_t nrows;
@@ -178,7 +168,6 @@ static int read_rows(em_nin_t *n, const em_tensor_t *t, uint64_t row0, uint64_t 
   chunk_t c = {.t = t, .tab = bin_table(n, t->dtype, &rc), .data = n->buf};
   if (rc)
     return em_err_set(err, -ENOMEM, "out of memory");
-  c.mag = c.tab ? mag_table(n, t->dtype, c.tab) : NULL;
   uint64_t width = t->numel / t->shape[0];
   size_t es = em_dtype_bits(t->dtype) / 8;
   if (span * es > READ_BUF)
@@ -226,31 +215,60 @@ typedef struct map_ctx {
   bool identity;          /* slot[k] == k: the columns came sorted */
   uint32_t nc;
   em_acc_t *acc;
+  const em_hist16_t *h16; /* full mode's 16-bit kernel, or NULL */
   em_err_t *err;
 } map_ctx_t;
 
 #define TILE 32 /* columns binned together: their histograms stay in L1 */
 
-/* The hot case of full mode: whole rows of a 16-bit dtype, column k is node k. Returns
- * whether a NaN/Inf was seen (its counts sit in bin thr + 1). */
-static bool sink_whole16(const chunk_t *c, uint32_t *restrict hist, size_t stride, uint32_t nc, int thr)
+/* Full mode's hot case: whole rows of a 16-bit dtype, column k is node k (em_hist16). */
+static int sink_whole16(void *ctx, const chunk_t *c)
 {
-  const uint8_t *restrict tab = c->mag;
-  for (uint32_t k0 = 0; k0 < nc; k0 += TILE) {
-    uint32_t k1 = nc - k0 < TILE ? nc : k0 + TILE;
-    for (uint64_t r = 0; r < c->nrows; r++) {
-      const uint8_t *restrict row = c->data + r * c->row_bytes;
-      for (uint32_t k = k0; k < k1; k++) {
-        uint16_t bits;
-        memcpy(&bits, row + 2 * k, 2);
-        hist[k * stride + tab[le16toh(bits) & 0x7fff]]++;
-      }
-    }
+  map_ctx_t *m = ctx;
+  if (em_dtype_any_nonfinite(c->t->dtype, c->data, (size_t)c->nrows * m->nc))
+    return find_nonfinite(c, m->n->thr, m->cols, m->nc, m->err);
+  em_hist16_add(m->h16, c->data, c->row_bytes, (size_t)c->nrows, m->nc, m->n->hist16, (size_t)m->n->thr + 2);
+  return 0;
+}
+
+/* The 16-bit kernel for map m when it qualifies: every column of every part, in order,
+ * one 16-bit dtype, and few enough targets for 16-bit counters. NULL otherwise (and
+ * -ENOMEM in *rc when preparing it failed). */
+static const em_hist16_t *whole16_kernel(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t nsrc,
+                                         uint32_t ntgt, int *rc)
+{
+  em_dtype_t dt = m->parts[0].t->dtype;
+  if (m->transposed || m->taps > 1 || ntgt > EM_HIST16_MAX_ROWS || n->thr > 254 ||
+      (dt != EM_DT_F16 && dt != EM_DT_BF16))
+    return NULL;
+  for (int p = 0; p < m->nparts; p++) {
+    const em_tensor_t *t = m->parts[p].t;
+    if (t->dtype != dt || t->numel / t->shape[0] != nsrc)
+      return NULL;
   }
-  uint32_t bad = 0;
-  for (uint32_t k = 0; k < nc; k++)
-    bad |= hist[k * stride + (size_t)thr + 1];
-  return bad != 0;
+  for (uint32_t i = 0; i < nsrc; i++) {
+    if (src[i] != i)
+      return NULL;
+  }
+  em_hist16_t *h = &n->h16[dt == EM_DT_BF16];
+  if (!h->tab && (*rc = em_hist16_init(h, dt, n->thr)) != 0)
+    return NULL;
+  return h;
+}
+
+/* Folds the 16-bit histograms of nsrc nodes, in node order. */
+static int fold_nodes16(em_nin_t *n, uint32_t nsrc, em_acc_t *acc)
+{
+  size_t stride = (size_t)n->thr + 2;
+  uint32_t *h = n->hist; /* one node's counters, widened */
+  for (uint32_t i = 0; i < nsrc; i++) {
+    const uint16_t *h16 = n->hist16 + i * stride;
+    for (size_t b = 1; b <= (size_t)n->thr; b++)
+      h[b] = h16[b];
+    if (fold_node(acc, h, n->thr) != 0)
+      return -ENOMEM;
+  }
+  return 0;
 }
 
 /* Rows are targets: column k adds to the histogram of source slot[k]. */
@@ -260,10 +278,6 @@ static int sink_targets(void *ctx, const chunk_t *c)
   int thr = m->n->thr;
   size_t stride = (size_t)thr + 2;
   uint32_t *hist = m->n->hist, bad = 0;
-  if (c->mag && c->first == 0 && m->nc == c->row_bytes / 2 && m->identity) {
-    bad = sink_whole16(c, hist, stride, m->nc, thr);
-    return bad ? find_nonfinite(c, thr, m->cols, m->nc, m->err) : 0;
-  }
   for (uint32_t k0 = 0; k0 < m->nc; k0 += TILE) {
     uint32_t k1 = m->nc - k0 < TILE ? m->nc : k0 + TILE;
     for (uint64_t r = 0; r < c->nrows; r++) {
@@ -434,7 +448,18 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
                      &ctx, err);
       i += run;
     }
-  } else {
+  } else if ((ctx.h16 = whole16_kernel(n, m, src, nsrc, ntgt, &rc)) != NULL) {
+    if (grow((void **)&n->hist16, &n->hist16_cap, nsrc * stride, sizeof(*n->hist16)))
+      return em_err_set(err, -ENOMEM, "out of memory");
+    ctx.cols = sort_cols(n, src, nsrc, &ctx.identity, &rc);
+    ctx.nc = nsrc;
+    ctx.sink = sink_whole16;
+    memset(n->hist16, 0, nsrc * stride * sizeof(*n->hist16));
+    if (!rc)
+      rc = add_target_rows(n, m, tgt, ntgt, ctx.cols, &ctx, err);
+    if (!rc)
+      rc = fold_nodes16(n, nsrc, acc);
+  } else if (!rc) {
     ctx.cols = sort_cols(n, src, nsrc, &ctx.identity, &rc);
     ctx.slot = n->order;
     ctx.nc = nsrc;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Analysis parameters: defaults, checks, and setting one by name from text (flags and
  * config keys share these names: samples, neurons, seed, threshold, q_min, q_max,
- * q_step, alpha0, mode, full (= mode full), arch). */
+ * q_step, alpha0, mode, full (= mode full), arch, threads). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,11 +14,12 @@
 #define MAX_SAMPLES 1000
 #define MAX_NEURONS 65536
 #define MAX_THRESHOLD 10000
+#define MAX_THREADS 64
 
 void em_params_default(em_params_t *p)
 {
   *p = (em_params_t){.samples = 10, .neurons = 32, .seed = 0, .threshold = 150, .q_min = -3, .q_max = 3,
-                     .q_step = 0.1, .alpha0 = EM_ALPHA0_CENTRAL, .mode = EM_MODE_AUTO, .arch = EM_ARCH_AUTO};
+                     .q_step = 0.1, .alpha0 = EM_ALPHA0_CENTRAL, .mode = EM_MODE_AUTO, .arch = EM_ARCH_AUTO, .threads = 1};
 }
 
 int em_params_check(const em_params_t *p, em_err_t *err)
@@ -31,6 +32,8 @@ int em_params_check(const em_params_t *p, em_err_t *err)
     return em_err_set(err, -EINVAL, "seed + samples - 1 must fit numpy's 32-bit seeds");
   if (p->threshold < 2 || p->threshold > MAX_THRESHOLD)
     return em_err_set(err, -EINVAL, "threshold must be 2..%d, not %d", MAX_THRESHOLD, p->threshold);
+  if (p->threads < 1 || p->threads > MAX_THREADS)
+    return em_err_set(err, -EINVAL, "threads must be 1..%d, not %d", MAX_THREADS, p->threads);
   if (p->alpha0 != EM_ALPHA0_CENTRAL && p->alpha0 != EM_ALPHA0_REFERENCE)
     return em_err_set(err, -EINVAL, "alpha0 must be central or reference");
   if (p->mode < EM_MODE_AUTO || p->mode > EM_MODE_FULL)
@@ -88,6 +91,9 @@ int em_params_set(em_params_t *p, const char *key, const char *value, em_err_t *
   } else if (strcmp(key, "threshold") == 0) {
     if (!(rc = parse_long(key, value, 2, MAX_THRESHOLD, &n, err)))
       p->threshold = (int)n;
+  } else if (strcmp(key, "threads") == 0) {
+    if (!(rc = parse_long(key, value, 1, MAX_THREADS, &n, err)))
+      p->threads = (int)n;
   } else if (strcmp(key, "q_min") == 0) {
     rc = parse_double(key, value, &p->q_min, err);
   } else if (strcmp(key, "q_max") == 0) {

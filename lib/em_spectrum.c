@@ -13,11 +13,19 @@
  *
  * Speed (the hot loop of full mode): nodes are folded in batches of BATCH, one slice of
  * QB q values at a time, bins outer and nodes inner. A bin's partial sums then stay in
- * registers, and the batch's N values at one bin are close together, so the power-table
- * rows they read (laid out slice by slice, QB doubles per row) are cache hits. */
+ * registers (two chains, so additions do not wait on each other), and the batch's N
+ * values at one bin are close together, so the power-table rows they read (laid out
+ * slice by slice, QB doubles per row) are cache hits. Each bin visits only the nodes
+ * whose [first, last) holds it (listed once per batch, padded to an even count with a
+ * node of zeros), so the loop has no branch and no wasted work.
+ *
+ * Accumulators that share one power table (em_acc_new_shared) sum disjoint sets of
+ * nodes and are merged (em_acc_merge): the result depends only on which nodes each held
+ * and the order of merging, never on which thread folded them. */
 #include "em_spectrum.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,16 +40,20 @@ struct em_acc {
   double *q;
   double *z;           /* [slice][bin][QB]: partial Z_q(r) over bins first..last-1 of each node */
   double *pre;         /* [slice][bin][QB]: sum of M^-q over nodes whose first distance is at bin */
-  uint32_t *cum;       /* [bin][BATCH]: N_j(bin) = 1 + distances <= bin, of the batched nodes */
-  uint32_t bm[BATCH];  /* their M = 1 + distances kept */
+  uint32_t *cum;       /* [bin][BATCH + 1]: N_j(bin) = 1 + distances <= bin, of the batched
+                          nodes; column BATCH is the zero row */
+  uint8_t *act;        /* [bin][BATCH + 1]: the nodes with first <= bin < last, then padding */
+  uint32_t *nact;      /* [bin]: how many (even) */
+  uint32_t bm[BATCH + 1]; /* their M = 1 + distances kept */
   int bfirst[BATCH];   /* their first non-empty bin */
   int blast[BATCH];    /* their last non-empty bin */
   size_t nbatch;
   uint32_t *ones;      /* ones[b]: nodes whose last distance is at bin b */
   uint8_t *present;    /* present[b]: some kept node has a distance at b */
   size_t nodes;        /* kept nodes */
-  size_t cap;          /* power table rows 0..cap-1 */
+  size_t cap;          /* power table rows 0..cap-1; row cap of pw is zeros */
   double *pw, *pwinv;  /* [slice][n][QB]: n^q and n^-q */
+  bool shared;         /* the tables belong to another accumulator */
 };
 
 static void *alloc_doubles(size_t n)
@@ -92,10 +104,12 @@ em_acc_t *em_acc_new(int threshold, const double *q, size_t nq)
   a->q = malloc(nq * sizeof(*a->q));
   a->z = alloc_doubles(a->nslices * bins * QB);
   a->pre = alloc_doubles(a->nslices * bins * QB);
-  a->cum = malloc(bins * BATCH * sizeof(*a->cum));
+  a->cum = malloc(bins * (BATCH + 1) * sizeof(*a->cum));
+  a->act = malloc(bins * (BATCH + 1));
+  a->nact = malloc(bins * sizeof(*a->nact));
   a->ones = malloc(bins * sizeof(*a->ones));
   a->present = malloc(bins);
-  if (!a->q || !a->z || !a->pre || !a->cum || !a->ones || !a->present) {
+  if (!a->q || !a->z || !a->pre || !a->cum || !a->act || !a->nact || !a->ones || !a->present) {
     em_acc_destroy(&a);
     return NULL;
   }
@@ -113,10 +127,14 @@ void em_acc_destroy(em_acc_t **self_p)
   free(a->z);
   free(a->pre);
   free(a->cum);
+  free(a->act);
+  free(a->nact);
   free(a->ones);
   free(a->present);
-  free(a->pw);
-  free(a->pwinv);
+  if (!a->shared) {
+    free(a->pw);
+    free(a->pwinv);
+  }
   free(a);
   *self_p = NULL;
 }
@@ -132,16 +150,22 @@ void em_acc_reset(em_acc_t *a)
   a->nbatch = 0;
 }
 
+static void flush_batch(em_acc_t *a);
+
 /* Grows the power tables to hold rows 0..need (doubling unless exact), keeping the rows
  * already computed. */
 static int grow_tables(em_acc_t *a, size_t need, bool exact)
 {
   if (need < a->cap)
     return 0;
+  if (a->shared)
+    return -ENOMEM; /* em_acc_reserve sized the owner's tables for every node */
+  if (a->nbatch)
+    flush_batch(a); /* batched rows point at the old zero row */
   size_t cap = exact ? need + 1 : (a->cap ? a->cap : 128);
   while (cap <= need)
     cap *= 2;
-  double *pw = alloc_doubles(a->nslices * cap * QB), *pwinv = alloc_doubles(a->nslices * cap * QB);
+  double *pw = alloc_doubles(a->nslices * (cap + 1) * QB), *pwinv = alloc_doubles(a->nslices * cap * QB);
   if (!pw || !pwinv) {
     free(pw);
     free(pwinv);
@@ -149,16 +173,17 @@ static int grow_tables(em_acc_t *a, size_t need, bool exact)
   }
   for (size_t s = 0; s < a->nslices; s++) {
     if (a->cap) {
-      memcpy(pw + s * cap * QB, a->pw + s * a->cap * QB, a->cap * QB * sizeof(*pw));
+      memcpy(pw + s * (cap + 1) * QB, a->pw + s * (a->cap + 1) * QB, a->cap * QB * sizeof(*pw));
       memcpy(pwinv + s * cap * QB, a->pwinv + s * a->cap * QB, a->cap * QB * sizeof(*pwinv));
     }
     for (size_t n = a->cap; n < cap; n++) {
       for (size_t i = 0; i < QB; i++) {
         double qi = s * QB + i < a->nq ? a->q[s * QB + i] : 0;
-        pw[(s * cap + n) * QB + i] = pow((double)n, qi);
+        pw[(s * (cap + 1) + n) * QB + i] = pow((double)n, qi);
         pwinv[(s * cap + n) * QB + i] = pow((double)n, -qi);
       }
     }
+    memset(pw + (s * (cap + 1) + cap) * QB, 0, QB * sizeof(*pw));
   }
   free(a->pw);
   free(a->pwinv);
@@ -177,35 +202,65 @@ static int grow_tables(em_acc_t *a, size_t need, bool exact)
 #define HOT_CLONES
 #endif
 
-/* One slice: zs[b] += sum over batched nodes j with first_j <= b < last_j of
- * N_j(b)^q * M_j^-q. pw and pwinv are this slice's tables. */
+/* Four doubles as one value (GCC/clang vector extension): the fold is written in them
+ * because GCC 12 at -O2 does not vectorise loops. Rows of the tables and of Z are
+ * QB doubles, 64-byte aligned, so these loads are aligned. */
+typedef double v4d __attribute__((vector_size(32)));
+#define QV (QB / 4)
+
+/* One slice: zs[b] += sum over the nodes active at b of N_j(b)^q * M_j^-q. pw and
+ * pwinv are this slice's tables. */
 HOT_CLONES
 static void fold_slice(const em_acc_t *a, double *restrict zs, const double *restrict pw,
-                       const double *restrict pwinv)
+                       const double *restrict pwinv, int lo, int hi)
 {
-  int lo = a->thr, hi = 0;
-  for (size_t j = 0; j < a->nbatch; j++) {
-    lo = a->bfirst[j] < lo ? a->bfirst[j] : lo;
-    hi = a->blast[j] > hi ? a->blast[j] : hi;
-  }
   for (int b = lo; b < hi; b++) {
-    double acc[QB];
-#pragma GCC unroll 16
-    for (size_t i = 0; i < QB; i++)
-      acc[i] = zs[(size_t)b * QB + i];
-    const uint32_t *cum = a->cum + (size_t)b * BATCH;
-    for (size_t j = 0; j < a->nbatch; j++) {
-      if (b < a->bfirst[j] || b >= a->blast[j])
-        continue;
-      const double *restrict pn = pw + (size_t)cum[j] * QB;
-      const double *restrict inv = pwinv + (size_t)a->bm[j] * QB;
-#pragma GCC unroll 16 /* acc stays in registers */
-      for (size_t i = 0; i < QB; i++)
-        acc[i] += pn[i] * inv[i];
+    v4d even[QV], odd[QV];
+    v4d *z = (v4d *)(zs + (size_t)b * QB);
+#pragma GCC unroll 4
+    for (size_t i = 0; i < QV; i++) {
+      even[i] = z[i];
+      odd[i] = (v4d){0, 0, 0, 0};
     }
-#pragma GCC unroll 16
-    for (size_t i = 0; i < QB; i++)
-      zs[(size_t)b * QB + i] = acc[i];
+    const uint32_t *cum = a->cum + (size_t)b * (BATCH + 1);
+    const uint8_t *act = a->act + (size_t)b * (BATCH + 1);
+    for (size_t k = 0; k < a->nact[b]; k += 2) {
+      unsigned j0 = act[k], j1 = act[k + 1];
+      const v4d *p0 = (const v4d *)(pw + (size_t)cum[j0] * QB), *i0 = (const v4d *)(pwinv + (size_t)a->bm[j0] * QB);
+      const v4d *p1 = (const v4d *)(pw + (size_t)cum[j1] * QB), *i1 = (const v4d *)(pwinv + (size_t)a->bm[j1] * QB);
+#pragma GCC unroll 4 /* the sums stay in registers; two chains: neither waits on the other */
+      for (size_t i = 0; i < QV; i++) {
+        even[i] += p0[i] * i0[i];
+        odd[i] += p1[i] * i1[i];
+      }
+    }
+#pragma GCC unroll 4
+    for (size_t i = 0; i < QV; i++)
+      z[i] = even[i] + odd[i];
+  }
+}
+
+/* Lists, for every bin in [*lo, *hi), the batched nodes with first <= bin < last,
+ * padded to an even count with the zero node (column BATCH). */
+static void list_active(em_acc_t *a, int *lo, int *hi)
+{
+  *lo = a->thr;
+  *hi = 0;
+  for (size_t j = 0; j < a->nbatch; j++) {
+    *lo = a->bfirst[j] < *lo ? a->bfirst[j] : *lo;
+    *hi = a->blast[j] > *hi ? a->blast[j] : *hi;
+  }
+  a->bm[BATCH] = 1;
+  for (int b = *lo; b < *hi; b++) {
+    uint8_t *act = a->act + (size_t)b * (BATCH + 1);
+    uint32_t n = 0;
+    for (size_t j = 0; j < a->nbatch; j++) {
+      act[n] = (uint8_t)j;
+      n += a->bfirst[j] <= b && b < a->blast[j];
+    }
+    a->cum[(size_t)b * (BATCH + 1) + BATCH] = (uint32_t)a->cap;
+    act[n] = BATCH;
+    a->nact[b] = n + (n & 1);
   }
 }
 
@@ -213,14 +268,16 @@ static void fold_slice(const em_acc_t *a, double *restrict zs, const double *res
 static void flush_batch(em_acc_t *a)
 {
   const size_t bins = (size_t)a->thr + 1;
+  int lo, hi;
+  list_active(a, &lo, &hi);
   for (size_t s = 0; s < a->nslices; s++) {
-    const double *pw = a->pw + s * a->cap * QB, *pwinv = a->pwinv + s * a->cap * QB;
+    const double *pw = a->pw + s * (a->cap + 1) * QB, *pwinv = a->pwinv + s * a->cap * QB;
     double *pre = a->pre + s * bins * QB;
     for (size_t j = 0; j < a->nbatch; j++) {
       for (size_t i = 0; i < QB; i++) /* N = 1 below the first distance: the term is M^-q */
         pre[(size_t)a->bfirst[j] * QB + i] += pwinv[(size_t)a->bm[j] * QB + i];
     }
-    fold_slice(a, a->z + s * bins * QB, pw, pwinv);
+    fold_slice(a, a->z + s * bins * QB, pw, pwinv, lo, hi);
   }
   a->nbatch = 0;
 }
@@ -241,7 +298,7 @@ int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
       first = first ? first : b;
       last = b;
     }
-    a->cum[(size_t)b * BATCH + a->nbatch] = n;
+    a->cum[(size_t)b * (BATCH + 1) + a->nbatch] = n;
   }
   a->ones[last]++; /* from its last distance on, the node's term is exactly 1 */
   a->nodes++;
@@ -254,6 +311,34 @@ int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
 }
 
 int em_acc_reserve(em_acc_t *a, uint32_t max_m) { return grow_tables(a, max_m, true); }
+
+em_acc_t *em_acc_new_shared(const em_acc_t *owner)
+{
+  em_acc_t *a = em_acc_new(owner->thr, owner->q, owner->nq);
+  if (!a)
+    return NULL;
+  a->pw = owner->pw;
+  a->pwinv = owner->pwinv;
+  a->cap = owner->cap;
+  a->shared = true;
+  return a;
+}
+
+void em_acc_merge(em_acc_t *to, em_acc_t *from)
+{
+  flush_batch(to);
+  flush_batch(from);
+  size_t bins = (size_t)to->thr + 1, n = to->nslices * bins * QB;
+  for (size_t i = 0; i < n; i++) {
+    to->z[i] += from->z[i];
+    to->pre[i] += from->pre[i];
+  }
+  for (size_t b = 0; b < bins; b++) {
+    to->ones[b] += from->ones[b];
+    to->present[b] |= from->present[b];
+  }
+  to->nodes += from->nodes;
+}
 
 size_t em_acc_nodes(const em_acc_t *a) { return a->nodes; }
 

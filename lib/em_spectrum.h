@@ -33,6 +33,11 @@ int em_acc_add(em_acc_t *acc, const uint32_t *hist, uint32_t cnt);
 /* Sizes the power tables for nodes of up to max_m - 1 distances (the largest
  * out-degree), so they are built once, exactly; -ENOMEM. Optional. */
 int em_acc_reserve(em_acc_t *acc, uint32_t max_m);
+/* An empty accumulator that reads owner's power tables (owner must be reserved for
+ * every node it will see, and outlive it); NULL when out of memory. */
+em_acc_t *em_acc_new_shared(const em_acc_t *owner);
+/* Adds from's nodes to to (same threshold and q grid). from is unchanged but flushed. */
+void em_acc_merge(em_acc_t *to, em_acc_t *from);
 /* Nodes kept so far. */
 size_t em_acc_nodes(const em_acc_t *acc);
 /* tau(q) over the radii present; EM_EDEGENERATE when no node was kept, fewer than two

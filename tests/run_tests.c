@@ -6,7 +6,7 @@
 
 int main(void)
 {
-  Suite *(*const suites[])(void) = {mt_suite, hash_suite, spectrum_suite, dtype_suite, safetensors_suite, torch_suite,
+  Suite *(*const suites[])(void) = {mt_suite, hash_suite, spectrum_suite, dtype_suite, hist16_suite, safetensors_suite, torch_suite,
                                     name_suite, params_suite, analyze_suite, cnn_suite, rules_suite,
                                     tracker_suite, history_suite, replies_suite};
   SRunner *sr = srunner_create(NULL);

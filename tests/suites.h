@@ -9,6 +9,7 @@ Suite *mt_suite(void);
 Suite *hash_suite(void);
 Suite *spectrum_suite(void);
 Suite *dtype_suite(void);
+Suite *hist16_suite(void);
 Suite *safetensors_suite(void);
 Suite *torch_suite(void);
 Suite *name_suite(void);

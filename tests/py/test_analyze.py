@@ -291,3 +291,24 @@ def test_mode_auto_chooses_once_at_the_baseline_by_its_size(tmp):
     assert [json.loads(line)["mode"] for line in out.splitlines()] == ["full"] * 3
     code, _, err = emergectl("analyze", "--mode", "fast", paths[0])
     assert code == 2 and "mode: 'fast' is not sampled, full or auto" in err, err
+
+
+def test_threads_give_bit_identical_results(tmp):
+    """--threads N splits full mode by map and sampled mode by network, and merges in one
+    fixed order: every number of every result is the same for every N (F16 and BF16 go
+    through the 16-bit kernels, F32 the general path)."""
+    paths = []
+    for dtype in ("F16", "BF16", "F32"):
+        paths.append(os.path.join(tmp, f"m-{dtype}.safetensors"))
+        make_ckpt.write(paths[-1], make_ckpt.build("neox", 96, 5, seed=3, scale=4.0), dtype)
+    for mode in ("full", "sampled"):
+        runs = []
+        for n in (1, 2, 3, 7):
+            rs = analyze_json("--mode", mode, "--threads", n, "--samples", 6, *paths)
+            for r in rs:
+                r.pop("elapsed_ms")
+            runs.append(rs)
+        assert all(rs == runs[0] for rs in runs[1:]), mode
+        assert all(r["nodes"] > 0 for r in runs[0])
+    code, _, err = emergectl("analyze", "--threads", "0", paths[0])
+    assert code == 2 and "threads" in err, err

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-column distance histograms of 16-bit weights (full mode's hot loop).
+ *
+ * DESIGN. Columns are binned in tiles of TILE, all rows of a chunk at a time, so the
+ * tile's counters (TILE x (thr + 2) x 16 bits, ~19 KiB at the default threshold) stay
+ * in L1 while the rows stream past.
+ * - Portable kernel: only |w| in [1/thr, 1) is ever kept, a range of a few thousand
+ *   16-bit patterns, so the table covers that range (7.5 KiB for F16, 1 KiB for BF16,
+ *   next to the counters in L1) and one clamp sends everything else to the scratch bin.
+ * - AVX-512 kernel (x86-64 CPUs that have it): 16 weights at a time are widened to
+ *   float, d = 1/|w| (correctly rounded division), kept when 1 < d <= thr, and the
+ *   kept ones' counter addresses are compressed together, so only kept weights cost a
+ *   counter update: on real weights roughly half are not kept. Float division and
+ *   rounding can bin a value differently from em_bin_of's double arithmetic near a
+ *   bin's edge, so the kernel is run over all 65,536 patterns when it is prepared and
+ *   used only when it bins every one of them exactly as the table does. */
+#include "em_hist16.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_spectrum.h"
+
+#define TILE 64 /* columns binned together */
+#ifndef ROWS_AHEAD
+#define ROWS_AHEAD 32
+#endif /* rows binned before their counters are updated: the updates then read
+                        offsets long stored, never waiting on a just-written vector */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_AVX512_KERNEL 1
+#include <immintrin.h>
+#endif
+
+/* The exact bin of 16-bit pattern v: 1..thr, or 0 when not kept (NaN/Inf included). */
+static int exact_bin(em_dtype_t dt, unsigned v, int thr)
+{
+  uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+  int b = em_bin_of(em_dtype_to_double(dt, le), thr);
+  return b < 0 ? 0 : b;
+}
+
+/* ---------------------------------------------------------------- portable */
+
+static void add_portable(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows, uint32_t k0,
+                         uint32_t ncols, uint16_t *hist, size_t stride)
+{
+  const uint8_t *restrict tab = h->tab;
+  const uint32_t lo = h->lo, span = h->span;
+  for (; k0 < ncols; k0 += TILE) {
+    uint32_t k1 = ncols - k0 < TILE ? ncols : k0 + TILE;
+    for (size_t r = 0; r < nrows; r++) {
+      const uint8_t *restrict row = data + r * row_bytes;
+      uint16_t *restrict hk = hist + (size_t)k0 * stride;
+      for (uint32_t k = k0; k < k1; k++, hk += stride) {
+        uint16_t bits;
+        memcpy(&bits, row + 2 * (size_t)k, 2);
+        uint32_t i = (uint32_t)(le16toh(bits) & 0x7fff) - lo; /* wraps below lo: clamped too */
+        hk[tab[i < span ? i : span]]++;
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- AVX-512 */
+
+#ifdef HAVE_AVX512_KERNEL
+#define AVX512 __attribute__((target("avx512f")))
+
+/* Bins of 16 weights, and which are kept (1 < 1/|w| <= thr; NaN never). */
+AVX512 static inline __m512i bins16(__m256i raw, int bf16, __m512 thr, __mmask16 *keep)
+{
+  __m512 x = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16)) : _mm512_cvtph_ps(raw);
+  __m512 one = _mm512_set1_ps(1.0f);
+  __m512 d = _mm512_div_ps(one, _mm512_abs_ps(x));
+  *keep = _mm512_cmp_ps_mask(d, one, _CMP_GT_OQ) & _mm512_cmp_ps_mask(d, thr, _CMP_LE_OQ);
+  return _mm512_cvt_roundps_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* Counter offsets of the kept weights among TILE columns of one row, appended at out;
+ * returns how many. */
+AVX512 static inline uint32_t kept_offsets(const uint8_t *row, uint32_t vecs, int bf16, __m512 thr,
+                                           const __m512i *colv, uint32_t *out)
+{
+  uint32_t n = 0;
+  for (uint32_t v = 0; v < vecs; v++) {
+    __mmask16 keep;
+    __m512i b = bins16(_mm256_loadu_si256((const __m256i *)(row + 32 * (size_t)v)), bf16, thr, &keep);
+    __m512i idx = _mm512_maskz_compress_epi32(keep, _mm512_add_epi32(b, colv[v]));
+    _mm512_storeu_si512(out + n, idx);
+    n += (uint32_t)__builtin_popcount(keep);
+  }
+  return n;
+}
+
+/* Columns 0..ncols rounded down to 16 go through the vector path; returns that count. */
+AVX512 static uint32_t add_avx512(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows,
+                                  uint32_t ncols, uint16_t *hist, size_t stride)
+{
+  uint32_t done = ncols & ~15u, offs[ROWS_AHEAD * TILE + 16];
+  int bf16 = h->dt == EM_DT_BF16;
+  __m512 thr = _mm512_set1_ps((float)h->thr);
+  __m512i colv[TILE / 16];
+  for (uint32_t v = 0; v < TILE / 16; v++)
+    colv[v] = _mm512_mullo_epi32(_mm512_add_epi32(_mm512_set1_epi32((int)(16 * v)),
+                                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+                                 _mm512_set1_epi32((int)stride));
+  for (uint32_t k0 = 0; k0 < done; k0 += TILE) {
+    uint32_t vecs = (done - k0 < TILE ? done - k0 : TILE) / 16;
+    uint16_t *restrict hk = hist + (size_t)k0 * stride;
+    for (size_t r0 = 0; r0 < nrows; r0 += ROWS_AHEAD) {
+      uint32_t n = 0;
+      for (size_t r = r0; r < nrows && r < r0 + ROWS_AHEAD; r++)
+        n += kept_offsets(data + r * row_bytes + 2 * (size_t)k0, vecs, bf16, thr, colv, offs + n);
+      for (uint32_t i = 0; i < n; i++)
+        hk[offs[i]]++;
+    }
+  }
+  return done;
+}
+
+/* Whether the vector binning agrees with the exact bin on every 16-bit pattern. */
+AVX512 static int avx512_exact(const em_hist16_t *h)
+{
+  __m512 thr = _mm512_set1_ps((float)h->thr);
+  for (unsigned v0 = 0; v0 < 65536; v0 += 16) {
+    uint16_t raw[16];
+    int32_t got[16];
+    for (unsigned i = 0; i < 16; i++)
+      raw[i] = htole16((uint16_t)(v0 + i));
+    __mmask16 keep;
+    _mm512_storeu_si512(got, bins16(_mm256_loadu_si256((const __m256i *)raw), h->dt == EM_DT_BF16, thr, &keep));
+    for (unsigned i = 0; i < 16; i++) {
+      if (((keep >> i) & 1 ? got[i] : 0) != exact_bin(h->dt, v0 + i, h->thr))
+        return 0;
+    }
+  }
+  return 1;
+}
+
+static int vector_usable(const em_hist16_t *h)
+{
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && avx512_exact(h);
+}
+#else
+static int vector_usable(const em_hist16_t *h)
+{
+  (void)h;
+  return 0;
+}
+#endif
+
+/* ---------------------------------------------------------------- interface */
+
+int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr)
+{
+  memset(h, 0, sizeof(*h));
+  if ((dt != EM_DT_F16 && dt != EM_DT_BF16) || thr < 1 || thr > 254)
+    return -EINVAL;
+  h->dt = dt;
+  h->thr = thr;
+  unsigned lo = 0x8000, hi = 0;
+  for (unsigned m = 0; m < 0x8000; m++) {
+    if (exact_bin(dt, m, thr)) {
+      lo = m < lo ? m : lo;
+      hi = m;
+    }
+  }
+  if (lo > hi) /* no value is ever kept (cannot happen for thr >= 2) */
+    lo = hi = 0;
+  h->lo = (uint16_t)lo;
+  h->span = (uint16_t)(hi - lo + 1);
+  if (!(h->tab = malloc((size_t)h->span + 1)))
+    return -ENOMEM;
+  for (unsigned i = 0; i < h->span; i++) /* kept values form one range: |w| in [1/thr, 1) */
+    h->tab[i] = (uint8_t)exact_bin(dt, lo + i, thr);
+  h->tab[h->span] = 0;
+  h->vector = vector_usable(h);
+  return 0;
+}
+
+void em_hist16_free(em_hist16_t *h)
+{
+  free(h->tab);
+  h->tab = NULL;
+}
+
+int em_hist16_portable(em_hist16_t *h)
+{
+  int was = h->vector;
+  h->vector = 0;
+  return was;
+}
+
+void em_hist16_add(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows, uint32_t ncols,
+                   uint16_t *hist, size_t stride)
+{
+  uint32_t k0 = 0;
+#ifdef HAVE_AVX512_KERNEL
+  if (h->vector)
+    k0 = add_avx512(h, data, row_bytes, nrows, ncols, hist, stride);
+#endif
+  add_portable(h, data, row_bytes, nrows, k0, ncols, hist, stride);
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* Full mode's 16-bit histogram kernels against em_bin_of, weight by weight. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_hist16.h"
+#include "em_spectrum.h"
+#include "suites.h"
+
+#define COLS 83 /* not a multiple of 16 or of a tile: the vector kernel's tail goes the portable way */
+#define ROWS 800
+
+/* Counts the naive way: every weight through em_dtype_to_double and em_bin_of. */
+static void naive(em_dtype_t dt, int thr, const uint16_t *w, size_t rows, uint32_t cols, uint32_t *want, size_t stride)
+{
+  for (size_t r = 0; r < rows; r++) {
+    for (uint32_t k = 0; k < cols; k++) {
+      uint8_t le[2] = {(uint8_t)w[r * cols + k], (uint8_t)(w[r * cols + k] >> 8)};
+      int b = em_bin_of(em_dtype_to_double(dt, le), thr);
+      if (b > 0)
+        want[k * stride + (size_t)b]++;
+    }
+  }
+}
+
+/* Weights around the kept range |w| in [1/thr, 1), both signs, every edge of a bin
+ * near its neighbours: random patterns of magnitude near lo..lo+span, and some anywhere
+ * (NaN/Inf excluded: the caller screens them). */
+static void fill(const em_hist16_t *h, uint16_t *w, size_t n, unsigned seed)
+{
+  uint16_t inf = h->dt == EM_DT_F16 ? 0x7c00 : 0x7f80;
+  srand(seed);
+  for (size_t i = 0; i < n; i++) {
+    unsigned m = rand() % 4 ? h->lo - 64 + (unsigned)rand() % (h->span + 128u) : (unsigned)rand() & 0x7fff;
+    m = m >= inf ? m % inf : m;
+    w[i] = (uint16_t)(m | (rand() % 2 ? 0x8000u : 0));
+  }
+}
+
+static void check_kernel(em_dtype_t dt, int thr, bool portable)
+{
+  em_hist16_t h;
+  ck_assert_int_eq(em_hist16_init(&h, dt, thr), 0);
+  if (portable)
+    em_hist16_portable(&h);
+  size_t stride = (size_t)thr + 2;
+  uint16_t *w = malloc(ROWS * COLS * sizeof(*w)), *got = calloc(COLS * stride, sizeof(*got));
+  uint32_t *want = calloc(COLS * stride, sizeof(*want));
+  fill(&h, w, ROWS * COLS, (unsigned)thr);
+  naive(dt, thr, w, ROWS, COLS, want, stride);
+  /* in two calls, the second with rows wider than the columns asked for */
+  em_hist16_add(&h, (const uint8_t *)w, COLS * 2, ROWS / 2, COLS, got, stride);
+  em_hist16_add(&h, (const uint8_t *)(w + ROWS / 2 * COLS), COLS * 2, ROWS / 2, COLS, got, stride);
+  for (uint32_t k = 0; k < COLS; k++) {
+    for (int b = 1; b <= thr; b++)
+      ck_assert_msg(got[k * stride + (size_t)b] == want[k * stride + (size_t)b], "%s thr %d col %u bin %d: %u != %u",
+                    dt == EM_DT_F16 ? "F16" : "BF16", thr, k, b, got[k * stride + (size_t)b], want[k * stride + (size_t)b]);
+  }
+  free(w);
+  free(got);
+  free(want);
+  em_hist16_free(&h);
+}
+
+static const int thresholds[] = {2, 7, 150, 254};
+
+START_TEST(test_hist16_matches_em_bin_of)
+{
+  for (int portable = 0; portable < 2; portable++) {
+    check_kernel(EM_DT_F16, thresholds[_i], portable);
+    check_kernel(EM_DT_BF16, thresholds[_i], portable);
+  }
+}
+END_TEST
+
+START_TEST(test_hist16_refuses_what_it_cannot_count)
+{
+  em_hist16_t h;
+  ck_assert_int_eq(em_hist16_init(&h, EM_DT_F32, 150), -EINVAL);
+  ck_assert_int_eq(em_hist16_init(&h, EM_DT_F16, 255), -EINVAL); /* bins must fit a byte */
+}
+END_TEST
+
+Suite *hist16_suite(void)
+{
+  Suite *s = suite_create("hist16");
+  TCase *tc = tcase_create("kernels");
+  tcase_add_loop_test(tc, test_hist16_matches_em_bin_of, 0, sizeof(thresholds) / sizeof(*thresholds));
+  tcase_add_test(tc, test_hist16_refuses_what_it_cannot_count);
+  suite_add_tcase(s, tc);
+  return s;
+}
