@@ -18,6 +18,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,12 +70,14 @@ static void add_portable(const em_hist16_t *h, const uint8_t *data, size_t row_b
 #ifdef HAVE_AVX512_KERNEL
 #define AVX512 __attribute__((target("avx512f")))
 
-/* Bins of 16 weights, and which are kept (1 < 1/|w| <= thr; NaN never). */
-AVX512 static inline __m512i bins16(__m256i raw, int bf16, __m512 thr, __mmask16 *keep)
+/* Bins of 16 weights, and which are kept (1 < 1/|w| <= thr; NaN never); *bad gets
+ * the NaN/Inf among them. */
+AVX512 static inline __m512i bins16(__m256i raw, int bf16, __m512 thr, __mmask16 *keep, __mmask16 *bad)
 {
   __m512 x = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16)) : _mm512_cvtph_ps(raw);
-  __m512 one = _mm512_set1_ps(1.0f);
-  __m512 d = _mm512_div_ps(one, _mm512_abs_ps(x));
+  __m512 one = _mm512_set1_ps(1.0f), ax = _mm512_abs_ps(x);
+  *bad |= _mm512_cmp_ps_mask(ax, _mm512_set1_ps(__builtin_inff()), _CMP_NLT_UQ);
+  __m512 d = _mm512_div_ps(one, ax);
   *keep = _mm512_cmp_ps_mask(d, one, _CMP_GT_OQ) & _mm512_cmp_ps_mask(d, thr, _CMP_LE_OQ);
   return _mm512_cvt_roundps_epi32(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
@@ -82,12 +85,12 @@ AVX512 static inline __m512i bins16(__m256i raw, int bf16, __m512 thr, __mmask16
 /* Counter offsets of the kept weights among TILE columns of one row, appended at out;
  * returns how many. */
 AVX512 static inline uint32_t kept_offsets(const uint8_t *row, uint32_t vecs, int bf16, __m512 thr,
-                                           const __m512i *colv, uint32_t *out)
+                                           const __m512i *colv, uint32_t *out, __mmask16 *bad)
 {
   uint32_t n = 0;
   for (uint32_t v = 0; v < vecs; v++) {
     __mmask16 keep;
-    __m512i b = bins16(_mm256_loadu_si256((const __m256i *)(row + 32 * (size_t)v)), bf16, thr, &keep);
+    __m512i b = bins16(_mm256_loadu_si256((const __m256i *)(row + 32 * (size_t)v)), bf16, thr, &keep, bad);
     __m512i idx = _mm512_maskz_compress_epi32(keep, _mm512_add_epi32(b, colv[v]));
     _mm512_storeu_si512(out + n, idx);
     n += (uint32_t)__builtin_popcount(keep);
@@ -95,10 +98,12 @@ AVX512 static inline uint32_t kept_offsets(const uint8_t *row, uint32_t vecs, in
   return n;
 }
 
-/* Columns 0..ncols rounded down to 16 go through the vector path; returns that count. */
+/* Columns 0..ncols rounded down to 16 go through the vector path; returns that count,
+ * and in *nonfinite whether one of them held NaN/Inf. */
 AVX512 static uint32_t add_avx512(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows,
-                                  uint32_t ncols, uint16_t *hist, size_t stride)
+                                  uint32_t ncols, uint16_t *hist, size_t stride, bool *nonfinite)
 {
+  __mmask16 bad = 0;
   uint32_t done = ncols & ~15u, offs[ROWS_AHEAD * TILE + 16];
   int bf16 = h->dt == EM_DT_BF16;
   __m512 thr = _mm512_set1_ps((float)h->thr);
@@ -113,11 +118,12 @@ AVX512 static uint32_t add_avx512(const em_hist16_t *h, const uint8_t *data, siz
     for (size_t r0 = 0; r0 < nrows; r0 += ROWS_AHEAD) {
       uint32_t n = 0;
       for (size_t r = r0; r < nrows && r < r0 + ROWS_AHEAD; r++)
-        n += kept_offsets(data + r * row_bytes + 2 * (size_t)k0, vecs, bf16, thr, colv, offs + n);
+        n += kept_offsets(data + r * row_bytes + 2 * (size_t)k0, vecs, bf16, thr, colv, offs + n, &bad);
       for (uint32_t i = 0; i < n; i++)
         hk[offs[i]]++;
     }
   }
+  *nonfinite = bad != 0;
   return done;
 }
 
@@ -130,8 +136,8 @@ AVX512 static int avx512_exact(const em_hist16_t *h)
     int32_t got[16];
     for (unsigned i = 0; i < 16; i++)
       raw[i] = htole16((uint16_t)(v0 + i));
-    __mmask16 keep;
-    _mm512_storeu_si512(got, bins16(_mm256_loadu_si256((const __m256i *)raw), h->dt == EM_DT_BF16, thr, &keep));
+    __mmask16 keep, bad = 0;
+    _mm512_storeu_si512(got, bins16(_mm256_loadu_si256((const __m256i *)raw), h->dt == EM_DT_BF16, thr, &keep, &bad));
     for (unsigned i = 0; i < 16; i++) {
       if (((keep >> i) & 1 ? got[i] : 0) != exact_bin(h->dt, v0 + i, h->thr))
         return 0;
@@ -195,13 +201,19 @@ int em_hist16_portable(em_hist16_t *h)
   return was;
 }
 
-void em_hist16_add(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows, uint32_t ncols,
+bool em_hist16_add(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows, uint32_t ncols,
                    uint16_t *hist, size_t stride)
 {
   uint32_t k0 = 0;
+  bool bad = false;
 #ifdef HAVE_AVX512_KERNEL
   if (h->vector)
-    k0 = add_avx512(h, data, row_bytes, nrows, ncols, hist, stride);
+    k0 = add_avx512(h, data, row_bytes, nrows, ncols, hist, stride, &bad);
 #endif
+  if (k0 == ncols)
+    return bad;
   add_portable(h, data, row_bytes, nrows, k0, ncols, hist, stride);
+  for (size_t r = 0; r < nrows && !bad; r++) /* the portable kernel sends NaN/Inf to the scratch bin */
+    bad = em_dtype_any_nonfinite(h->dt, data + r * row_bytes + 2 * (size_t)k0, ncols - k0);
+  return bad;
 }

@@ -9,6 +9,7 @@
 #ifndef EM_HIST16_H
 #define EM_HIST16_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,9 +34,10 @@ void em_hist16_free(em_hist16_t *h);
 
 /* Adds nrows rows of ncols little-endian weights (row r at data + r * row_bytes) to
  * hist: column k's bin b is hist[k * stride + b], b in 1..thr (bin 0 is scratch: what
- * it holds differs between kernels). The caller keeps NaN/Inf out (they are not
- * counted) and at most EM_HIST16_MAX_ROWS rows in one histogram. */
-void em_hist16_add(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows, uint32_t ncols,
+ * it holds differs between kernels). Returns true when a weight was NaN or Inf (the
+ * counts are then incomplete: an error for the caller to name). At most
+ * EM_HIST16_MAX_ROWS rows may go into one histogram. */
+bool em_hist16_add(const em_hist16_t *h, const uint8_t *data, size_t row_bytes, size_t nrows, uint32_t ncols,
                    uint16_t *hist, size_t stride);
 
 /* Forces the portable kernel (tests compare the two); returns whether vector was on. */

@@ -225,9 +225,8 @@ typedef struct map_ctx {
 static int sink_whole16(void *ctx, const chunk_t *c)
 {
   map_ctx_t *m = ctx;
-  if (em_dtype_any_nonfinite(c->t->dtype, c->data, (size_t)c->nrows * m->nc))
+  if (em_hist16_add(m->h16, c->data, c->row_bytes, (size_t)c->nrows, m->nc, m->n->hist16, (size_t)m->n->thr + 2))
     return find_nonfinite(c, m->n->thr, m->cols, m->nc, m->err);
-  em_hist16_add(m->h16, c->data, c->row_bytes, (size_t)c->nrows, m->nc, m->n->hist16, (size_t)m->n->thr + 2);
   return 0;
 }
 

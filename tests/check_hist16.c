@@ -75,6 +75,34 @@ START_TEST(test_hist16_matches_em_bin_of)
 }
 END_TEST
 
+/* A NaN or Inf anywhere, in a vector column or in the tail, is reported. */
+START_TEST(test_hist16_reports_nonfinite)
+{
+  static const uint16_t bad[][2] = {{0x7c00, 0x7e00}, {0xff80, 0x7fc1}}; /* F16 Inf/NaN, BF16 -Inf/NaN */
+  for (int portable = 0; portable < 2; portable++) {
+    for (int d = 0; d < 2; d++) {
+      em_hist16_t h;
+      ck_assert_int_eq(em_hist16_init(&h, d ? EM_DT_BF16 : EM_DT_F16, 150), 0);
+      if (portable)
+        em_hist16_portable(&h);
+      uint16_t w[4 * COLS], hist[COLS * 152];
+      fill(&h, w, 4 * COLS, 1);
+      memset(hist, 0, sizeof(hist));
+      ck_assert(!em_hist16_add(&h, (const uint8_t *)w, COLS * 2, 4, COLS, hist, 152));
+      for (uint32_t col = 5; col < COLS; col += 77) { /* 5: a vector column; 82: the tail */
+        for (int k = 0; k < 2; k++) {
+          uint16_t keep = w[2 * COLS + col];
+          w[2 * COLS + col] = bad[d][k];
+          ck_assert_msg(em_hist16_add(&h, (const uint8_t *)w, COLS * 2, 4, COLS, hist, 152), "col %u", col);
+          w[2 * COLS + col] = keep;
+        }
+      }
+      em_hist16_free(&h);
+    }
+  }
+}
+END_TEST
+
 START_TEST(test_hist16_refuses_what_it_cannot_count)
 {
   em_hist16_t h;
@@ -88,6 +116,7 @@ Suite *hist16_suite(void)
   Suite *s = suite_create("hist16");
   TCase *tc = tcase_create("kernels");
   tcase_add_loop_test(tc, test_hist16_matches_em_bin_of, 0, sizeof(thresholds) / sizeof(*thresholds));
+  tcase_add_test(tc, test_hist16_reports_nonfinite);
   tcase_add_test(tc, test_hist16_refuses_what_it_cannot_count);
   suite_add_tcase(s, tc);
   return s;
