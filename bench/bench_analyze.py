@@ -1,8 +1,10 @@
 """make bench: times `emergectl analyze` on Pythia-shaped checkpoints and appends the
 figures, with date and machine, to bench/RESULTS.md.
 
-Checkpoints are generated once into bench/cache/ (the 1b shape, 2 GB, only when the disk
-has room). Every figure is the best of several runs with a warm page cache, next to a
+Checkpoints are generated once into bench/cache/ (the 1b shape, 2 GB, and a LLaMA-7B-shaped
+sharded BF16 checkpoint, 13 GB, only when the disk has room). Faithful and full mode run on
+one and on two analysis threads (--threads) in the same run, so the speed-up is a ratio of
+one moment. Every figure is the best of several runs with a warm page cache, next to a
 plain sequential read of the same file measured in the same run, because this machine is
 shared and its absolute speed drifts."""
 import datetime
@@ -16,6 +18,7 @@ import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
+import gen_llama  # noqa: E402
 import gen_pythia  # noqa: E402
 
 ROOT = os.path.dirname(here)
@@ -68,11 +71,6 @@ def torch_twin(path):
     return out
 
 
-def block_bytes(shape, dtype):
-    h, blocks = gen_pythia.SHAPES[shape]
-    return 12 * h * h * blocks * (4 if dtype == "F32" else 2)
-
-
 def sequential_read(path):
     """Seconds for one plain read of the whole file into a reused 8 MiB buffer."""
     buf = bytearray(8 << 20)
@@ -96,8 +94,8 @@ def run(args):
     return json.loads(p.stdout.splitlines()[0])["elapsed_ms"], wall, rss_kib / 1024
 
 
-def best(args):
-    results = [run(args) for _ in range(RUNS)]
+def best(args, runs=RUNS):
+    results = [run(args) for _ in range(runs)]
     return min(r[0] for r in results), min(r[1] for r in results), max(r[2] for r in results)
 
 
@@ -111,6 +109,69 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}"
 
 
+def llama_checkpoint():
+    """The LLaMA-7B-shaped sharded BF16 checkpoint (13 GB), generated once when the disk has room; None otherwise."""
+    path = os.path.join(CACHE, "llama-7b-BF16")
+    if os.path.exists(os.path.join(path, "model.safetensors.index.json")):
+        return path
+    if shutil.disk_usage(CACHE).free < 24 << 30:
+        print("bench: less than 24 GiB free, skipping the 7B shape", file=sys.stderr)
+        return None
+    print(f"bench: generating {path}", file=sys.stderr)
+    gen_llama.write(path, *gen_llama.SHAPE_7B)
+    return path
+
+
+def mapped_bytes(shape, dtype):
+    """Bytes of the weights the full mode reads (the mapped blocks)."""
+    if shape == "7b":
+        h, inter, layers, _ = gen_llama.SHAPE_7B
+        return layers * (4 * h * h + 3 * h * inter) * 2
+    h, blocks = gen_pythia.SHAPES[shape]
+    return 12 * h * h * blocks * (4 if dtype == "F32" else 2)
+
+
+def files_of(path):
+    return [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.endswith(".safetensors")] \
+        if os.path.isdir(path) else [path]
+
+
+def measure(shape, dtype, path, runs):
+    """One table row: sequential read, faithful and full on 1 and 2 threads, --check-finite."""
+    files = files_of(path)
+    size = sum(os.path.getsize(f) for f in files)
+    for f in files:
+        sequential_read(f)  # warm the page cache
+    seq = min(sum(sequential_read(f) for f in files) for _ in range(3))
+    read_rate = size / seq / 1e9
+    f1, f1_wall, f_rss = best(["--mode", "sampled", "--threads", "1", path], runs)  # faithful: the authors' method
+    f2, _, f2_rss = best(["--mode", "sampled", "--threads", "2", path], runs)
+    full1, _, full1_rss = best(["--full", "--threads", "1", path], runs)
+    full2, _, full2_rss = best(["--full", "--threads", "2", path], runs)
+    rate1, rate2 = (mapped_bytes(shape, dtype) / (ms / 1e3) / 1e9 for ms in (full1, full2))
+    row = (f"| {shape} {dtype} | {size / 1e9:.2f} GB | {read_rate:.2f} GB/s | {f1:.0f} ms ({f1_wall * 1e3:.0f} ms wall) "
+           f"| {f2:.0f} ms | {max(f_rss, f2_rss):.1f} MiB | {full1:.0f} ms, {rate1:.2f} GB/s ({rate1 / read_rate * 100:.0f}% "
+           f"of read) | {full2:.0f} ms, {rate2:.2f} GB/s ({full1 / full2:.2f}x) | {full1_rss:.1f} / {full2_rss:.1f} MiB |")
+    if shape == "7b":
+        return row + " | |", (f1_wall, full1)
+    _, fin_wall, fin_rss = best(["--mode", "sampled", "--threads", "1", "--check-finite", path], runs)
+    fin_rate = size / max(fin_wall - f1_wall, 1e-6) / 1e9  # every weight scanned, then the faithful analysis
+    return row + f" {fin_wall * 1e3:.0f} ms wall, scan {fin_rate:.2f} GB/s | {fin_rss:.1f} MiB |", (f1_wall, full1)
+
+
+def torch_row(shape, dtype, path, base, runs):
+    """The same weights as torch.save writes them, against the safetensors row (base: its walls)."""
+    pt = torch_twin(path)
+    if not pt:
+        return None
+    sequential_read(pt)
+    t_ms, t_wall, t_rss = best(["--mode", "sampled", "--threads", "1", pt], runs)
+    tfull_ms, _, tfull_rss = best(["--full", "--threads", "1", pt], runs)
+    return (f"| {shape} {dtype} torch zip | {os.path.getsize(pt) / 1e9:.2f} GB | | {t_ms:.0f} ms ({t_wall * 1e3:.0f} ms "
+            f"wall; {t_wall / base[0]:.2f}x the safetensors wall) | | {t_rss:.1f} MiB | {tfull_ms:.0f} ms "
+            f"({tfull_ms / base[1]:.2f}x) | | {tfull_rss:.1f} MiB | | |")
+
+
 def main():
     os.makedirs(CACHE, exist_ok=True)
     shapes = [("70m", "F16"), ("70m", "BF16")]
@@ -121,40 +182,30 @@ def main():
     rows = []
     for shape, dtype in shapes:
         path = checkpoint(shape, dtype)
-        size = os.path.getsize(path)
-        sequential_read(path)  # warm the page cache
-        seq = min(sequential_read(path) for _ in range(3))
-        f_ms, f_wall, f_rss = best(["--mode", "sampled", path])  # faithful: the authors' method, whatever the default
-        full_ms, _, full_rss = best(["--full", path])
-        full_rate = block_bytes(shape, dtype) / (full_ms / 1e3) / 1e9
-        _, fin_wall, fin_rss = best(["--mode", "sampled", "--check-finite", path])  # every weight scanned, then the faithful analysis
-        fin_rate = size / max(fin_wall - f_wall, 1e-6) / 1e9
-        rows.append(f"| {shape} {dtype} | {size / 1e9:.2f} GB | {size / seq / 1e9:.2f} GB/s | {f_ms:.0f} ms "
-                    f"({f_wall * 1e3:.0f} ms wall) | {f_rss:.1f} MiB | {full_ms:.0f} ms | {full_rate:.2f} GB/s "
-                    f"({full_rate / (size / seq / 1e9) * 100:.0f}% of read) | {full_rss:.1f} MiB | "
-                    f"{fin_wall * 1e3:.0f} ms wall, scan {fin_rate:.2f} GB/s | {fin_rss:.1f} MiB |")
+        row, base = measure(shape, dtype, path, RUNS)
+        rows.append(row)
+        print(row)
+        if dtype != "BF16" and (trow := torch_row(shape, dtype, path, base, RUNS)):  # one torch row per shape
+            rows.append(trow)
+            print(trow)
+    llama = llama_checkpoint()
+    if llama:
+        rows.append(measure("7b", "BF16", llama, 3)[0])
         print(rows[-1])
-        pt = torch_twin(path) if dtype != "BF16" else None  # one torch row per shape
-        if pt:
-            sequential_read(pt)
-            t_ms, t_wall, t_rss = best(["--mode", "sampled", pt])
-            tfull_ms, _, tfull_rss = best(["--full", pt])
-            rows.append(f"| {shape} {dtype} torch zip | {os.path.getsize(pt) / 1e9:.2f} GB | | {t_ms:.0f} ms "
-                        f"({t_wall * 1e3:.0f} ms wall; {t_wall / f_wall:.2f}x the safetensors wall) | {t_rss:.1f} MiB "
-                        f"| {tfull_ms:.0f} ms ({tfull_ms / full_ms:.2f}x) | | {tfull_rss:.1f} MiB | | |")
-            print(rows[-1])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    section = [f"\n## {date} - commit {commit}\n", f"Machine: {machine()}. Best of {RUNS} runs, warm page cache.\n",
-               "| checkpoint | size | sequential read | faithful S=10 L=32 | RSS | full | full rate (block weights) "
-               "| RSS | --check-finite + faithful | RSS |", "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    section = [f"\n## {date} - commit {commit}\n",
+               f"Machine: {machine()}. Best of {RUNS} runs (3 for 7b), warm page cache. 7b is LLaMA-7B-shaped, "
+               "BF16, three shards and an index (bench/gen_llama.py). Full rate = bytes of the mapped weights / time.\n",
+               "| checkpoint | size | sequential read | faithful S=10 L=32, 1 thread | 2 threads | RSS | full, 1 thread "
+               "| full, 2 threads (speed-up) | RSS 1 / 2 threads | --check-finite + faithful | RSS |",
+               "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
     new = not os.path.exists(RESULTS)
     with open(RESULTS, "a") as f:
         if new:
             f.write("# `emergectl analyze` benchmark results\n\nAppended by `make bench` "
-                    "(bench/bench_analyze.py); never edited by hand. Targets (issue 2): faithful mode on the 1b "
-                    "shape under 0.3 s; full mode reading weights at 1 GB/s or more per thread.\n")
+                    "(bench/bench_analyze.py); never edited by hand.\n")
         f.write("\n".join(section))
     print(f"bench: results appended to {RESULTS}")
 

@@ -24,7 +24,7 @@
 
 typedef struct lane {
   em_nin_t *nin;
-  em_acc_t *acc;        /* reads the run's power tables; NULL while parked away */
+  em_acc_t *acc;        /* reads the run's power tables; NULL when its last one is parked */
   uint32_t **idx;       /* per group: its drawn neuron indices */
   uint32_t *scratch;    /* permutation buffer: widest group */
   uint32_t *tgt;        /* expanded targets of one map */
@@ -44,6 +44,8 @@ typedef struct run {
   pthread_mutex_t lock; /* full mode: parked, merged */
   em_acc_t **parked;    /* per map: its folded accumulator, until its turn to merge */
   size_t merged;
+  em_acc_t **spare;     /* merged accumulators, emptied, for the next map */
+  size_t nspare;
 } run_t;
 
 static int lane_init(run_t *r, lane_t *l, uint32_t widest, uint32_t most_tgt, const _Atomic int *cancel)
@@ -103,7 +105,8 @@ static int run_init(run_t *r, const _Atomic int *cancel, em_err_t *err)
   r->acc = em_acc_new(r->p->threshold, r->out->q, r->out->nq);
   r->lanes = calloc(r->nlanes, sizeof(*r->lanes));
   r->parked = calloc(r->plan->nmaps ? r->plan->nmaps : 1, sizeof(*r->parked));
-  if (!r->acc || !r->lanes || !r->parked || em_acc_reserve(r->acc, most_tgt + 1) != 0)
+  r->spare = calloc(r->plan->nmaps ? r->plan->nmaps : 1, sizeof(*r->spare));
+  if (!r->acc || !r->lanes || !r->parked || !r->spare || em_acc_reserve(r->acc, most_tgt + 1) != 0)
     return em_err_set(err, -ENOMEM, "out of memory");
   pthread_mutex_init(&r->lock, NULL);
   for (unsigned i = 0; i < r->nlanes; i++) {
@@ -119,6 +122,9 @@ static void run_free(run_t *r)
     lane_free(r->plan, &r->lanes[i]);
   for (size_t m = 0; r->parked && m < r->plan->nmaps; m++)
     em_acc_destroy(&r->parked[m]);
+  while (r->nspare)
+    em_acc_destroy(&r->spare[--r->nspare]);
+  free(r->spare);
   if (r->lanes)
     pthread_mutex_destroy(&r->lock);
   free(r->lanes);
@@ -201,18 +207,14 @@ static int sample_task(void *ctx, unsigned worker, size_t k)
 }
 
 /* Full mode: merges every parked accumulator whose turn has come, in map order. */
-static void merge_ready(run_t *r, lane_t *l)
+static void merge_ready(run_t *r)
 {
   for (; r->merged < r->plan->nmaps && r->parked[r->merged]; r->merged++) {
     em_acc_t *a = r->parked[r->merged];
     r->parked[r->merged] = NULL;
     em_acc_merge(r->acc, a);
-    if (!l->acc) { /* reused by the lane that parked its own */
-      em_acc_reset(a);
-      l->acc = a;
-    } else {
-      em_acc_destroy(&a);
-    }
+    em_acc_reset(a);
+    r->spare[r->nspare++] = a; /* at most one per map: spare has room */
   }
 }
 
@@ -234,8 +236,8 @@ static int map_task(void *ctx, unsigned worker, size_t i)
     return rc;
   pthread_mutex_lock(&r->lock);
   r->parked[i] = l->acc;
-  l->acc = NULL;
-  merge_ready(r, l);
+  merge_ready(r);
+  l->acc = r->nspare ? r->spare[--r->nspare] : NULL; /* else a new one at the next map */
   pthread_mutex_unlock(&r->lock);
   return 0;
 }

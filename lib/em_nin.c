@@ -430,11 +430,13 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
                    uint32_t ntgt, em_acc_t *acc, em_err_t *err)
 {
   int rc = 0;
-  size_t stride = (size_t)n->thr + 2, nodes = m->transposed ? 1 : nsrc;
-  if (grow((void **)&n->hist, &n->hist_cap, nodes * stride, sizeof(*n->hist)))
-    return em_err_set(err, -ENOMEM, "out of memory");
+  size_t stride = (size_t)n->thr + 2;
   map_ctx_t ctx = {.n = n, .sink = m->taps > 1 ? sink_kernels : sink_targets, .taps = m->taps, .acc = acc,
                    .err = err};
+  ctx.h16 = whole16_kernel(n, m, src, nsrc, ntgt, &rc);
+  size_t nodes = m->transposed || ctx.h16 ? 1 : nsrc; /* 32-bit counters: one node's, or every source's */
+  if (rc || grow((void **)&n->hist, &n->hist_cap, nodes * stride, sizeof(*n->hist)))
+    return em_err_set(err, -ENOMEM, "out of memory");
   if (m->transposed) {
     /* Stored [in, out]: each sampled source is a stored row; targets are its columns. */
     ctx.cols = sort_cols(n, tgt, ntgt, &ctx.identity, &rc);
@@ -447,7 +449,7 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
                      &ctx, err);
       i += run;
     }
-  } else if ((ctx.h16 = whole16_kernel(n, m, src, nsrc, ntgt, &rc)) != NULL) {
+  } else if (ctx.h16) {
     if (grow((void **)&n->hist16, &n->hist16_cap, nsrc * stride, sizeof(*n->hist16)))
       return em_err_set(err, -ENOMEM, "out of memory");
     ctx.cols = sort_cols(n, src, nsrc, &ctx.identity, &rc);
@@ -458,7 +460,7 @@ int em_nin_add_map(em_nin_t *n, const em_map_t *m, const uint32_t *src, uint32_t
       rc = add_target_rows(n, m, tgt, ntgt, ctx.cols, &ctx, err);
     if (!rc)
       rc = fold_nodes16(n, nsrc, acc);
-  } else if (!rc) {
+  } else {
     ctx.cols = sort_cols(n, src, nsrc, &ctx.identity, &rc);
     ctx.slot = n->order;
     ctx.nc = nsrc;

@@ -8,7 +8,7 @@ _emergectl()
     local cmd="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            --api|--pub|--db|--timeout|--svg|--rule|--reason|--baseline|--samples|--neurons|--seed|--threshold|--alpha0|--mode|--arch|--q-min|--q-max|--q-step) ((i++)) ;;
+            --api|--pub|--db|--timeout|--svg|--rule|--reason|--baseline|--samples|--neurons|--seed|--threshold|--alpha0|--mode|--arch|--q-min|--q-max|--q-step|--threads) ((i++)) ;;
             -*) ;;
             *) cmd=${words[i]}; break ;;
         esac
@@ -18,7 +18,7 @@ _emergectl()
         --mode) COMPREPLY=($(compgen -W "auto sampled full" -- "$cur")); return ;;
         --alpha0) COMPREPLY=($(compgen -W "central reference" -- "$cur")); return ;;
         --arch) COMPREPLY=($(compgen -W "auto gpt-neox llama gpt2 bert torch-transformer cnn mlp" -- "$cur")); return ;;
-        --api|--pub|--timeout|--rule|--samples|--neurons|--seed|--threshold|--q-min|--q-max|--q-step) return ;;
+        --api|--pub|--timeout|--rule|--samples|--neurons|--seed|--threshold|--q-min|--q-max|--q-step|--threads) return ;;
     esac
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global" -- "$cur"))
@@ -26,7 +26,7 @@ _emergectl()
     fi
     local opts="$global"
     case $cmd in
-        analyze) opts="--json --baseline --samples --neurons --seed --threshold --alpha0 --mode --full --arch --q-min --q-max --q-step --check-finite --help --version" ;;
+        analyze) opts="--json --baseline --samples --neurons --seed --threshold --alpha0 --mode --full --arch --q-min --q-max --q-step --threads --check-finite --help --version" ;;
         watch) opts="$global --wait" ;;
         plot) opts="$global --svg" ;;
         export) opts="$global --csv" ;;
