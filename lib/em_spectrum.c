@@ -197,16 +197,18 @@ static int grow_tables(em_acc_t *a, size_t need, bool exact)
  * x86-64 an AVX2 clone is picked at load time where the CPU has it (target_clones). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
     !defined(__SANITIZE_THREAD__) /* ifunc resolvers run before the sanitizer runtimes */
-#define HOT_CLONES __attribute__((target_clones("avx2", "default")))
+#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HOT_CLONES
 #endif
 
-/* Four doubles as one value (GCC/clang vector extension): the fold is written in them
- * because GCC 12 at -O2 does not vectorise loops. Rows of the tables and of Z are
- * QB doubles, 64-byte aligned, so these loads are aligned. */
-typedef double v4d __attribute__((vector_size(32)));
-#define QV (QB / 4)
+/* Eight doubles as one value (GCC/clang vector extension; one AVX-512 register, two
+ * AVX2 ones): the fold is written in them because GCC 12 at -O2 does not vectorise
+ * loops. Rows of the tables and of Z are QB doubles, 64-byte aligned, so these loads are
+ * aligned. Every clone does the same multiplications and additions in the same order
+ * (ISO C: no contraction into FMA), so results do not depend on the CPU. */
+typedef double v8d __attribute__((vector_size(64)));
+#define QV (QB / 8)
 
 /* One slice: zs[b] += sum over the nodes active at b of N_j(b)^q * M_j^-q. pw and
  * pwinv are this slice's tables. */
@@ -215,19 +217,19 @@ static void fold_slice(const em_acc_t *a, double *restrict zs, const double *res
                        const double *restrict pwinv, int lo, int hi)
 {
   for (int b = lo; b < hi; b++) {
-    v4d even[QV], odd[QV];
-    v4d *z = (v4d *)(zs + (size_t)b * QB);
+    v8d even[QV], odd[QV];
+    v8d *z = (v8d *)(zs + (size_t)b * QB);
 #pragma GCC unroll 4
     for (size_t i = 0; i < QV; i++) {
       even[i] = z[i];
-      odd[i] = (v4d){0, 0, 0, 0};
+      odd[i] = (v8d){0};
     }
     const uint32_t *cum = a->cum + (size_t)b * (BATCH + 1);
     const uint8_t *act = a->act + (size_t)b * (BATCH + 1);
     for (size_t k = 0; k < a->nact[b]; k += 2) {
       unsigned j0 = act[k], j1 = act[k + 1];
-      const v4d *p0 = (const v4d *)(pw + (size_t)cum[j0] * QB), *i0 = (const v4d *)(pwinv + (size_t)a->bm[j0] * QB);
-      const v4d *p1 = (const v4d *)(pw + (size_t)cum[j1] * QB), *i1 = (const v4d *)(pwinv + (size_t)a->bm[j1] * QB);
+      const v8d *p0 = (const v8d *)(pw + (size_t)cum[j0] * QB), *i0 = (const v8d *)(pwinv + (size_t)a->bm[j0] * QB);
+      const v8d *p1 = (const v8d *)(pw + (size_t)cum[j1] * QB), *i1 = (const v8d *)(pwinv + (size_t)a->bm[j1] * QB);
 #pragma GCC unroll 4 /* the sums stay in registers; two chains: neither waits on the other */
       for (size_t i = 0; i < QV; i++) {
         even[i] += p0[i] * i0[i];
