@@ -194,7 +194,7 @@ static int grow_tables(em_acc_t *a, size_t need, bool exact)
 }
 
 /* The hot loop of the analysis. Fixed QB-wide loops that the compiler vectorizes; on
- * x86-64 an AVX2 clone is picked at load time where the CPU has it (target_clones). */
+ * x86-64 an AVX-512 or AVX2 clone is picked at load time where the CPU has it (target_clones). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
     !defined(__SANITIZE_THREAD__) /* ifunc resolvers run before the sanitizer runtimes */
 #define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
