@@ -44,7 +44,7 @@ struct em_acc {
                           nodes; column BATCH is the zero row */
   uint8_t *act;        /* [bin][BATCH + 1]: the nodes with first <= bin < last, then padding */
   uint32_t *nact;      /* [bin]: how many (even) */
-  uint32_t bm[BATCH + 1]; /* their M = 1 + distances kept */
+  uint32_t bm[BATCH];  /* their M = 1 + distances kept */
   int bfirst[BATCH];   /* their first non-empty bin */
   int blast[BATCH];    /* their last non-empty bin */
   size_t nbatch;
@@ -52,7 +52,8 @@ struct em_acc {
   uint8_t *present;    /* present[b]: some kept node has a distance at b */
   size_t nodes;        /* kept nodes */
   size_t cap;          /* power table rows 0..cap-1; row cap of pw is zeros */
-  double *pw, *pwinv;  /* [slice][n][QB]: n^q and n^-q */
+  double *pw;          /* [slice][n][QB]: n^q (1 KiB per row shared by every thread) */
+  double *inv;         /* [BATCH + 1][QB]: M^-q of the batched nodes, one slice at a time */
   bool shared;         /* the tables belong to another accumulator */
 };
 
@@ -104,16 +105,18 @@ em_acc_t *em_acc_new(int threshold, const double *q, size_t nq)
   a->q = malloc(nq * sizeof(*a->q));
   a->z = alloc_doubles(a->nslices * bins * QB);
   a->pre = alloc_doubles(a->nslices * bins * QB);
+  a->inv = alloc_doubles((BATCH + 1) * QB);
   a->cum = malloc(bins * (BATCH + 1) * sizeof(*a->cum));
   a->act = malloc(bins * (BATCH + 1));
   a->nact = malloc(bins * sizeof(*a->nact));
   a->ones = malloc(bins * sizeof(*a->ones));
   a->present = malloc(bins);
-  if (!a->q || !a->z || !a->pre || !a->cum || !a->act || !a->nact || !a->ones || !a->present) {
+  if (!a->q || !a->z || !a->pre || !a->inv || !a->cum || !a->act || !a->nact || !a->ones || !a->present) {
     em_acc_destroy(&a);
     return NULL;
   }
   memcpy(a->q, q, nq * sizeof(*q));
+  memset(a->inv + BATCH * QB, 0, QB * sizeof(*a->inv)); /* the padding node adds nothing */
   em_acc_reset(a);
   return a;
 }
@@ -126,6 +129,7 @@ void em_acc_destroy(em_acc_t **self_p)
   free(a->q);
   free(a->z);
   free(a->pre);
+  free(a->inv);
   free(a->cum);
   free(a->act);
   free(a->nact);
@@ -133,7 +137,6 @@ void em_acc_destroy(em_acc_t **self_p)
   free(a->present);
   if (!a->shared) {
     free(a->pw);
-    free(a->pwinv);
   }
   free(a);
   *self_p = NULL;
@@ -165,30 +168,23 @@ static int grow_tables(em_acc_t *a, size_t need, bool exact)
   size_t cap = exact ? need + 1 : (a->cap ? a->cap : 128);
   while (cap <= need)
     cap *= 2;
-  double *pw = alloc_doubles(a->nslices * (cap + 1) * QB), *pwinv = alloc_doubles(a->nslices * cap * QB);
-  if (!pw || !pwinv) {
-    free(pw);
-    free(pwinv);
+  double *pw = alloc_doubles(a->nslices * (cap + 1) * QB);
+  if (!pw)
     return -ENOMEM;
-  }
   for (size_t s = 0; s < a->nslices; s++) {
     if (a->cap) {
       memcpy(pw + s * (cap + 1) * QB, a->pw + s * (a->cap + 1) * QB, a->cap * QB * sizeof(*pw));
-      memcpy(pwinv + s * cap * QB, a->pwinv + s * a->cap * QB, a->cap * QB * sizeof(*pwinv));
     }
     for (size_t n = a->cap; n < cap; n++) {
       for (size_t i = 0; i < QB; i++) {
         double qi = s * QB + i < a->nq ? a->q[s * QB + i] : 0;
         pw[(s * (cap + 1) + n) * QB + i] = pow((double)n, qi);
-        pwinv[(s * cap + n) * QB + i] = pow((double)n, -qi);
       }
     }
     memset(pw + (s * (cap + 1) + cap) * QB, 0, QB * sizeof(*pw));
   }
   free(a->pw);
-  free(a->pwinv);
   a->pw = pw;
-  a->pwinv = pwinv;
   a->cap = cap;
   return 0;
 }
@@ -211,10 +207,10 @@ typedef double v8d __attribute__((vector_size(64)));
 #define QV (QB / 8)
 
 /* One slice: zs[b] += sum over the nodes active at b of N_j(b)^q * M_j^-q. pw and
- * pwinv are this slice's tables. */
+ * inv are this slice's table and the batch's M^-q. */
 HOT_CLONES
 static void fold_slice(const em_acc_t *a, double *restrict zs, const double *restrict pw,
-                       const double *restrict pwinv, int lo, int hi)
+                       const double *restrict inv, int lo, int hi)
 {
   for (int b = lo; b < hi; b++) {
     v8d even[QV], odd[QV];
@@ -228,8 +224,8 @@ static void fold_slice(const em_acc_t *a, double *restrict zs, const double *res
     const uint8_t *act = a->act + (size_t)b * (BATCH + 1);
     for (size_t k = 0; k < a->nact[b]; k += 2) {
       unsigned j0 = act[k], j1 = act[k + 1];
-      const v8d *p0 = (const v8d *)(pw + (size_t)cum[j0] * QB), *i0 = (const v8d *)(pwinv + (size_t)a->bm[j0] * QB);
-      const v8d *p1 = (const v8d *)(pw + (size_t)cum[j1] * QB), *i1 = (const v8d *)(pwinv + (size_t)a->bm[j1] * QB);
+      const v8d *p0 = (const v8d *)(pw + (size_t)cum[j0] * QB), *i0 = (const v8d *)(inv + (size_t)j0 * QB);
+      const v8d *p1 = (const v8d *)(pw + (size_t)cum[j1] * QB), *i1 = (const v8d *)(inv + (size_t)j1 * QB);
 #pragma GCC unroll 4 /* the sums stay in registers; two chains: neither waits on the other */
       for (size_t i = 0; i < QV; i++) {
         even[i] += p0[i] * i0[i];
@@ -252,7 +248,6 @@ static void list_active(em_acc_t *a, int *lo, int *hi)
     *lo = a->bfirst[j] < *lo ? a->bfirst[j] : *lo;
     *hi = a->blast[j] > *hi ? a->blast[j] : *hi;
   }
-  a->bm[BATCH] = 1;
   for (int b = *lo; b < *hi; b++) {
     uint8_t *act = a->act + (size_t)b * (BATCH + 1);
     uint32_t n = 0;
@@ -273,13 +268,15 @@ static void flush_batch(em_acc_t *a)
   int lo, hi;
   list_active(a, &lo, &hi);
   for (size_t s = 0; s < a->nslices; s++) {
-    const double *pw = a->pw + s * (a->cap + 1) * QB, *pwinv = a->pwinv + s * a->cap * QB;
+    const double *pw = a->pw + s * (a->cap + 1) * QB;
     double *pre = a->pre + s * bins * QB;
     for (size_t j = 0; j < a->nbatch; j++) {
-      for (size_t i = 0; i < QB; i++) /* N = 1 below the first distance: the term is M^-q */
-        pre[(size_t)a->bfirst[j] * QB + i] += pwinv[(size_t)a->bm[j] * QB + i];
+      for (size_t i = 0; i < QB; i++) { /* M^-q as 1 / M^q: no second table of every n */
+        a->inv[j * QB + i] = 1.0 / pw[(size_t)a->bm[j] * QB + i];
+        pre[(size_t)a->bfirst[j] * QB + i] += a->inv[j * QB + i]; /* N = 1 below the first distance */
+      }
     }
-    fold_slice(a, a->z + s * bins * QB, pw, pwinv, lo, hi);
+    fold_slice(a, a->z + s * bins * QB, pw, a->inv, lo, hi);
   }
   a->nbatch = 0;
 }
@@ -320,7 +317,6 @@ em_acc_t *em_acc_new_shared(const em_acc_t *owner)
   if (!a)
     return NULL;
   a->pw = owner->pw;
-  a->pwinv = owner->pwinv;
   a->cap = owner->cap;
   a->shared = true;
   return a;
