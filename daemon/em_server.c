@@ -285,10 +285,10 @@ static int serve(server_t *s)
   }
   start_handles(s);
   first_operations(s);
-  EM_NOTICE("emerged %s: watching %s (%s), database %s, PUB %s, API %s, HTTP %s, %d worker%s", EM_VERSION,
-            s->root, em_walker_polling(s->pipe.walker) ? "polling" : "inotify", s->db_path, s->cfg->pub,
-            s->cfg->api, s->pipe.http ? em_http_url(s->pipe.http) : "off", s->cfg->workers,
-            s->cfg->workers > 1 ? "s" : "");
+  EM_NOTICE("emerged %s: watching %s (%s), database %s, PUB %s, API %s, HTTP %s, %d worker%s, %d thread%s per "
+            "checkpoint", EM_VERSION, s->root, em_walker_polling(s->pipe.walker) ? "polling" : "inotify", s->db_path,
+            s->cfg->pub, s->cfg->api, s->pipe.http ? em_http_url(s->pipe.http) : "off", s->cfg->workers,
+            s->cfg->workers > 1 ? "s" : "", s->cfg->params.threads, s->cfg->params.threads > 1 ? "s" : "");
   em_walker_scan(s->pipe.walker);
   em_notify("READY=1");
   uv_run(&s->loop, UV_RUN_DEFAULT);

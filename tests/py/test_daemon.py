@@ -426,3 +426,29 @@ def test_a_run_keeps_the_mode_of_its_baseline_and_a_changed_mode_is_refused(tmp)
     wait_for(lambda: history(d, "other")[0], what="the other run")
     assert history(d, "other")[0][0]["mode"] == "sampled"
     assert d.stop() == 0
+
+
+def test_threads_per_checkpoint_give_the_results_of_one(tmp):
+    """threads: 3 in the config: each checkpoint is analysed on three lanes, and every
+    published number equals emergectl analyze's on one thread, in both modes."""
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "run"))
+    cfg = os.path.join(tmp, "emerged.json")
+    with open(cfg, "w") as f:
+        json.dump({"threads": 3}, f)
+    for mode in ("full", "sampled"):
+        d = Daemon(tmp, root, "--config", cfg, "--mode", mode, "--db", os.path.join(tmp, f"{mode}.db"),
+                   name=mode).start()
+        sub = d.subscribe()
+        time.sleep(0.3)
+        run = os.path.join(root, f"run-{mode}")
+        os.makedirs(run)
+        for step in (0, 10):
+            make_ckpt.write(os.path.join(run, f"model-step{step}.safetensors"),
+                            make_ckpt.build("neox", 64, 3, seed=step), "F16")
+        results = _results(collect(sub, lambda g: len(_results(g)) >= 2, timeout=30))
+        for r in results:
+            want = analyze_json("--mode", mode, "--samples", 2, "--threads", 1, r["path"])[0]
+            assert (r["alpha0"], r["width"], r["tau"]) == (want["alpha0"], want["width"], want["tau"]), (mode, r["path"])
+        assert "1 worker, 3 threads per checkpoint" in d.read_log()
+        assert d.stop() == 0
