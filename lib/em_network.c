@@ -6,7 +6,9 @@
  * - Full mode: a task is one map, folded into an accumulator of its own; accumulators
  *   are merged into the run's in map order, whichever finishes first (one that cannot
  *   be merged yet is parked, and its lane takes a fresh one). The sum is then the same
- *   sequence of additions for every thread count, so the result is bit-identical. */
+ *   sequence of additions for every thread count, so the result is bit-identical. A
+ *   lane starts a map at most AHEAD maps per lane past the first unmerged one, so at
+ *   most that many accumulators are ever parked, whatever the number of maps. */
 #include "em_network.h"
 
 #include <errno.h>
@@ -21,6 +23,8 @@
 #include "em_nin.h"
 #include "em_pool.h"
 #include "em_spectrum.h"
+
+#define AHEAD 2 /* maps a lane may start per lane beyond the first not yet merged */
 
 typedef struct lane {
   em_nin_t *nin;
@@ -41,7 +45,9 @@ typedef struct run {
   em_acc_t *acc;        /* owns the power tables; full mode: the sum of every map */
   lane_t *lanes;
   unsigned nlanes;
-  pthread_mutex_t lock; /* full mode: parked, merged */
+  pthread_mutex_t lock; /* full mode: parked, merged, spare, stop */
+  pthread_cond_t turn;  /* a merge happened, or the run stops */
+  bool stop;            /* a map failed: lanes waiting for their turn give up */
   em_acc_t **parked;    /* per map: its folded accumulator, until its turn to merge */
   size_t merged;
   em_acc_t **spare;     /* merged accumulators, emptied, for the next map */
@@ -99,6 +105,8 @@ static int run_init(run_t *r, const _Atomic int *cancel, em_err_t *err)
 {
   uint32_t widest, most_tgt;
   buffer_sizes(r->plan, &widest, &most_tgt);
+  pthread_mutex_init(&r->lock, NULL);
+  pthread_cond_init(&r->turn, NULL);
   size_t ntasks = r->p->mode == EM_MODE_FULL ? r->plan->nmaps : r->out->nsamples;
   r->nlanes = r->p->threads < 1 ? 1 : (unsigned)r->p->threads;
   r->nlanes = ntasks && ntasks < r->nlanes ? (unsigned)ntasks : r->nlanes;
@@ -108,7 +116,6 @@ static int run_init(run_t *r, const _Atomic int *cancel, em_err_t *err)
   r->spare = calloc(r->plan->nmaps ? r->plan->nmaps : 1, sizeof(*r->spare));
   if (!r->acc || !r->lanes || !r->parked || !r->spare || em_acc_reserve(r->acc, most_tgt + 1) != 0)
     return em_err_set(err, -ENOMEM, "out of memory");
-  pthread_mutex_init(&r->lock, NULL);
   for (unsigned i = 0; i < r->nlanes; i++) {
     if (lane_init(r, &r->lanes[i], widest, most_tgt, cancel) != 0)
       return em_err_set(err, -ENOMEM, "out of memory");
@@ -125,8 +132,8 @@ static void run_free(run_t *r)
   while (r->nspare)
     em_acc_destroy(&r->spare[--r->nspare]);
   free(r->spare);
-  if (r->lanes)
-    pthread_mutex_destroy(&r->lock);
+  pthread_mutex_destroy(&r->lock);
+  pthread_cond_destroy(&r->turn);
   free(r->lanes);
   free(r->parked);
   em_acc_destroy(&r->acc);
@@ -218,27 +225,58 @@ static void merge_ready(run_t *r)
   }
 }
 
-/* Full mode: task i is map i. */
+/* Full mode: waits until map i is at most AHEAD maps per lane past the first unmerged
+ * one; false when the run stops (a map failed) instead. */
+static bool wait_turn(run_t *r, size_t i)
+{
+  pthread_mutex_lock(&r->lock);
+  while (!r->stop && i >= r->merged + (size_t)AHEAD * r->nlanes)
+    pthread_cond_wait(&r->turn, &r->lock);
+  bool go = !r->stop;
+  pthread_mutex_unlock(&r->lock);
+  return go;
+}
+
+/* Full mode: parks the lane's folded map i, merges what is ready, takes a spare. */
+static void park(run_t *r, lane_t *l, size_t i)
+{
+  pthread_mutex_lock(&r->lock);
+  r->parked[i] = l->acc;
+  merge_ready(r);
+  l->acc = r->nspare ? r->spare[--r->nspare] : NULL; /* else a new one at the next map */
+  pthread_cond_broadcast(&r->turn);
+  pthread_mutex_unlock(&r->lock);
+}
+
+static int stop_run(run_t *r, int rc)
+{
+  pthread_mutex_lock(&r->lock);
+  r->stop = true;
+  pthread_cond_broadcast(&r->turn);
+  pthread_mutex_unlock(&r->lock);
+  return rc;
+}
+
+/* Full mode: task i is map i. A lane that gives up waiting returns 0: the run's error
+ * is the failed map's. */
 static int map_task(void *ctx, unsigned worker, size_t i)
 {
   run_t *r = ctx;
   lane_t *l = &r->lanes[worker];
   l->failed = i;
+  if (!wait_turn(r, i))
+    return 0;
   if (!l->drawn) {
     draw_groups(r, l, 0);
     l->drawn = true;
   }
   if (!l->acc && !(l->acc = em_acc_new_shared(r->acc)))
-    return em_err_set(&l->err, -ENOMEM, "out of memory");
+    return stop_run(r, em_err_set(&l->err, -ENOMEM, "out of memory"));
   em_acc_reset(l->acc);
   int rc = add_map(r, l, i);
   if (rc)
-    return rc;
-  pthread_mutex_lock(&r->lock);
-  r->parked[i] = l->acc;
-  merge_ready(r);
-  l->acc = r->nspare ? r->spare[--r->nspare] : NULL; /* else a new one at the next map */
-  pthread_mutex_unlock(&r->lock);
+    return stop_run(r, rc);
+  park(r, l, i);
   return 0;
 }
 
@@ -254,7 +292,7 @@ int em_network_measure(em_ckpt_t *ck, const em_params_t *p, const _Atomic int *c
   bool full = p->mode == EM_MODE_FULL;
   if (!rc)
     rc = em_pool_run(r.nlanes, full ? plan->nmaps : out->nsamples, full ? map_task : sample_task, &r, &failed);
-  for (unsigned i = 0; rc && i < r.nlanes; i++) { /* the message of the task that failed */
+  for (unsigned i = 0; rc && r.lanes && i < r.nlanes; i++) { /* the message of the task that failed */
     if (r.lanes[i].err.code && r.lanes[i].failed == failed)
       *err = r.lanes[i].err;
   }

@@ -32,7 +32,7 @@ int em_params_check(const em_params_t *p, em_err_t *err)
     return em_err_set(err, -EINVAL, "seed + samples - 1 must fit numpy's 32-bit seeds");
   if (p->threshold < 2 || p->threshold > MAX_THRESHOLD)
     return em_err_set(err, -EINVAL, "threshold must be 2..%d, not %d", MAX_THRESHOLD, p->threshold);
-  if (p->threads < 1 || p->threads > MAX_THREADS)
+  if (p->threads < 0 || p->threads > MAX_THREADS) /* 0, as in a zeroed struct: one */
     return em_err_set(err, -EINVAL, "threads must be 1..%d, not %d", MAX_THREADS, p->threads);
   if (p->alpha0 != EM_ALPHA0_CENTRAL && p->alpha0 != EM_ALPHA0_REFERENCE)
     return em_err_set(err, -EINVAL, "alpha0 must be central or reference");

@@ -33,6 +33,7 @@
 
 #define QB 16        /* q values per slice */
 #define BATCH 64     /* nodes folded together */
+_Static_assert(BATCH < 256, "act lists node numbers up to BATCH in bytes");
 
 struct em_acc {
   int thr;             /* largest radius */
@@ -264,6 +265,8 @@ static void list_active(em_acc_t *a, int *lo, int *hi)
 /* Folds the batched nodes into Z, one q slice at a time. */
 static void flush_batch(em_acc_t *a)
 {
+  if (a->nbatch == 0)
+    return; /* also: an accumulator never sized has no table to point into */
   const size_t bins = (size_t)a->thr + 1;
   int lo, hi;
   list_active(a, &lo, &hi);

@@ -312,3 +312,12 @@ def test_threads_give_bit_identical_results(tmp):
         assert all(r["nodes"] > 0 for r in runs[0])
     code, _, err = emergectl("analyze", "--threads", "0", paths[0])
     assert code == 2 and "threads" in err, err
+    # a failure is the same failure on every thread count: the first bad map's
+    t = make_ckpt.build("neox", 96, 5, seed=3)
+    t["gpt_neox.layers.1.mlp.dense_4h_to_h.weight"][5, 7] = np.nan
+    t["gpt_neox.layers.4.attention.dense.weight"][:, :] = np.inf
+    bad = os.path.join(tmp, "bad.safetensors")
+    make_ckpt.write(bad, t, "F16")
+    errs = [emergectl("analyze", "--mode", "full", "--threads", n, bad) for n in (1, 2, 5)]
+    assert all(e[0] == 1 for e in errs) and len({e[2] for e in errs}) == 1, errs
+    assert "layers.1.mlp.dense_4h_to_h.weight" in errs[0][2] and "[5, 7]" in errs[0][2], errs[0][2]
