@@ -169,7 +169,16 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
   return insert_alert(s->db, op, rid, &a);
 }
 
-/* Every rule over the points of run rid; new firings become alert rows. */
+static int record_verdicts(em_store_t *s, em_store_op_t *op, int64_t rid, const em_verdict_t *v, size_t n)
+{
+  int rc = SQLITE_OK;
+  for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+    rc = record_alert(s, op, rid, &s->rules.v[v[i].rule], &v[i].firing, v[i].point);
+  return rc;
+}
+
+/* Every rule replayed over the points of run rid (a non-finite checkpoint's one point);
+ * new firings become alert rows. */
 static int judge_points(em_store_t *s, em_store_op_t *op, int64_t rid, const em_point_t *pts, size_t n)
 {
   const em_rules_t *rules = &s->rules;
@@ -183,25 +192,107 @@ static int judge_points(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
     rc = load_recorded(s->db, rid, &rules->v[i], &rec[i]);
   if (rc == SQLITE_OK && em_judge(rules, pts, n, rec, &v, &nv) != 0)
     rc = SQLITE_NOMEM;
-  for (size_t i = 0; i < nv && rc == SQLITE_OK; i++)
-    rc = record_alert(s, op, rid, &rules->v[v[i].rule], &v[i].firing, &pts[v[i].firing.at]);
+  if (rc == SQLITE_OK)
+    rc = record_verdicts(s, op, rid, v, nv);
   free(v);
   free(rec);
   return rc;
 }
 
-static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid)
+/* The rule's kept state for run rid: false when there is none, or when it does not read
+ * (a corrupt row is replayed over, and rewritten, never trusted). */
+static bool load_state(em_store_t *s, const em_store_op_t *op, int64_t rid, const em_rule_t *r, em_judge_state_t *st,
+                       int *rc)
+{
+  sqlite3_stmt *q = em_sql_prepare(s->db, "SELECT state FROM rule_state WHERE run_id = ? AND rule = ?", "it", rid,
+                                   r->name);
+  int step = q ? sqlite3_step(q) : SQLITE_ERROR;
+  bool found = step == SQLITE_ROW, ok = found && em_judge_state_parse((const char *)sqlite3_column_text(q, 0), st) == 0;
+  if (found && !ok)
+    EM_WARN("alerts: run %s rule %s: its kept state does not read; judging by replaying the run's history", op->run,
+            r->name);
+  em_sql_done(q);
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
+    *rc = step;
+  return ok;
+}
+
+static int save_state(em_db_t *db, int64_t rid, const em_rule_t *r, const em_judge_state_t *st)
+{
+  char *text = em_judge_state_print(st);
+  if (!text)
+    return SQLITE_NOMEM;
+  int rc = em_sql_run(em_sql_prepare(db, "INSERT OR REPLACE INTO rule_state(run_id, rule, state) VALUES(?, ?, ?)",
+                                     "itt", rid, r->name, text));
+  free(text);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* What judging a new result of a run reads, each at most once: its two newest results
+ * (is the new one the last, and which came before it), and the whole history when a
+ * rule must replay it. */
+typedef struct judged {
+  em_history_t tail, all;
+  em_point_t *last;         /* the new result as a point, when it is the run's last */
+  em_point_t *pts;          /* the whole history's points, once read */
+  size_t n;
+} judged_t;
+
+static int read_history(em_db_t *db, int64_t rid, judged_t *j)
+{
+  if (j->pts)
+    return SQLITE_OK;
+  int rc = em_query_judged(db, rid, &j->all);
+  j->pts = rc == SQLITE_OK ? em_history_points(&j->all, &j->n) : NULL;
+  return rc == SQLITE_OK && !j->pts ? SQLITE_NOMEM : rc;
+}
+
+/* Rule i on the new result: from its kept state when the result is the run's last and the
+ * state ends at the one before it, else by a replay of the history; the state is kept. */
+static int judge_rule(em_store_t *s, em_store_op_t *op, int64_t rid, size_t i, judged_t *j, em_verdicts_t *v)
+{
+  const em_rule_t *r = &s->rules.v[i];
+  em_recorded_t rec;
+  em_judge_state_t st;
+  int rc = load_recorded(s->db, rid, r, &rec);
+  bool resume = rc == SQLITE_OK && j->last && load_state(s, op, rid, r, &st, &rc) &&
+                em_judge_follows(r, &st, j->tail.v[1].seq);
+  if (rc != SQLITE_OK)
+    return rc;
+  if (resume) {
+    rc = em_judge_next(&s->rules, i, j->last, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
+  } else if ((rc = read_history(s->db, rid, j)) == SQLITE_OK) {
+    EM_DEBUG("alerts: run %s rule %s: replaying %zu results", op->run, r->name, j->n);
+    rc = em_judge_replay(&s->rules, i, j->pts, j->n, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
+  }
+  return rc == SQLITE_OK ? save_state(s->db, rid, r, &st) : rc;
+}
+
+/* Every rule on the result of seq `seq` just stored in run rid; new firings become alert
+ * rows. In step order it is judged from each rule's kept state, in time independent of
+ * the history's length; out of order (or re-baselined) by a replay (em_judge.h). */
+static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid, int64_t seq)
 {
   if (!s->rules.n)
     return SQLITE_OK;
-  em_history_t h;
-  int rc = em_query_judged(s->db, rid, &h);
-  size_t n = 0;
-  em_point_t *pts = rc == SQLITE_OK ? em_history_points(&h, &n) : NULL;
+  judged_t j = {0};
+  em_verdicts_t v = {0};
+  int rc = em_query_judged_tail(s->db, rid, 2, &j.tail);
+  if (rc == SQLITE_OK && j.tail.n == 2 && j.tail.v[0].seq == seq) {
+    em_history_t newest = {.n = 1, .cap = 1, .v = j.tail.v}; /* borrowed: its one point, built as any */
+    size_t one;
+    if (!(j.last = em_history_points(&newest, &one)))
+      rc = SQLITE_NOMEM;
+  }
+  for (size_t i = 0; i < s->rules.n && rc == SQLITE_OK; i++)
+    rc = judge_rule(s, op, rid, i, &j, &v);
   if (rc == SQLITE_OK)
-    rc = pts ? judge_points(s, op, rid, pts, n) : SQLITE_NOMEM;
-  free(pts);
-  em_history_free(&h);
+    rc = record_verdicts(s, op, rid, v.v, v.n);
+  em_verdicts_free(&v);
+  free(j.last);
+  free(j.pts);
+  em_history_free(&j.tail);
+  em_history_free(&j.all);
   return rc;
 }
 
@@ -235,6 +326,27 @@ static int64_t insert_checkpoint(em_db_t *db, em_store_op_t *op, int64_t rid, in
   return (int64_t)sqlite3_last_insert_rowid(db->h);
 }
 
+/* A known checkpoint seen again: its step (now named) and version as found. One whose
+ * step or version changes moves in or leaves its run's judged history, so the rules'
+ * kept states of the run no longer describe it: they are dropped, and the run's next
+ * result is judged by a replay. */
+static int update_checkpoint(em_db_t *db, const em_store_op_t *op, int64_t rid, int64_t id)
+{
+  int changed = 0;
+  if (op->has_step) {
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ?1, named = 1 WHERE id = ?2 AND "
+                                               "(step != ?1 OR named != 1)", "ii", op->step, id)));
+    changed += sqlite3_changes(db->h);
+  }
+  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, "
+                                             "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
+                                         em_sql_now(), id, op->version)));
+  changed += sqlite3_changes(db->h);
+  if (changed)
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "DELETE FROM rule_state WHERE run_id = ?", "i", rid)));
+  return SQLITE_OK;
+}
+
 static int op_seen(em_db_t *db, em_store_op_t *op)
 {
   int rc = SQLITE_OK;
@@ -247,12 +359,7 @@ static int op_seen(em_db_t *db, em_store_op_t *op)
     id = insert_checkpoint(db, op, rid, &rc);
     EM_SQL_CHECK(rc);
   } else {
-    if (op->has_step)
-      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ?, named = 1 WHERE id = ?", "ii",
-                                             op->step, id)));
-    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, "
-                                               "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
-                                           em_sql_now(), id, op->version)));
+    EM_SQL_CHECK(update_checkpoint(db, op, rid, id));
   }
   op->ckpt_id = id;
   op->step_out = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
@@ -464,10 +571,12 @@ static char *encode_result(const em_store_op_t *op, const baseline_t *self, cons
   return text;
 }
 
-static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *self, const baseline_t *b, bool is_base)
+/* The result row, its seq in *seq_out. */
+static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *self, const baseline_t *b, bool is_base,
+                         int64_t *seq_out)
 {
   int rc = SQLITE_OK;
-  int64_t seq = next_seq(s->db, &rc);
+  int64_t seq = *seq_out = next_seq(s->db, &rc);
   EM_SQL_CHECK(rc);
   const em_result_t *r = &op->result;
   measured_t m = is_base ? (measured_t){true, true, 0, 0} : measure(r->alpha0, r->width, r->samples, r->nsamples, b);
@@ -476,9 +585,10 @@ static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *sel
   if (!payload)
     return SQLITE_NOMEM;
   sqlite3_stmt *st = em_sql_prepare(s->db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, "
-                                           "emergence, json, ts, emergence_se, mode) VALUES(?, ?, ?, ?, ?, ?, ?, ?, "
-                                           "?, ?)", "itiddd" "tddt", op->ckpt_id, op->version, seq, r->alpha0,
-                                    r->width, 0.0, payload, ts, 0.0, mode_name(r));
+                                           "emergence, json, ts, emergence_se, mode, alpha0_se, width_se) "
+                                           "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "tddt" "dd",
+                                    op->ckpt_id, op->version, seq, r->alpha0, r->width, 0.0, payload, ts, 0.0,
+                                    mode_name(r), r->alpha0_se, r->width_se);
   bind_opt(st, 6, m.has_e, m.e);
   bind_opt(st, 9, m.has_se, m.se);
   rc = em_sql_run(st);
@@ -543,12 +653,13 @@ static int op_result(em_store_t *s, em_store_op_t *op)
   bool is_base = !b.found || step < b.step;
   baseline_t self = {.found = true, .step = step, .by_arrival = by_arrival, .alpha0 = op->result.alpha0,
                      .width = op->result.width, .nsamples = op->result.nsamples, .samples = op->result.samples};
-  rc = insert_result(s, op, &self, &b, is_base);
+  int64_t seq;
+  rc = insert_result(s, op, &self, &b, is_base, &seq);
   if (rc == SQLITE_OK && is_base && b.found)
     rc = rebaseline(db, op, rid, &self);
   free(b.owned);
   EM_SQL_CHECK(rc);
-  return judge_results(s, op, rid);
+  return judge_results(s, op, rid, seq);
 }
 
 static int op_meta(em_db_t *db, em_store_op_t *op)
@@ -577,9 +688,11 @@ static int op_rules(em_db_t *db, em_rules_t *rules)
       return SQLITE_NOMEM;
     int64_t since = em_sql_int(em_sql_prepare(db, "SELECT since_seq FROM rules WHERE name = ? AND spec = ?", "tt",
                                               r->name, spec), -1, &rc);
-    if (since < 0) {
+    if (since < 0) { /* new or changed: nothing kept under another definition is its state */
       since = last;
       EM_INFO("alerts: rule '%s' judges results after seq %lld", r->name, (long long)since);
+      if (em_sql_run(em_sql_prepare(db, "DELETE FROM rule_state WHERE rule = ?", "t", r->name)) != SQLITE_DONE)
+        rc = SQLITE_ERROR;
     }
     r->since_seq = since;
     if (rc == SQLITE_OK &&
@@ -589,7 +702,8 @@ static int op_rules(em_db_t *db, em_rules_t *rules)
     free(spec);
   }
   EM_SQL_CHECK(rc);
-  return em_sql_exec(db, "DELETE FROM rules WHERE keep = 0");
+  return em_sql_exec(db, "DELETE FROM rules WHERE keep = 0; "
+                         "DELETE FROM rule_state WHERE rule NOT IN (SELECT name FROM rules)");
 }
 
 /* Alerts whose deliveries a crash interrupted, decoded from their rows, to deliver again. */

@@ -235,25 +235,30 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
   return em_query_answer(db, req, status, &ignored);
 }
 
-static const char sql_judged[] =
-  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, json_extract(r.json, '$.alpha0_se'), "
-  "json_extract(r.json, '$.width_se'), c.named FROM results r "
-  "JOIN checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version "
-  "WHERE c.run_id = ? ORDER BY c.step, c.id";
+/* The values the rules judge, all in results_judged (never the row, whose json would be
+ * walked), in step order through checkpoints_step. The same columns for a whole history
+ * and for its newest results, read by one function, so a result judged on its own and
+ * in a replay is the same point. */
+#define JUDGED_COLUMNS                                                                                       \
+  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, r.alpha0_se, r.width_se, c.named "   \
+  "FROM checkpoints c INDEXED BY checkpoints_step JOIN results r INDEXED BY results_judged "                \
+  "ON r.checkpoint_id = c.id AND r.version = c.version WHERE c.run_id = ? "
+static const char sql_judged[] = JUDGED_COLUMNS "ORDER BY c.step, c.id";
+static const char sql_judged_tail[] = JUDGED_COLUMNS "ORDER BY c.step DESC, c.id DESC LIMIT ?";
 
 static double column_or_nan(sqlite3_stmt *st, int col)
 {
   return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
 }
 
-int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
+/* The judged rows of st, in the order it gives them. */
+static int judged_rows(sqlite3_stmt *st, em_history_t *out)
 {
   memset(out, 0, sizeof(*out));
-  sqlite3_stmt *st = em_sql_prepare(db, sql_judged, "i", rid);
   if (!st)
     return SQLITE_ERROR;
-  int rc = SQLITE_OK;
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+  int rc = SQLITE_OK, step = SQLITE_DONE;
+  while (rc == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
     em_hist_entry_t e = {.step = sqlite3_column_int64(st, 0), .by_arrival = sqlite3_column_int(st, 8) == 0,
                          .state = EM_STATE_DONE,
                          .seq = sqlite3_column_int64(st, 1), .emergence = column_or_nan(st, 2),
@@ -263,6 +268,18 @@ int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
     if (em_history_add(out, &e) != 0)
       rc = SQLITE_NOMEM;
   }
+  if (rc == SQLITE_OK && step != SQLITE_DONE)
+    rc = step;
   em_sql_done(st);
   return rc;
+}
+
+int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
+{
+  return judged_rows(em_sql_prepare(db, sql_judged, "i", rid), out);
+}
+
+int em_query_judged_tail(em_db_t *db, int64_t rid, int64_t n, em_history_t *out)
+{
+  return judged_rows(em_sql_prepare(db, sql_judged_tail, "ii", rid, n), out);
 }
