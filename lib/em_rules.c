@@ -624,6 +624,8 @@ static const struct {
 };
 #define EXACT_INT 9007199254740992.0 /* 2^53 */
 
+static bool exact_step(int64_t v) { return v >= -(INT64_C(1) << 53) && v <= INT64_C(1) << 53; }
+
 /* A double as the shortest text strtod reads back to the same bits (cJSON's own printing
  * may round the last digit); "null" when not finite, which em_rule_state_from_json refuses. */
 static void add_exact(cJSON *o, const char *key, double v)
@@ -645,7 +647,7 @@ void em_rule_state_to_json(const em_rule_state_t *st, cJSON *o)
     else if (state_fields[i].kind == F_COUNT)
       add_exact(o, key, *(const int *)field);
     else /* a step JSON cannot carry exactly is written as null: refused when read */
-      add_exact(o, key, fabs((double)*(const int64_t *)field) <= EXACT_INT ? (double)*(const int64_t *)field : NAN);
+      add_exact(o, key, exact_step(*(const int64_t *)field) ? (double)*(const int64_t *)field : NAN);
   }
 }
 
