@@ -26,7 +26,7 @@
 
 /* What a rule already recorded for a run (since its since_seq). */
 typedef struct em_recorded {
-  bool fired[EM_COND_FINITE + 1];  /* a row of that condition exists */
+  bool fired[EM_COND_MANUAL];      /* a row of that condition exists (every condition but manual) */
   bool has_plateau;
   int64_t plateau_step;            /* the largest step of its plateau rows */
 } em_recorded_t;

@@ -129,8 +129,8 @@ static int load_recorded(em_db_t *db, int64_t rid, const em_rule_t *r, em_record
   memset(rec, 0, sizeof(*rec));
   while (sqlite3_step(st) == SQLITE_ROW) {
     em_condition_t c;
-    if (em_condition_parse((const char *)sqlite3_column_text(st, 0), &c) != 0)
-      continue;
+    if (em_condition_parse((const char *)sqlite3_column_text(st, 0), &c) != 0 || c == EM_COND_MANUAL)
+      continue; /* not a rule's (a manual stop carries no rule of the config) */
     rec->fired[c] = true;
     if (c == EM_COND_PLATEAU) {
       rec->has_plateau = sqlite3_column_type(st, 1) != SQLITE_NULL;

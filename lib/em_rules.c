@@ -626,7 +626,7 @@ static const struct {
 
 static bool exact_step(int64_t v) { return v >= -(INT64_C(1) << 53) && v <= INT64_C(1) << 53; }
 
-/* A double as the shortest text strtod reads back to the same bits (cJSON's own printing
+/* A double in 17 significant digits, which strtod reads back to the same bits (cJSON's printing
  * may round the last digit); "null" when not finite, which em_rule_state_from_json refuses. */
 static void add_exact(cJSON *o, const char *key, double v)
 {

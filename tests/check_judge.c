@@ -270,7 +270,7 @@ START_TEST(test_the_random_runs_fire_every_condition)
 {
   rng_state = 0x9e3779b97f4a7c15ull;
   em_rules_t rules = rules_since(0);
-  size_t by_cond[EM_COND_FINITE + 1] = {0};
+  size_t by_cond[EM_COND_MANUAL] = {0};
   for (int trial = 0; trial < 100; trial++) {
     run_t run = new_run();
     for (size_t a = 0; a < MAX_POINTS; a++)
@@ -283,7 +283,7 @@ START_TEST(test_the_random_runs_fire_every_condition)
       by_cond[v[i].firing.cond]++;
     free(v);
   }
-  for (int c = EM_COND_PLATEAU; c <= EM_COND_FINITE; c++)
+  for (int c = EM_COND_PLATEAU; c < EM_COND_MANUAL; c++)
     ck_assert_msg(by_cond[c] > 10, "%s fired %zu times", em_condition_name((em_condition_t)c), by_cond[c]);
   em_rules_free(&rules);
 }
