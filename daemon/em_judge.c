@@ -21,6 +21,19 @@ typedef struct judge {
   bool oom;
 } judge_t;
 
+/* v with room for one more of its n elements of `size` bytes (doubling, from `first`);
+ * NULL on OOM, v untouched. */
+static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+  if (n < *cap)
+    return v;
+  size_t more = *cap ? 2 * *cap : first;
+  void *grown = realloc(v, more * size);
+  if (grown)
+    *cap = more;
+  return grown;
+}
+
 void em_verdicts_free(em_verdicts_t *v)
 {
   free(v->v);
@@ -50,16 +63,12 @@ static void on_fire(void *ctx, const em_rule_t *rule, const em_firing_t *f)
   if (j->oom || !is_new(j->rec, f))
     return;
   em_verdicts_t *out = j->out;
-  if (out->n == out->cap) {
-    size_t cap = out->cap ? 2 * out->cap : 4;
-    em_verdict_t *grown = realloc(out->v, cap * sizeof(*grown));
-    if (!grown) {
-      j->oom = true;
-      return;
-    }
-    out->v = grown;
-    out->cap = cap;
+  em_verdict_t *room = grow(out->v, &out->cap, out->n, sizeof(*out->v), 4);
+  if (!room) {
+    j->oom = true;
+    return;
   }
+  out->v = room;
   const em_point_t *p = &j->pts[f->at - j->first];
   out->v[out->n++] = (em_verdict_t){j->rule, *f, p};
   remember(j->rec, f, p);
@@ -105,6 +114,41 @@ int em_judge(const em_rules_t *rules, const em_point_t *pts, size_t n, em_record
   *out = v.v;
   *nout = v.n;
   return 0;
+}
+
+/* ---------------------------------------------------------------- kept points */
+
+bool em_run_points_current(const em_run_points_t *rp, int64_t rid, int64_t before)
+{
+  return rp->rid == rid && rp->n > 0 && rp->v[rp->n - 1].seq == before;
+}
+
+int em_run_points_insert(em_run_points_t *rp, const em_point_t *p)
+{
+  size_t lo = 0, hi = rp->n; /* the first point of a step >= p's */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (rp->v[mid].step < p->step)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < rp->n && rp->v[lo].step == p->step)
+    return -1;
+  em_point_t *room = grow(rp->v, &rp->cap, rp->n, sizeof(*rp->v), 64);
+  if (!room)
+    return -1;
+  rp->v = room;
+  memmove(&rp->v[lo + 1], &rp->v[lo], (rp->n - lo) * sizeof(*rp->v));
+  rp->v[lo] = *p;
+  rp->n++;
+  return 0;
+}
+
+void em_run_points_drop(em_run_points_t *rp)
+{
+  free(rp->v);
+  memset(rp, 0, sizeof(*rp));
 }
 
 /* ---------------------------------------------------------------- persisted */

@@ -70,6 +70,24 @@ int em_judge_next(const em_rules_t *rules, size_t rule, const em_point_t *p, em_
 int em_judge(const em_rules_t *rules, const em_point_t *pts, size_t n, em_recorded_t *rec, em_verdict_t **out,
              size_t *nout);
 
+/* A run's judged points in step order, kept between its judgements so that a result out
+ * of step order (start-up works newest first) is replayed in memory, not read again. */
+typedef struct em_run_points {
+  int64_t rid;                     /* the run; 0: none kept */
+  size_t n, cap;
+  em_point_t *v;
+} em_run_points_t;
+
+/* Whether the points are run rid's history before its new result: they end at its newest
+ * other result, of seq `before` (every path that changes a history otherwise drops them;
+ * a new baseline gives every result a new seq). */
+bool em_run_points_current(const em_run_points_t *rp, int64_t rid, int64_t before);
+/* Puts p at its place by step; -1 (nothing changed) when a point of its step is there
+ * already (their order is the database's) or on OOM. */
+int em_run_points_insert(em_run_points_t *rp, const em_point_t *p);
+/* Forgets the points (rid 0). */
+void em_run_points_drop(em_run_points_t *rp);
+
 /* The state as the store keeps it (a JSON object; caller frees), and back: -1 when the
  * text is not such a state (corrupt, truncated, another version), and the caller
  * replays instead. */

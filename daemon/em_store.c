@@ -33,7 +33,11 @@ struct em_store {
   char *path;
   char start_err[512];
   em_rules_t rules;             /* the early-stop rules judged after each result */
+  em_run_points_t kept;         /* the judged points of the run judged last (judge_results) */
 };
+
+/* Points kept beyond a judgement at most: 100,000 are 10 MiB. */
+#define KEPT_MAX 100000
 
 /* ---------------------------------------------------------------- outputs */
 
@@ -228,23 +232,52 @@ static int save_state(em_db_t *db, int64_t rid, const em_rule_t *r, const em_jud
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* What judging a new result of a run reads, each at most once: its two newest results
- * (is the new one the last, and which came before it), and the whole history when a
- * rule must replay it. */
+/* What judging a new result of a run reads: its two newest results (is the new one the
+ * last, and which came before it); the whole history only when a rule must replay it. */
 typedef struct judged {
-  em_history_t tail, all;
+  em_history_t tail;
   em_point_t *last;         /* the new result as a point, when it is the run's last */
-  em_point_t *pts;          /* the whole history's points, once read */
-  size_t n;
+  int64_t before;           /* the seq of the run's newest result before it; 0: none */
 } judged_t;
 
-static int read_history(em_db_t *db, int64_t rid, judged_t *j)
+/* The new result among the points kept of its run, when they are its run's history
+ * before it (they end at its newest result then): judging it out of step order then
+ * replays them in memory. Anything else drops them: another run's, or a history that
+ * changed otherwise (a new baseline gives every result a new seq). */
+static int keep_new_point(em_store_t *s, const em_store_op_t *op, int64_t rid, const judged_t *j)
 {
-  if (j->pts)
+  em_run_points_t *k = &s->kept;
+  if (!em_run_points_current(k, rid, j->before)) {
+    em_run_points_drop(k);
     return SQLITE_OK;
-  int rc = em_query_judged(db, rid, &j->all);
-  j->pts = rc == SQLITE_OK ? em_history_points(&j->all, &j->n) : NULL;
-  return rc == SQLITE_OK && !j->pts ? SQLITE_NOMEM : rc;
+  }
+  em_history_t one = {0};
+  int rc = j->last ? SQLITE_OK : em_query_judged_checkpoint(s->db, op->ckpt_id, &one);
+  size_t n = 0;
+  em_point_t *p = j->last ? j->last : rc == SQLITE_OK && one.n == 1 ? em_history_points(&one, &n) : NULL;
+  if (!p || em_run_points_insert(k, p) != 0) /* a point of the same step: the database orders them */
+    em_run_points_drop(k);
+  if (p != j->last)
+    free(p);
+  em_history_free(&one);
+  return rc;
+}
+
+/* The run's points with the new result, in s->kept: kept, or read. */
+static int history_points(em_store_t *s, int64_t rid)
+{
+  if (s->kept.rid == rid)
+    return SQLITE_OK;
+  em_history_t h;
+  size_t n = 0;
+  int rc = em_query_judged(s->db, rid, &h);
+  em_point_t *pts = rc == SQLITE_OK ? em_history_points(&h, &n) : NULL; /* they borrow no strings: no paths */
+  em_history_free(&h);
+  if (rc == SQLITE_OK && !pts)
+    return SQLITE_NOMEM;
+  if (rc == SQLITE_OK)
+    s->kept = (em_run_points_t){.rid = rid, .n = n, .cap = n, .v = pts};
+  return rc;
 }
 
 /* Rule i on the new result: from its kept state when the result is the run's last and the
@@ -256,43 +289,51 @@ static int judge_rule(em_store_t *s, em_store_op_t *op, int64_t rid, size_t i, j
   em_judge_state_t st;
   int rc = load_recorded(s->db, rid, r, &rec);
   bool resume = rc == SQLITE_OK && j->last && load_state(s, op, rid, r, &st, &rc) &&
-                em_judge_follows(r, &st, j->tail.v[1].seq);
+                em_judge_follows(r, &st, j->before);
   if (rc != SQLITE_OK)
     return rc;
   if (resume) {
     rc = em_judge_next(&s->rules, i, j->last, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
-  } else if ((rc = read_history(s->db, rid, j)) == SQLITE_OK) {
-    EM_DEBUG("alerts: run %s rule %s: replaying %zu results", op->run, r->name, j->n);
-    rc = em_judge_replay(&s->rules, i, j->pts, j->n, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
+  } else if ((rc = history_points(s, rid)) == SQLITE_OK) {
+    EM_DEBUG("alerts: run %s rule %s: replaying %zu results", op->run, r->name, s->kept.n);
+    rc = em_judge_replay(&s->rules, i, s->kept.v, s->kept.n, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
   }
   return rc == SQLITE_OK ? save_state(s->db, rid, r, &st) : rc;
 }
 
 /* Every rule on the result of seq `seq` just stored in run rid; new firings become alert
  * rows. In step order it is judged from each rule's kept state, in time independent of
- * the history's length; out of order (or re-baselined) by a replay (em_judge.h). */
+ * the history's length; out of order (or re-baselined) by a replay (em_judge.h), of the
+ * points kept in memory when they are the run's. */
 static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid, int64_t seq)
 {
-  if (!s->rules.n)
+  if (!s->rules.n) { /* the history changes unjudged: what is kept of it is not it */
+    em_run_points_drop(&s->kept);
     return SQLITE_OK;
+  }
   judged_t j = {0};
   em_verdicts_t v = {0};
   int rc = em_query_judged_tail(s->db, rid, 2, &j.tail);
-  if (rc == SQLITE_OK && j.tail.n == 2 && j.tail.v[0].seq == seq) {
+  bool is_last = rc == SQLITE_OK && j.tail.n > 0 && j.tail.v[0].seq == seq;
+  if (rc == SQLITE_OK && j.tail.n > (size_t)is_last)
+    j.before = j.tail.v[is_last].seq;
+  if (is_last && j.tail.n == 2) {
     em_history_t newest = {.n = 1, .cap = 1, .v = j.tail.v}; /* borrowed: its one point, built as any */
     size_t one;
     if (!(j.last = em_history_points(&newest, &one)))
       rc = SQLITE_NOMEM;
   }
+  if (rc == SQLITE_OK)
+    rc = keep_new_point(s, op, rid, &j);
   for (size_t i = 0; i < s->rules.n && rc == SQLITE_OK; i++)
     rc = judge_rule(s, op, rid, i, &j, &v);
   if (rc == SQLITE_OK)
     rc = record_verdicts(s, op, rid, v.v, v.n);
   em_verdicts_free(&v);
   free(j.last);
-  free(j.pts);
   em_history_free(&j.tail);
-  em_history_free(&j.all);
+  if (s->kept.n > KEPT_MAX)
+    em_run_points_drop(&s->kept);
   return rc;
 }
 
@@ -328,10 +369,11 @@ static int64_t insert_checkpoint(em_db_t *db, em_store_op_t *op, int64_t rid, in
 
 /* A known checkpoint seen again: its step (now named) and version as found. One whose
  * step or version changes moves in or leaves its run's judged history, so the rules'
- * kept states of the run no longer describe it: they are dropped, and the run's next
- * result is judged by a replay. */
-static int update_checkpoint(em_db_t *db, const em_store_op_t *op, int64_t rid, int64_t id)
+ * kept states of the run and the points kept in memory no longer describe it: they are
+ * dropped, and the run's next result is judged by a replay read from the database. */
+static int update_checkpoint(em_store_t *s, const em_store_op_t *op, int64_t rid, int64_t id)
 {
+  em_db_t *db = s->db;
   int changed = 0;
   if (op->has_step) {
     EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ?1, named = 1 WHERE id = ?2 AND "
@@ -342,13 +384,16 @@ static int update_checkpoint(em_db_t *db, const em_store_op_t *op, int64_t rid, 
                                              "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
                                          em_sql_now(), id, op->version)));
   changed += sqlite3_changes(db->h);
-  if (changed)
+  if (changed) {
+    em_run_points_drop(&s->kept);
     EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "DELETE FROM rule_state WHERE run_id = ?", "i", rid)));
+  }
   return SQLITE_OK;
 }
 
-static int op_seen(em_db_t *db, em_store_op_t *op)
+static int op_seen(em_store_t *s, em_store_op_t *op)
 {
+  em_db_t *db = s->db;
   int rc = SQLITE_OK;
   int64_t rid = run_id(db, op->run, op->run_dir, &rc);
   EM_SQL_CHECK(rc);
@@ -359,7 +404,7 @@ static int op_seen(em_db_t *db, em_store_op_t *op)
     id = insert_checkpoint(db, op, rid, &rc);
     EM_SQL_CHECK(rc);
   } else {
-    EM_SQL_CHECK(update_checkpoint(db, op, rid, id));
+    EM_SQL_CHECK(update_checkpoint(s, op, rid, id));
   }
   op->ckpt_id = id;
   op->step_out = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
@@ -766,7 +811,7 @@ static int run_op(em_store_t *s, em_store_op_t *op)
 {
   em_db_t *db = s->db;
   switch (op->type) {
-  case EM_OP_SEEN: return op_seen(db, op);
+  case EM_OP_SEEN: return op_seen(s, op);
   case EM_OP_RESULT: return op_result(s, op);
   case EM_OP_STATE: return op_state(s, op);
   case EM_OP_META: return op_meta(db, op);
@@ -804,6 +849,7 @@ static void execute(em_store_t *s, em_store_op_t *op)
       return;
     }
     em_sql_exec(s->db, "ROLLBACK");
+    em_run_points_drop(&s->kept); /* they may hold what was rolled back */
     clear_outputs(op);
     bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
     if (!passing || stopping(s)) {
@@ -880,6 +926,7 @@ static void free_store(uv_handle_t *h)
   uv_sem_destroy(&s->ready);
   free(s->path);
   em_rules_free(&s->rules);
+  em_run_points_drop(&s->kept);
   free(s);
 }
 

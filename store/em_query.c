@@ -236,15 +236,17 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
 }
 
 /* The values the rules judge, all in results_judged (never the row, whose json would be
- * walked), in step order through checkpoints_step. The same columns for a whole history
- * and for its newest results, read by one function, so a result judged on its own and
- * in a replay is the same point. */
+ * walked), a run's in step order through checkpoints_step. The same columns for a whole
+ * history, its newest results and one result, read by one function, so a result judged
+ * on its own and in a replay is the same point. */
 #define JUDGED_COLUMNS                                                                                       \
   "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, r.alpha0_se, r.width_se, c.named "   \
-  "FROM checkpoints c INDEXED BY checkpoints_step JOIN results r INDEXED BY results_judged "                \
-  "ON r.checkpoint_id = c.id AND r.version = c.version WHERE c.run_id = ? "
-static const char sql_judged[] = JUDGED_COLUMNS "ORDER BY c.step, c.id";
-static const char sql_judged_tail[] = JUDGED_COLUMNS "ORDER BY c.step DESC, c.id DESC LIMIT ?";
+  "FROM checkpoints c "
+#define JUDGED_JOIN "JOIN results r INDEXED BY results_judged ON r.checkpoint_id = c.id AND r.version = c.version "
+#define JUDGED_RUN JUDGED_COLUMNS "INDEXED BY checkpoints_step " JUDGED_JOIN "WHERE c.run_id = ? "
+static const char sql_judged[] = JUDGED_RUN "ORDER BY c.step, c.id";
+static const char sql_judged_tail[] = JUDGED_RUN "ORDER BY c.step DESC, c.id DESC LIMIT ?";
+static const char sql_judged_one[] = JUDGED_COLUMNS JUDGED_JOIN "WHERE c.id = ?";
 
 static double column_or_nan(sqlite3_stmt *st, int col)
 {
@@ -282,4 +284,9 @@ int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
 int em_query_judged_tail(em_db_t *db, int64_t rid, int64_t n, em_history_t *out)
 {
   return judged_rows(em_sql_prepare(db, sql_judged_tail, "ii", rid, n), out);
+}
+
+int em_query_judged_checkpoint(em_db_t *db, int64_t ckpt_id, em_history_t *out)
+{
+  return judged_rows(em_sql_prepare(db, sql_judged_one, "i", ckpt_id), out);
 }

@@ -38,5 +38,7 @@ int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out);
 /* The same entries of its n newest results, newest first: whether a new result is the
  * run's last, and the one before it. */
 int em_query_judged_tail(em_db_t *db, int64_t rid, int64_t n, em_history_t *out);
+/* The same entry of checkpoint ckpt_id's current result (none when it has none). */
+int em_query_judged_checkpoint(em_db_t *db, int64_t ckpt_id, em_history_t *out);
 
 #endif
