@@ -124,24 +124,28 @@ static int insert_alert(em_db_t *db, em_store_op_t *op, int64_t rid, em_alert_t 
 
 /* ---------------------------------------------------------------- judging */
 
+/* What rule r recorded for run rid: for each condition a rule fires, whether it has a row
+ * (of r's definition: seq > since_seq) and the latest step of one, each an index seek
+ * (alerts_recorded) however many alerts the run has had. */
 static int load_recorded(em_db_t *db, int64_t rid, const em_rule_t *r, em_recorded_t *rec)
 {
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT condition, MAX(step) FROM alerts WHERE run_id = ? AND rule = ? "
-                                        "AND seq > ? GROUP BY condition", "iti", rid, r->name, r->since_seq);
-  if (!st)
-    return SQLITE_ERROR;
   memset(rec, 0, sizeof(*rec));
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    em_condition_t c;
-    if (em_condition_parse((const char *)sqlite3_column_text(st, 0), &c) != 0 || c == EM_COND_MANUAL)
-      continue; /* not a rule's (a manual stop carries no rule of the config) */
-    rec->fired[c] = true;
-    if (c == EM_COND_PLATEAU) {
-      rec->has_plateau = sqlite3_column_type(st, 1) != SQLITE_NULL;
-      rec->plateau_step = sqlite3_column_int64(st, 1);
+  for (int c = EM_COND_PLATEAU; c < EM_COND_MANUAL; c++) {
+    sqlite3_stmt *st = em_sql_prepare(db, "SELECT step FROM alerts INDEXED BY alerts_recorded WHERE run_id = ? AND "
+                                          "rule = ? AND condition = ? AND seq > ? ORDER BY step DESC LIMIT 1", "itti",
+                                      rid, r->name, em_condition_name((em_condition_t)c), r->since_seq);
+    int step = st ? sqlite3_step(st) : SQLITE_ERROR;
+    if (step == SQLITE_ROW) {
+      rec->fired[c] = true;
+      if (c == EM_COND_PLATEAU && sqlite3_column_type(st, 0) != SQLITE_NULL) { /* NULLs sort last */
+        rec->has_plateau = true;
+        rec->plateau_step = sqlite3_column_int64(st, 0);
+      }
     }
+    em_sql_done(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+      return step;
   }
-  em_sql_done(st);
   return SQLITE_OK;
 }
 

@@ -61,7 +61,8 @@ static const char *const schema_v5 =
  * results_judged alone, an index holding every value the rules judge (the SEs become
  * columns for it: read from a row, any column after json walks its overflow pages), in
  * step order through checkpoints_step, which also finds a run's baseline and newest
- * results without reading all of them. */
+ * results without reading all of them. alerts_recorded (for alerts_rule) finds what a
+ * rule recorded, each condition's latest step, without reading all its alerts. */
 static const char *const schema_v6 =
   "ALTER TABLE results ADD COLUMN alpha0_se REAL;"
   "ALTER TABLE results ADD COLUMN width_se REAL;"
@@ -70,7 +71,9 @@ static const char *const schema_v6 =
   "CREATE INDEX IF NOT EXISTS results_judged ON results(checkpoint_id, version, seq, emergence, alpha0, width,"
   "  emergence_se, alpha0_se, width_se);"
   "CREATE TABLE IF NOT EXISTS rule_state(run_id INTEGER NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,"
-  "  PRIMARY KEY(run_id, rule)) WITHOUT ROWID;";
+  "  PRIMARY KEY(run_id, rule)) WITHOUT ROWID;"
+  "DROP INDEX IF EXISTS alerts_rule;"
+  "CREATE INDEX IF NOT EXISTS alerts_recorded ON alerts(run_id, rule, condition, step, seq);";
 
 static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
                                          schema_v6}; /* keyed on version */

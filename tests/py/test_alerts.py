@@ -544,7 +544,8 @@ def test_version_5_database_gains_judged_columns_and_rule_state(tmp):
         se = c.execute("SELECT alpha0_se, width_se FROM results WHERE seq = 1").fetchone()
         assert se == (old["alpha0_se"], old["width_se"]) and se[0] > 0, se  # filled from the stored json
         names = {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
-        assert {"checkpoints_step", "results_judged", "rule_state"} <= names, names
+        assert {"checkpoints_step", "results_judged", "rule_state", "alerts_recorded"} <= names, names
+        assert "alerts_rule" not in names  # alerts_recorded serves what it did
         assert c.execute("SELECT rule FROM rule_state WHERE run_id = 2").fetchall() == [("first",)]
         assert c.execute("SELECT COUNT(*) FROM rule_state WHERE run_id = 1").fetchone()[0] == 0
     assert _alert_rows(d)[0][:2] == ("first", 100)
