@@ -836,23 +836,24 @@ static bool stopping(em_store_t *s)
   return stop;
 }
 
-/* One transaction, retried with backoff while the failure is a passing one. */
+/* One transaction, retried with backoff while the failure is a passing one. Its BEGIN,
+ * COMMIT and ROLLBACK are prepared once, as every statement of the store is. */
 static void execute(em_store_t *s, em_store_op_t *op)
 {
   unsigned delay_ms = 50;
   for (;;) {
-    int rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
+    int rc = em_sql_do(s->db, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK) {
       rc = run_op(s, op);
       if (rc == SQLITE_OK || rc == SQLITE_DONE)
-        rc = em_sql_exec(s->db, "COMMIT");
+        rc = em_sql_do(s->db, "COMMIT");
     }
     if (rc == SQLITE_OK) {
       op->last_seq = em_query_last_seq(s->db); /* -1 if unreadable: publish_committed keeps its own */
       op->rc = 0;
       return;
     }
-    em_sql_exec(s->db, "ROLLBACK");
+    em_sql_do(s->db, "ROLLBACK");
     em_run_points_drop(&s->kept); /* they may hold what was rolled back */
     clear_outputs(op);
     bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
