@@ -242,6 +242,7 @@ typedef struct judged {
   em_history_t tail;
   em_point_t *last;         /* the new result as a point, when it is the run's last */
   int64_t before;           /* the seq of the run's newest result before it; 0: none */
+  size_t resumed;           /* rules that judged it from their kept state */
 } judged_t;
 
 /* The new result among the points kept of its run, when they are its run's history
@@ -297,6 +298,7 @@ static int judge_rule(em_store_t *s, em_store_op_t *op, int64_t rid, size_t i, j
   if (rc != SQLITE_OK)
     return rc;
   if (resume) {
+    j->resumed++;
     rc = em_judge_next(&s->rules, i, j->last, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
   } else if ((rc = history_points(s, rid)) == SQLITE_OK) {
     EM_DEBUG("alerts: run %s rule %s: replaying %zu results", op->run, r->name, s->kept.n);
@@ -315,6 +317,7 @@ static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid, int64_t 
     em_run_points_drop(&s->kept);
     return SQLITE_OK;
   }
+  uint64_t t0 = uv_hrtime();
   judged_t j = {0};
   em_verdicts_t v = {0};
   int rc = em_query_judged_tail(s->db, rid, 2, &j.tail);
@@ -333,6 +336,8 @@ static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid, int64_t 
     rc = judge_rule(s, op, rid, i, &j, &v);
   if (rc == SQLITE_OK)
     rc = record_verdicts(s, op, rid, v.v, v.n);
+  EM_DEBUG("alerts: run %s result %lld: %zu rules judged in %.3f ms, %zu from their kept state", op->run,
+           (long long)seq, s->rules.n, (double)(uv_hrtime() - t0) / 1e6, j.resumed);
   em_verdicts_free(&v);
   free(j.last);
   em_history_free(&j.tail);
