@@ -131,7 +131,7 @@ static int load_recorded(em_db_t *db, int64_t rid, const em_rule_t *r, em_record
 {
   memset(rec, 0, sizeof(*rec));
   for (int c = EM_COND_PLATEAU; c < EM_COND_MANUAL; c++) {
-    sqlite3_stmt *st = em_sql_prepare(db, "SELECT step FROM alerts INDEXED BY alerts_recorded WHERE run_id = ? AND "
+    sqlite3_stmt *st = em_sql_prepare(db, "SELECT step FROM alerts WHERE run_id = ? AND "
                                           "rule = ? AND condition = ? AND seq > ? ORDER BY step DESC LIMIT 1", "itti",
                                       rid, r->name, em_condition_name((em_condition_t)c), r->since_seq);
     int step = st ? sqlite3_step(st) : SQLITE_ERROR;

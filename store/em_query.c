@@ -283,14 +283,15 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
 }
 
 /* The values the rules judge, all in results_judged (never the row, whose json would be
- * walked), a run's in step order through checkpoints_step. The same columns for a whole
- * history, its newest results and one result, read by one function, so a result judged
- * on its own and in a replay is the same point. */
+ * walked: without statistics the planner prefers the unique index on the same columns,
+ * hence INDEXED BY), a run's in step order through checkpoints_step. The same columns for
+ * a whole history, its newest results and one result, read by one function, so a result
+ * judged on its own and in a replay is the same point. */
 #define JUDGED_COLUMNS                                                                                       \
   "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, r.alpha0_se, r.width_se, c.named "   \
   "FROM checkpoints c "
 #define JUDGED_JOIN "JOIN results r INDEXED BY results_judged ON r.checkpoint_id = c.id AND r.version = c.version "
-#define JUDGED_RUN JUDGED_COLUMNS "INDEXED BY checkpoints_step " JUDGED_JOIN "WHERE c.run_id = ? "
+#define JUDGED_RUN JUDGED_COLUMNS JUDGED_JOIN "WHERE c.run_id = ? "
 static const char sql_judged[] = JUDGED_RUN "ORDER BY c.step, c.id";
 static const char sql_judged_tail[] = JUDGED_RUN "ORDER BY c.step DESC, c.id DESC LIMIT ?";
 static const char sql_judged_one[] = JUDGED_COLUMNS JUDGED_JOIN "WHERE c.id = ?";
