@@ -482,7 +482,7 @@ def append_in_order(d, root, run, first_step, k):
 def judge_times(log, run):
     """(ms, rules judged from their kept state) of each result of run, from the store's
     debug line: the time judge_results took on the store thread."""
-    pat = re.compile(rf"alerts: run {re.escape(run)} result \d+: \d+ rules judged in ([0-9.]+) ms, (\d+) from")
+    pat = re.compile(rf"alerts: run {re.escape(run)} result \d+: \d+ rules? judged in ([0-9.]+) ms, (\d+) from")
     with open(log) as f:
         return [(float(m.group(1)), int(m.group(2))) for m in map(pat.search, f) if m]
 

@@ -336,8 +336,8 @@ static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid, int64_t 
     rc = judge_rule(s, op, rid, i, &j, &v);
   if (rc == SQLITE_OK)
     rc = record_verdicts(s, op, rid, v.v, v.n);
-  EM_DEBUG("alerts: run %s result %lld: %zu rules judged in %.3f ms, %zu from their kept state", op->run,
-           (long long)seq, s->rules.n, (double)(uv_hrtime() - t0) / 1e6, j.resumed);
+  EM_DEBUG("alerts: run %s result %lld: %zu rule%s judged in %.3f ms, %zu from their kept state", op->run,
+           (long long)seq, s->rules.n, s->rules.n == 1 ? "" : "s", (double)(uv_hrtime() - t0) / 1e6, j.resumed);
   em_verdicts_free(&v);
   free(j.last);
   em_history_free(&j.tail);

@@ -5,6 +5,7 @@ row and redoes the deliveries, exec gets its environment and is killed at its ti
 training job stops itself, bad rules are named at start and reload."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -520,11 +521,12 @@ PRAGMA user_version=5;
 def test_version_5_database_gains_judged_columns_and_rule_state(tmp):
     """A database of the previous emerged (schema 5) gains what incremental judging reads:
     the SEs as columns, filled from each stored result (so a replay reads an index, not the
-    rows), the step-order and judged indexes, and rule_state; its rows stay as they were."""
+    rows), the step-order and judged indexes, and rule_state; its rows stay as they were.
+    An index dropped by hand is made again at the next start (the judge names one)."""
     import sqlite3
     root = os.path.join(tmp, "root")
     os.makedirs(os.path.join(root, ".emerge"))
-    stage = _stage(tmp, steps=100)
+    stage = _stage(tmp, steps=200)
     old = analyze_json(os.path.join(stage, "checkpoint-0"))[0]
     db = sqlite3.connect(os.path.join(root, ".emerge", "emerge.db"))
     db.executescript(V1_SCHEMA + V2_MIGRATION + V3_V5_MIGRATIONS)
@@ -549,6 +551,14 @@ def test_version_5_database_gains_judged_columns_and_rule_state(tmp):
         assert c.execute("SELECT rule FROM rule_state WHERE run_id = 2").fetchall() == [("first",)]
         assert c.execute("SELECT COUNT(*) FROM rule_state WHERE run_id = 1").fetchone()[0] == 0
     assert _alert_rows(d)[0][:2] == ("first", 100)
+    assert d.stop() == 0
+    with sqlite3.connect(os.path.join(root, ".emerge", "emerge.db")) as db:
+        db.execute("DROP INDEX results_judged")
+    d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE]), name="again").start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [200])
+    assert re.search(r"run mlp result \d+: 1 rule judged in", d.read_log())  # stored, and judged
+    with d.db() as c:
+        assert c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'results_judged'").fetchone()[0] == 1
     assert d.stop() == 0
 
 
