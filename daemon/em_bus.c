@@ -163,6 +163,12 @@ static void on_more(uv_idle_t *h);
  * request waited for seconds behind a burst of replies). So after sending, look again. */
 static void look_again(em_bus_t *bus) { uv_idle_start(&bus->more, on_more); }
 
+static void free_reply(void *data, void *hint)
+{
+  (void)hint;
+  free(data);
+}
+
 void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
 {
   if (bus && reply && req->n == 0) /* no envelope to route a reply by */
@@ -170,7 +176,13 @@ void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
   if (bus && reply && req->n > 0) {
     for (int i = 0; i < req->n; i++)
       zmq_send(bus->api, zmq_msg_data(&req->env[i]), zmq_msg_size(&req->env[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(bus->api, reply, strlen(reply), ZMQ_DONTWAIT);
+    /* handed over, not copied (a history reply is megabytes): libzmq frees it once sent */
+    zmq_msg_t msg;
+    if (zmq_msg_init_data(&msg, reply, strlen(reply), free_reply, NULL) == 0) {
+      reply = NULL;
+      if (zmq_msg_send(&msg, bus->api, ZMQ_DONTWAIT) < 0)
+        zmq_msg_close(&msg);
+    }
     look_again(bus);
   }
   free(reply);

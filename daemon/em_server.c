@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <uv.h>
 
@@ -262,8 +263,35 @@ static void first_operations(server_t *s)
     em_pipeline_submit(&s->pipe, undelivered, em_pipeline_state_done);
 }
 
+/* Every PUB subscriber, API client and HTTP stream holds a descriptor, and libzmq aborts
+ * the daemon when accepting an ipc:// connection fails for want of one (its ipc listener
+ * treats EMFILE as fatal; a tcp:// one drops the connection, and the daemon's own opens
+ * fail next). So the soft limit is raised towards the hard one (systemd gives 1024 and
+ * 524288), to at most FD_LIMIT (enough for thousands of clients, without handing a huge
+ * limit to the commands on_alert runs), and a low limit is said at start. */
+#define FD_LIMIT 65536
+#define FD_LOW 4096
+
+static void raise_fd_limit(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  rlim_t want = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < FD_LIMIT ? rl.rlim_max : FD_LIMIT;
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < FD_LOW)
+    EM_WARN("emerged: open files limited to %llu (hard limit %llu): each subscriber, API client and event "
+            "stream takes one, and libzmq ends the daemon when an ipc:// client finds none left; raise it "
+            "(LimitNOFILE=, ulimit -Hn)", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+}
+
 static int serve(server_t *s)
 {
+  raise_fd_limit(); /* before any thread or socket */
   char err[768] = "";
   bool network = false;
   int confined = s->root ? em_fs_confine(s->root) : 0; /* before any thread: no link below it is followed */

@@ -33,7 +33,11 @@ struct em_store {
   char *path;
   char start_err[512];
   em_rules_t rules;             /* the early-stop rules judged after each result */
+  em_run_points_t kept;         /* the judged points of the run judged last (judge_results) */
 };
+
+/* Points kept beyond a judgement at most: 100,000 are 10 MiB. */
+#define KEPT_MAX 100000
 
 /* ---------------------------------------------------------------- outputs */
 
@@ -120,24 +124,28 @@ static int insert_alert(em_db_t *db, em_store_op_t *op, int64_t rid, em_alert_t 
 
 /* ---------------------------------------------------------------- judging */
 
+/* What rule r recorded for run rid: for each condition a rule fires, whether it has a row
+ * (of r's definition: seq > since_seq) and the latest step of one, each an index seek
+ * (alerts_recorded) however many alerts the run has had. */
 static int load_recorded(em_db_t *db, int64_t rid, const em_rule_t *r, em_recorded_t *rec)
 {
-  sqlite3_stmt *st = em_sql_prepare(db, "SELECT condition, MAX(step) FROM alerts WHERE run_id = ? AND rule = ? "
-                                        "AND seq > ? GROUP BY condition", "iti", rid, r->name, r->since_seq);
-  if (!st)
-    return SQLITE_ERROR;
   memset(rec, 0, sizeof(*rec));
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    em_condition_t c;
-    if (em_condition_parse((const char *)sqlite3_column_text(st, 0), &c) != 0)
-      continue;
-    rec->fired[c] = true;
-    if (c == EM_COND_PLATEAU) {
-      rec->has_plateau = sqlite3_column_type(st, 1) != SQLITE_NULL;
-      rec->plateau_step = sqlite3_column_int64(st, 1);
+  for (int c = EM_COND_PLATEAU; c < EM_COND_MANUAL; c++) {
+    sqlite3_stmt *st = em_sql_prepare(db, "SELECT step FROM alerts WHERE run_id = ? AND "
+                                          "rule = ? AND condition = ? AND seq > ? ORDER BY step DESC LIMIT 1", "itti",
+                                      rid, r->name, em_condition_name((em_condition_t)c), r->since_seq);
+    int step = st ? sqlite3_step(st) : SQLITE_ERROR;
+    if (step == SQLITE_ROW) {
+      rec->fired[c] = true;
+      if (c == EM_COND_PLATEAU && sqlite3_column_type(st, 0) != SQLITE_NULL) { /* NULLs sort last */
+        rec->has_plateau = true;
+        rec->plateau_step = sqlite3_column_int64(st, 0);
+      }
     }
+    em_sql_done(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+      return step;
   }
-  em_sql_done(st);
   return SQLITE_OK;
 }
 
@@ -169,7 +177,16 @@ static int record_alert(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
   return insert_alert(s->db, op, rid, &a);
 }
 
-/* Every rule over the points of run rid; new firings become alert rows. */
+static int record_verdicts(em_store_t *s, em_store_op_t *op, int64_t rid, const em_verdict_t *v, size_t n)
+{
+  int rc = SQLITE_OK;
+  for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+    rc = record_alert(s, op, rid, &s->rules.v[v[i].rule], &v[i].firing, v[i].point);
+  return rc;
+}
+
+/* Every rule replayed over the points of run rid (a non-finite checkpoint's one point);
+ * new firings become alert rows. */
 static int judge_points(em_store_t *s, em_store_op_t *op, int64_t rid, const em_point_t *pts, size_t n)
 {
   const em_rules_t *rules = &s->rules;
@@ -183,25 +200,149 @@ static int judge_points(em_store_t *s, em_store_op_t *op, int64_t rid, const em_
     rc = load_recorded(s->db, rid, &rules->v[i], &rec[i]);
   if (rc == SQLITE_OK && em_judge(rules, pts, n, rec, &v, &nv) != 0)
     rc = SQLITE_NOMEM;
-  for (size_t i = 0; i < nv && rc == SQLITE_OK; i++)
-    rc = record_alert(s, op, rid, &rules->v[v[i].rule], &v[i].firing, &pts[v[i].firing.at]);
+  if (rc == SQLITE_OK)
+    rc = record_verdicts(s, op, rid, v, nv);
   free(v);
   free(rec);
   return rc;
 }
 
-static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid)
+/* The rule's kept state for run rid: false when there is none, or when it does not read
+ * (a corrupt row is replayed over, and rewritten, never trusted). */
+static bool load_state(em_store_t *s, const em_store_op_t *op, int64_t rid, const em_rule_t *r, em_judge_state_t *st,
+                       int *rc)
 {
-  if (!s->rules.n)
+  sqlite3_stmt *q = em_sql_prepare(s->db, "SELECT state FROM rule_state WHERE run_id = ? AND rule = ?", "it", rid,
+                                   r->name);
+  int step = q ? sqlite3_step(q) : SQLITE_ERROR;
+  bool found = step == SQLITE_ROW, ok = found && em_judge_state_parse((const char *)sqlite3_column_text(q, 0), st) == 0;
+  if (found && !ok)
+    EM_WARN("alerts: run %s rule %s: its kept state does not read; judging by replaying the run's history", op->run,
+            r->name);
+  em_sql_done(q);
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
+    *rc = step;
+  return ok;
+}
+
+static int save_state(em_db_t *db, int64_t rid, const em_rule_t *r, const em_judge_state_t *st)
+{
+  char *text = em_judge_state_print(st);
+  if (!text)
+    return SQLITE_NOMEM;
+  int rc = em_sql_run(em_sql_prepare(db, "INSERT OR REPLACE INTO rule_state(run_id, rule, state) VALUES(?, ?, ?)",
+                                     "itt", rid, r->name, text));
+  free(text);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* What judging a new result of a run reads: its two newest results (is the new one the
+ * last, and which came before it); the whole history only when a rule must replay it. */
+typedef struct judged {
+  em_history_t tail;
+  em_point_t *last;         /* the new result as a point, when it is the run's last */
+  int64_t before;           /* the seq of the run's newest result before it; 0: none */
+  size_t resumed;           /* rules that judged it from their kept state */
+} judged_t;
+
+/* The new result among the points kept of its run, when they are its run's history
+ * before it (they end at its newest result then): judging it out of step order then
+ * replays them in memory. Anything else drops them: another run's, or a history that
+ * changed otherwise (a new baseline gives every result a new seq). */
+static int keep_new_point(em_store_t *s, const em_store_op_t *op, int64_t rid, const judged_t *j)
+{
+  em_run_points_t *k = &s->kept;
+  if (!em_run_points_current(k, rid, j->before)) {
+    em_run_points_drop(k);
+    return SQLITE_OK;
+  }
+  em_history_t one = {0};
+  int rc = j->last ? SQLITE_OK : em_query_judged_checkpoint(s->db, op->ckpt_id, &one);
+  size_t n = 0;
+  em_point_t *p = j->last ? j->last : rc == SQLITE_OK && one.n == 1 ? em_history_points(&one, &n) : NULL;
+  if (!p || em_run_points_insert(k, p) != 0) /* a point of the same step: the database orders them */
+    em_run_points_drop(k);
+  if (p != j->last)
+    free(p);
+  em_history_free(&one);
+  return rc;
+}
+
+/* The run's points with the new result, in s->kept: kept, or read. */
+static int history_points(em_store_t *s, int64_t rid)
+{
+  if (s->kept.rid == rid)
     return SQLITE_OK;
   em_history_t h;
-  int rc = em_query_judged(s->db, rid, &h);
   size_t n = 0;
-  em_point_t *pts = rc == SQLITE_OK ? em_history_points(&h, &n) : NULL;
-  if (rc == SQLITE_OK)
-    rc = pts ? judge_points(s, op, rid, pts, n) : SQLITE_NOMEM;
-  free(pts);
+  int rc = em_query_judged(s->db, rid, &h);
+  em_point_t *pts = rc == SQLITE_OK ? em_history_points(&h, &n) : NULL; /* they borrow no strings: no paths */
   em_history_free(&h);
+  if (rc == SQLITE_OK && !pts)
+    return SQLITE_NOMEM;
+  if (rc == SQLITE_OK)
+    s->kept = (em_run_points_t){.rid = rid, .n = n, .cap = n, .v = pts};
+  return rc;
+}
+
+/* Rule i on the new result: from its kept state when the result is the run's last and the
+ * state ends at the one before it, else by a replay of the history; the state is kept. */
+static int judge_rule(em_store_t *s, em_store_op_t *op, int64_t rid, size_t i, judged_t *j, em_verdicts_t *v)
+{
+  const em_rule_t *r = &s->rules.v[i];
+  em_recorded_t rec;
+  em_judge_state_t st;
+  int rc = load_recorded(s->db, rid, r, &rec);
+  bool resume = rc == SQLITE_OK && j->last && load_state(s, op, rid, r, &st, &rc) &&
+                em_judge_follows(r, &st, j->before);
+  if (rc != SQLITE_OK)
+    return rc;
+  if (resume) {
+    j->resumed++;
+    rc = em_judge_next(&s->rules, i, j->last, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
+  } else if ((rc = history_points(s, rid)) == SQLITE_OK) {
+    EM_DEBUG("alerts: run %s rule %s: replaying %zu results", op->run, r->name, s->kept.n);
+    rc = em_judge_replay(&s->rules, i, s->kept.v, s->kept.n, &rec, &st, v) == 0 ? SQLITE_OK : SQLITE_NOMEM;
+  }
+  return rc == SQLITE_OK ? save_state(s->db, rid, r, &st) : rc;
+}
+
+/* Every rule on the result of seq `seq` just stored in run rid; new firings become alert
+ * rows. In step order it is judged from each rule's kept state, in time independent of
+ * the history's length; out of order (or re-baselined) by a replay (em_judge.h), of the
+ * points kept in memory when they are the run's. */
+static int judge_results(em_store_t *s, em_store_op_t *op, int64_t rid, int64_t seq)
+{
+  if (!s->rules.n) { /* the history changes unjudged: what is kept of it is not it */
+    em_run_points_drop(&s->kept);
+    return SQLITE_OK;
+  }
+  uint64_t t0 = uv_hrtime();
+  judged_t j = {0};
+  em_verdicts_t v = {0};
+  int rc = em_query_judged_tail(s->db, rid, 2, &j.tail);
+  bool is_last = rc == SQLITE_OK && j.tail.n > 0 && j.tail.v[0].seq == seq;
+  if (rc == SQLITE_OK && j.tail.n > (size_t)is_last)
+    j.before = j.tail.v[is_last].seq;
+  if (is_last && j.tail.n == 2) {
+    em_history_t newest = {.n = 1, .cap = 1, .v = j.tail.v}; /* borrowed: its one point, built as any */
+    size_t one;
+    if (!(j.last = em_history_points(&newest, &one)))
+      rc = SQLITE_NOMEM;
+  }
+  if (rc == SQLITE_OK)
+    rc = keep_new_point(s, op, rid, &j);
+  for (size_t i = 0; i < s->rules.n && rc == SQLITE_OK; i++)
+    rc = judge_rule(s, op, rid, i, &j, &v);
+  if (rc == SQLITE_OK)
+    rc = record_verdicts(s, op, rid, v.v, v.n);
+  EM_DEBUG("alerts: run %s result %lld: %zu rule%s judged in %.3f ms, %zu from their kept state", op->run,
+           (long long)seq, s->rules.n, s->rules.n == 1 ? "" : "s", (double)(uv_hrtime() - t0) / 1e6, j.resumed);
+  em_verdicts_free(&v);
+  free(j.last);
+  em_history_free(&j.tail);
+  if (s->kept.n > KEPT_MAX)
+    em_run_points_drop(&s->kept);
   return rc;
 }
 
@@ -235,8 +376,33 @@ static int64_t insert_checkpoint(em_db_t *db, em_store_op_t *op, int64_t rid, in
   return (int64_t)sqlite3_last_insert_rowid(db->h);
 }
 
-static int op_seen(em_db_t *db, em_store_op_t *op)
+/* A known checkpoint seen again: its step (now named) and version as found. One whose
+ * step or version changes moves in or leaves its run's judged history, so the rules'
+ * kept states of the run and the points kept in memory no longer describe it: they are
+ * dropped, and the run's next result is judged by a replay read from the database. */
+static int update_checkpoint(em_store_t *s, const em_store_op_t *op, int64_t rid, int64_t id)
 {
+  em_db_t *db = s->db;
+  int changed = 0;
+  if (op->has_step) {
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ?1, named = 1 WHERE id = ?2 AND "
+                                               "(step != ?1 OR named != 1)", "ii", op->step, id)));
+    changed += sqlite3_changes(db->h);
+  }
+  EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, "
+                                             "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
+                                         em_sql_now(), id, op->version)));
+  changed += sqlite3_changes(db->h);
+  if (changed) {
+    em_run_points_drop(&s->kept);
+    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "DELETE FROM rule_state WHERE run_id = ?", "i", rid)));
+  }
+  return SQLITE_OK;
+}
+
+static int op_seen(em_store_t *s, em_store_op_t *op)
+{
+  em_db_t *db = s->db;
   int rc = SQLITE_OK;
   int64_t rid = run_id(db, op->run, op->run_dir, &rc);
   EM_SQL_CHECK(rc);
@@ -247,12 +413,7 @@ static int op_seen(em_db_t *db, em_store_op_t *op)
     id = insert_checkpoint(db, op, rid, &rc);
     EM_SQL_CHECK(rc);
   } else {
-    if (op->has_step)
-      EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET step = ?, named = 1 WHERE id = ?", "ii",
-                                             op->step, id)));
-    EM_SQL_CHECK(em_sql_run(em_sql_prepare(db, "UPDATE checkpoints SET version = ?, state = 'queued', error = NULL, "
-                                               "updated = ? WHERE id = ? AND version != ?", "tdit", op->version,
-                                           em_sql_now(), id, op->version)));
+    EM_SQL_CHECK(update_checkpoint(s, op, rid, id));
   }
   op->ckpt_id = id;
   op->step_out = em_sql_int(em_sql_prepare(db, "SELECT step FROM checkpoints WHERE id = ?", "i", id), 0, &rc);
@@ -464,10 +625,12 @@ static char *encode_result(const em_store_op_t *op, const baseline_t *self, cons
   return text;
 }
 
-static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *self, const baseline_t *b, bool is_base)
+/* The result row, its seq in *seq_out. */
+static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *self, const baseline_t *b, bool is_base,
+                         int64_t *seq_out)
 {
   int rc = SQLITE_OK;
-  int64_t seq = next_seq(s->db, &rc);
+  int64_t seq = *seq_out = next_seq(s->db, &rc);
   EM_SQL_CHECK(rc);
   const em_result_t *r = &op->result;
   measured_t m = is_base ? (measured_t){true, true, 0, 0} : measure(r->alpha0, r->width, r->samples, r->nsamples, b);
@@ -476,9 +639,10 @@ static int insert_result(em_store_t *s, em_store_op_t *op, const baseline_t *sel
   if (!payload)
     return SQLITE_NOMEM;
   sqlite3_stmt *st = em_sql_prepare(s->db, "INSERT INTO results(checkpoint_id, version, seq, alpha0, width, "
-                                           "emergence, json, ts, emergence_se, mode) VALUES(?, ?, ?, ?, ?, ?, ?, ?, "
-                                           "?, ?)", "itiddd" "tddt", op->ckpt_id, op->version, seq, r->alpha0,
-                                    r->width, 0.0, payload, ts, 0.0, mode_name(r));
+                                           "emergence, json, ts, emergence_se, mode, alpha0_se, width_se) "
+                                           "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "itiddd" "tddt" "dd",
+                                    op->ckpt_id, op->version, seq, r->alpha0, r->width, 0.0, payload, ts, 0.0,
+                                    mode_name(r), r->alpha0_se, r->width_se);
   bind_opt(st, 6, m.has_e, m.e);
   bind_opt(st, 9, m.has_se, m.se);
   rc = em_sql_run(st);
@@ -543,12 +707,13 @@ static int op_result(em_store_t *s, em_store_op_t *op)
   bool is_base = !b.found || step < b.step;
   baseline_t self = {.found = true, .step = step, .by_arrival = by_arrival, .alpha0 = op->result.alpha0,
                      .width = op->result.width, .nsamples = op->result.nsamples, .samples = op->result.samples};
-  rc = insert_result(s, op, &self, &b, is_base);
+  int64_t seq;
+  rc = insert_result(s, op, &self, &b, is_base, &seq);
   if (rc == SQLITE_OK && is_base && b.found)
     rc = rebaseline(db, op, rid, &self);
   free(b.owned);
   EM_SQL_CHECK(rc);
-  return judge_results(s, op, rid);
+  return judge_results(s, op, rid, seq);
 }
 
 static int op_meta(em_db_t *db, em_store_op_t *op)
@@ -577,9 +742,11 @@ static int op_rules(em_db_t *db, em_rules_t *rules)
       return SQLITE_NOMEM;
     int64_t since = em_sql_int(em_sql_prepare(db, "SELECT since_seq FROM rules WHERE name = ? AND spec = ?", "tt",
                                               r->name, spec), -1, &rc);
-    if (since < 0) {
+    if (since < 0) { /* new or changed: nothing kept under another definition is its state */
       since = last;
       EM_INFO("alerts: rule '%s' judges results after seq %lld", r->name, (long long)since);
+      if (em_sql_run(em_sql_prepare(db, "DELETE FROM rule_state WHERE rule = ?", "t", r->name)) != SQLITE_DONE)
+        rc = SQLITE_ERROR;
     }
     r->since_seq = since;
     if (rc == SQLITE_OK &&
@@ -589,7 +756,8 @@ static int op_rules(em_db_t *db, em_rules_t *rules)
     free(spec);
   }
   EM_SQL_CHECK(rc);
-  return em_sql_exec(db, "DELETE FROM rules WHERE keep = 0");
+  return em_sql_exec(db, "DELETE FROM rules WHERE keep = 0; "
+                         "DELETE FROM rule_state WHERE rule NOT IN (SELECT name FROM rules)");
 }
 
 /* Alerts whose deliveries a crash interrupted, decoded from their rows, to deliver again. */
@@ -652,7 +820,7 @@ static int run_op(em_store_t *s, em_store_op_t *op)
 {
   em_db_t *db = s->db;
   switch (op->type) {
-  case EM_OP_SEEN: return op_seen(db, op);
+  case EM_OP_SEEN: return op_seen(s, op);
   case EM_OP_RESULT: return op_result(s, op);
   case EM_OP_STATE: return op_state(s, op);
   case EM_OP_META: return op_meta(db, op);
@@ -673,23 +841,25 @@ static bool stopping(em_store_t *s)
   return stop;
 }
 
-/* One transaction, retried with backoff while the failure is a passing one. */
+/* One transaction, retried with backoff while the failure is a passing one. Its BEGIN,
+ * COMMIT and ROLLBACK are prepared once, as every statement of the store is. */
 static void execute(em_store_t *s, em_store_op_t *op)
 {
   unsigned delay_ms = 50;
   for (;;) {
-    int rc = em_sql_exec(s->db, "BEGIN IMMEDIATE");
+    int rc = em_sql_do(s->db, "BEGIN IMMEDIATE");
     if (rc == SQLITE_OK) {
       rc = run_op(s, op);
       if (rc == SQLITE_OK || rc == SQLITE_DONE)
-        rc = em_sql_exec(s->db, "COMMIT");
+        rc = em_sql_do(s->db, "COMMIT");
     }
     if (rc == SQLITE_OK) {
       op->last_seq = em_query_last_seq(s->db); /* -1 if unreadable: publish_committed keeps its own */
       op->rc = 0;
       return;
     }
-    em_sql_exec(s->db, "ROLLBACK");
+    em_sql_do(s->db, "ROLLBACK");
+    em_run_points_drop(&s->kept); /* they may hold what was rolled back */
     clear_outputs(op);
     bool passing = rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR;
     if (!passing || stopping(s)) {
@@ -766,6 +936,7 @@ static void free_store(uv_handle_t *h)
   uv_sem_destroy(&s->ready);
   free(s->path);
   em_rules_free(&s->rules);
+  em_run_points_drop(&s->kept);
   free(s);
 }
 

@@ -438,41 +438,22 @@ static void fire_at(em_condition_t cond, size_t at, double value, em_firing_t *f
   f->value = value;
 }
 
-/* The run's baseline among the points: its first analysed checkpoint (SIZE_MAX: none). */
-static size_t baseline_index(const em_point_t *pts, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (!pts[i].nonfinite)
-      return i;
-  return SIZE_MAX;
-}
-
 void em_place_text(char *buf, size_t len, int64_t place, bool by_arrival)
 {
   snprintf(buf, len, by_arrival ? "checkpoint #%lld (arrival order)" : "step %lld", (long long)place);
 }
 
-/* What a replay carries from point to point. */
-typedef struct judge {
-  const em_rule_t *r;
-  bool stopped, diverged, nonfinite, have_best, armed, se_known;
-  double best;
-  int64_t best_step;
-  bool best_by_arrival;
-  int wait;
-  double num, den, var;     /* the EMA of the values, its weight, and the EMA of their variance */
-  bool have_extreme, onset_fired;
-  double extreme;           /* onset: the running minimum (maximum for mode min) */
-  int64_t extreme_step;
-  bool extreme_by_arrival;
-  int above;                /* onset: checkpoints in a row risen beyond it */
-} judge_t;
+void em_rule_state_init(em_rule_state_t *st)
+{
+  memset(st, 0, sizeof(*st));
+  st->armed = st->se_known = true;
+}
 
 /* The value judged: TensorBoard's debiased EMA of the values so far (S = 0: the value
  * itself), and its standard error when every SE so far is known (independent errors). */
-static void smooth(judge_t *j, double v, double se, double *out, double *out_se)
+static void smooth(const em_rule_t *r, em_rule_state_t *j, double v, double se, double *out, double *out_se)
 {
-  double s = j->r->smoothing;
+  double s = r->smoothing;
   j->se_known &= !isnan(se);
   j->num = s * j->num + (1 - s) * v;
   j->den = s * j->den + (1 - s);
@@ -481,9 +462,8 @@ static void smooth(judge_t *j, double v, double se, double *out, double *out_se)
   *out_se = j->se_known ? sqrt(j->var) / j->den : NAN;
 }
 
-static void judge_thresholds(judge_t *j, size_t i, double v, em_fire_fn fire, void *ctx)
+static void judge_thresholds(const em_rule_t *r, em_rule_state_t *j, size_t i, double v, em_fire_fn fire, void *ctx)
 {
-  const em_rule_t *r = j->r;
   const char *what = monitors[r->monitor];
   em_firing_t f;
   if (r->has_stopping && !j->stopped && (r->mode_max ? v >= r->stopping : v <= r->stopping)) {
@@ -502,9 +482,9 @@ static void judge_thresholds(judge_t *j, size_t i, double v, em_fire_fn fire, vo
 
 /* An improvement beats the best by more than min_delta and, with min_delta_se, by more
  * than K standard errors of the value (an unknown SE leaves min_delta alone). */
-static void judge_plateau(judge_t *j, size_t i, const em_point_t *p, double v, double se, em_fire_fn fire, void *ctx)
+static void judge_plateau(const em_rule_t *r, em_rule_state_t *j, size_t i, const em_point_t *p, double v, double se,
+                          em_fire_fn fire, void *ctx)
 {
-  const em_rule_t *r = j->r;
   double need = r->min_delta;
   if (r->min_delta_se > 0 && !isnan(se))
     need = fmax(need, r->min_delta_se * se);
@@ -532,9 +512,9 @@ static void judge_plateau(judge_t *j, size_t i, const em_point_t *p, double v, d
 
 /* Onset: after its running minimum (for mode max; maximum for mode min) the value has
  * risen beyond max(min_rise, min_rise_se * SE) for patience checkpoints in a row. Once. */
-static void judge_onset(judge_t *j, size_t i, const em_point_t *p, double v, double se, em_fire_fn fire, void *ctx)
+static void judge_onset(const em_rule_t *r, em_rule_state_t *j, size_t i, const em_point_t *p, double v, double se,
+                        em_fire_fn fire, void *ctx)
 {
-  const em_rule_t *r = j->r;
   double sign = r->mode_max ? 1 : -1, need = r->min_rise;
   if (!isnan(se))
     need = fmax(need, r->min_rise_se * se);
@@ -564,9 +544,10 @@ static void judge_onset(judge_t *j, size_t i, const em_point_t *p, double v, dou
   fire(ctx, r, &f);
 }
 
-static void judge_nonfinite(judge_t *j, size_t i, const em_point_t *p, em_fire_fn fire, void *ctx)
+static void judge_nonfinite(const em_rule_t *r, em_rule_state_t *j, size_t i, const em_point_t *p, em_fire_fn fire,
+                            void *ctx)
 {
-  if (!j->r->check_finite || j->nonfinite)
+  if (!r->check_finite || j->nonfinite)
     return;
   em_firing_t f;
   j->nonfinite = true;
@@ -575,43 +556,127 @@ static void judge_nonfinite(judge_t *j, size_t i, const em_point_t *p, em_fire_f
     snprintf(f.reason, sizeof(f.reason), "non-finite weights: %s", p->error);
   else
     snprintf(f.reason, sizeof(f.reason), "non-finite weights in %s", p->path ? p->path : "a checkpoint");
-  fire(ctx, j->r, &f);
+  fire(ctx, r, &f);
+}
+
+double em_rule_step(const em_rule_t *r, em_rule_state_t *st, const em_point_t *p, size_t at, em_fire_fn fire,
+                    void *ctx)
+{
+  bool is_base = !p->nonfinite && !st->based; /* the first analysed point, whatever its seq */
+  st->based |= is_base;
+  if (p->seq <= r->since_seq)
+    return NAN;
+  if (p->nonfinite) {
+    judge_nonfinite(r, st, at, p, fire, ctx);
+    return NAN;
+  }
+  double v = r->monitor == EM_MON_NONE ? NAN : p->value[r->monitor - 1];
+  if (isnan(v) || is_base) /* the baseline is the reference (its E is 0 by definition): never a best */
+    return NAN;
+  double se = p->se[r->monitor - 1];
+  smooth(r, st, v, se, &v, &se);
+  judge_thresholds(r, st, at, v, fire, ctx);
+  if (r->plateau)
+    judge_plateau(r, st, at, p, v, se, fire, ctx);
+  if (r->onset)
+    judge_onset(r, st, at, p, v, se, fire, ctx);
+  return v;
 }
 
 void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx)
 {
-  size_t base = baseline_index(pts, n);
-  judge_t j = {.r = r, .armed = true, .se_known = true};
-  for (size_t i = 0; i < n; i++) {
-    const em_point_t *p = &pts[i];
-    if (p->seq <= r->since_seq)
-      continue;
-    if (p->nonfinite) {
-      judge_nonfinite(&j, i, p, fire, ctx);
-      continue;
-    }
-    double v = r->monitor == EM_MON_NONE ? NAN : p->value[r->monitor - 1];
-    if (isnan(v) || i == base) /* the baseline is the reference (its E is 0 by definition): never a best */
-      continue;
-    double se = p->se[r->monitor - 1];
-    smooth(&j, v, se, &v, &se);
-    judge_thresholds(&j, i, v, fire, ctx);
-    if (r->plateau)
-      judge_plateau(&j, i, p, v, se, fire, ctx);
-    if (r->onset)
-      judge_onset(&j, i, p, v, se, fire, ctx);
-  }
+  em_rule_state_t st;
+  em_rule_state_init(&st);
+  for (size_t i = 0; i < n; i++)
+    em_rule_step(r, &st, &pts[i], i, fire, ctx);
+}
+
+static void fire_nothing(void *ctx, const em_rule_t *r, const em_firing_t *f)
+{
+  (void)ctx, (void)r, (void)f;
 }
 
 void em_rule_judged_values(const em_rule_t *r, const em_point_t *pts, size_t n, double *out)
 {
-  size_t base = baseline_index(pts, n);
-  judge_t j = {.r = r, .se_known = true};
-  for (size_t i = 0; i < n; i++) {
-    const em_point_t *p = &pts[i];
-    double v = r->monitor == EM_MON_NONE || p->nonfinite ? NAN : p->value[r->monitor - 1], se;
-    out[i] = NAN;
-    if (p->seq > r->since_seq && !isnan(v) && i != base)
-      smooth(&j, v, p->se[r->monitor - 1], &out[i], &se);
+  em_rule_state_t st;
+  em_rule_state_init(&st);
+  for (size_t i = 0; i < n; i++)
+    out[i] = em_rule_step(r, &st, &pts[i], i, fire_nothing, NULL);
+}
+
+/* ---------------------------------------------------------------- the state as JSON */
+
+/* Every field of em_rule_state_t, by kind. A step is an integer JSON keeps exactly
+ * (|n| <= 2^53); a count, one in 0..INT_MAX. */
+typedef enum field_kind { F_BOOL, F_DOUBLE, F_STEP, F_COUNT } field_kind_t;
+static const struct {
+  const char *key;
+  size_t off;
+  field_kind_t kind;
+} state_fields[] = {
+#define F(name, kind) {#name, offsetof(em_rule_state_t, name), kind}
+    F(based, F_BOOL),        F(stopped, F_BOOL),        F(diverged, F_BOOL),     F(nonfinite, F_BOOL),
+    F(have_best, F_BOOL),    F(armed, F_BOOL),          F(best, F_DOUBLE),       F(best_step, F_STEP),
+    F(best_by_arrival, F_BOOL), F(wait, F_COUNT),       F(se_known, F_BOOL),     F(num, F_DOUBLE),
+    F(den, F_DOUBLE),        F(var, F_DOUBLE),          F(have_extreme, F_BOOL), F(onset_fired, F_BOOL),
+    F(extreme, F_DOUBLE),    F(extreme_step, F_STEP),   F(extreme_by_arrival, F_BOOL), F(above, F_COUNT),
+#undef F
+};
+#define EXACT_INT 9007199254740992.0 /* 2^53 */
+
+static bool exact_step(int64_t v) { return v >= -(INT64_C(1) << 53) && v <= INT64_C(1) << 53; }
+
+/* A double in 17 significant digits, which strtod reads back to the same bits (cJSON's printing
+ * may round the last digit); "null" when not finite, which em_rule_state_from_json refuses. */
+static void add_exact(cJSON *o, const char *key, double v)
+{
+  char text[40];
+  snprintf(text, sizeof(text), "%.17g", v);
+  cJSON_AddRawToObject(o, key, isfinite(v) ? text : "null");
+}
+
+void em_rule_state_to_json(const em_rule_state_t *st, cJSON *o)
+{
+  for (size_t i = 0; i < sizeof(state_fields) / sizeof(*state_fields); i++) {
+    const char *field = (const char *)st + state_fields[i].off;
+    const char *key = state_fields[i].key;
+    if (state_fields[i].kind == F_BOOL)
+      cJSON_AddBoolToObject(o, key, *(const bool *)field);
+    else if (state_fields[i].kind == F_DOUBLE)
+      add_exact(o, key, *(const double *)field);
+    else if (state_fields[i].kind == F_COUNT)
+      add_exact(o, key, *(const int *)field);
+    else /* a step JSON cannot carry exactly is written as null: refused when read */
+      add_exact(o, key, exact_step(*(const int64_t *)field) ? (double)*(const int64_t *)field : NAN);
   }
+}
+
+static bool read_field(const cJSON *v, field_kind_t kind, char *field)
+{
+  if (kind == F_BOOL) {
+    *(bool *)field = cJSON_IsTrue(v);
+    return cJSON_IsBool(v);
+  }
+  if (!finite_number(v))
+    return false;
+  double d = v->valuedouble;
+  if (kind == F_DOUBLE)
+    *(double *)field = d;
+  else if (kind == F_STEP && d == floor(d) && fabs(d) <= EXACT_INT)
+    *(int64_t *)field = (int64_t)d;
+  else if (kind == F_COUNT && d == floor(d) && d >= 0 && d <= 2147483647.0)
+    *(int *)field = (int)d;
+  else
+    return false;
+  return true;
+}
+
+int em_rule_state_from_json(const cJSON *o, em_rule_state_t *st)
+{
+  em_rule_state_init(st);
+  for (size_t i = 0; i < sizeof(state_fields) / sizeof(*state_fields); i++)
+    if (!read_field(cJSON_GetObjectItemCaseSensitive(o, state_fields[i].key), state_fields[i].kind,
+                    (char *)st + state_fields[i].off))
+      return -1;
+  return 0;
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Early-stop rules, in the vocabulary of Keras and Lightning early stopping, and what a
  * firing rule does (`on_alert`). Parsing is strict: a bad rule is named with its key.
- * Judging is a pure replay of a run's history in step order, shared by the daemon (on
- * every new result) and `emergectl backtest`, so the two cannot disagree. */
+ * Judging walks a run's history in step order, one point at a time, with one step
+ * function (em_rule_step) that `emergectl backtest` replays from the first point and the
+ * daemon also runs from a state it kept after the run's last judged point, so the two
+ * cannot disagree. */
 #ifndef EM_RULES_H
 #define EM_RULES_H
 
@@ -108,13 +110,46 @@ typedef struct em_firing {
 
 typedef void (*em_fire_fn)(void *ctx, const em_rule_t *r, const em_firing_t *f);
 
-/* Replays rule r over pts (step order; points with seq <= r->since_seq are skipped) and
- * calls fire for every firing. The first analysed point is the run's baseline: it is
- * never judged and never a best value (its E is 0 by definition). Then: a threshold or check_finite condition at the first point
- * that meets it, a plateau each time patience runs out after an improvement. */
+/* What judging carries from point to point: all that judging the next point needs. The
+ * daemon keeps one per (run, rule), persisted, so a result after the run's last judged
+ * one is judged without replaying the history (docs/DESIGN.md "Rules"). */
+typedef struct em_rule_state {
+  bool based;               /* the run's baseline (its first analysed point) has gone by */
+  bool stopped, diverged, nonfinite; /* those conditions fired: once per run */
+  bool have_best, armed;    /* plateau: a best value; a plateau may fire (re-armed by an improvement) */
+  double best;
+  int64_t best_step;
+  bool best_by_arrival;
+  int wait;                 /* plateau: checkpoints since the best */
+  bool se_known;            /* every SE so far is known */
+  double num, den, var;     /* the EMA of the values, its weight, and the EMA of their variance */
+  bool have_extreme, onset_fired;
+  double extreme;           /* onset: the running minimum (maximum for mode min) */
+  int64_t extreme_step;
+  bool extreme_by_arrival;
+  int above;                /* onset: checkpoints in a row risen beyond it */
+} em_rule_state_t;
+
+/* The state before a run's first point. */
+void em_rule_state_init(em_rule_state_t *st);
+/* Judges p, the point after those st has seen (at: its index in the run's points, which
+ * firings carry), calling fire for each firing; returns the value it judged (smoothed;
+ * NaN where it judges none: the baseline, unknown values, nonfinite or skipped points).
+ * Points with seq <= r->since_seq are skipped (but a skipped first point is the baseline).
+ * Then: a threshold or check_finite condition at the first point that meets it, a plateau
+ * each time patience runs out after an improvement, an onset once. */
+double em_rule_step(const em_rule_t *r, em_rule_state_t *st, const em_point_t *p, size_t at, em_fire_fn fire,
+                    void *ctx);
+/* em_rule_step over pts (step order) from the initial state. */
 void em_rule_replay(const em_rule_t *r, const em_point_t *pts, size_t n, em_fire_fn fire, void *ctx);
-/* The values rule r judges at each point: its smoothed monitored value (NaN where it
- * judges none: the baseline, unknown values, nonfinite or skipped points). */
+/* The values rule r judges at each point (em_rule_step's return values). */
 void em_rule_judged_values(const em_rule_t *r, const em_point_t *pts, size_t n, double *out);
+
+/* The state's fields, added to o: doubles as text that reads back to the same bits. A
+ * value JSON cannot carry exactly (not finite, a step beyond 2^53) is written null. */
+void em_rule_state_to_json(const em_rule_state_t *st, cJSON *o);
+/* The state from o; -1 when a field is missing, of the wrong type or out of range (null
+ * included): the caller replays the history instead. */
+int em_rule_state_from_json(const cJSON *o, em_rule_state_t *st);
 
 #endif

@@ -55,7 +55,33 @@ static const char *const schema_v5 =
   "ALTER TABLE checkpoints ADD COLUMN event TEXT;"
   "CREATE INDEX IF NOT EXISTS checkpoints_seq ON checkpoints(seq);";
 
-static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3, schema_v4, schema_v5}; /* keyed on version */
+/* v6: judging that does not grow with the history (docs/DESIGN.md "Rules"). rule_state
+ * keeps each rule's running state over each run's results, so a result after the run's
+ * last is judged from it; a full replay (any other result) reads the run's points from
+ * results_judged alone, an index holding every value the rules judge (the SEs become
+ * columns for it: read from a row, any column after json walks its overflow pages), in
+ * step order through checkpoints_step, which also finds a run's baseline and newest
+ * results without reading all of them. alerts_recorded (for alerts_rule) finds what a
+ * rule recorded, each condition's latest step, without reading all its alerts. */
+#define INDEXES_V6                                                                                     \
+  "CREATE INDEX IF NOT EXISTS checkpoints_step ON checkpoints(run_id, step);"                          \
+  "CREATE INDEX IF NOT EXISTS results_judged ON results(checkpoint_id, version, seq, emergence, alpha0, width," \
+  "  emergence_se, alpha0_se, width_se);"                                                             \
+  "CREATE INDEX IF NOT EXISTS alerts_recorded ON alerts(run_id, rule, condition, step, seq);"
+static const char *const schema_v6 =
+  "ALTER TABLE results ADD COLUMN alpha0_se REAL;"
+  "ALTER TABLE results ADD COLUMN width_se REAL;"
+  "UPDATE results SET alpha0_se = json_extract(json, '$.alpha0_se'), width_se = json_extract(json, '$.width_se');"
+  "CREATE TABLE IF NOT EXISTS rule_state(run_id INTEGER NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,"
+  "  PRIMARY KEY(run_id, rule)) WITHOUT ROWID;"
+  "DROP INDEX IF EXISTS alerts_rule;" INDEXES_V6;
+/* ...and at every open for writing, should a hand have dropped one: the judged query names
+ * results_judged, and a statement naming a missing index does not prepare, so every
+ * result's transaction would fail. */
+static const char *const indexes = INDEXES_V6;
+
+static const char *const migrations[] = {NULL, schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+                                         schema_v6}; /* keyed on version */
 
 /* Each migration in its own transaction, with the version it reaches. */
 static int migrate(em_db_t *db, char *err, size_t errlen)
@@ -175,6 +201,8 @@ int em_db_open(const char *path, bool write, em_db_t **out, char *err, size_t er
   err[0] = 0;
   if (rc == SQLITE_OK && write)
     rc = migrate(db, err, errlen);
+  if (rc == SQLITE_OK && write)
+    rc = em_sql_exec(db, indexes);
   if (rc != SQLITE_OK) {
     if (!err[0])
       snprintf(err, errlen, "database %s: %s", path, db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));

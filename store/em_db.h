@@ -11,7 +11,7 @@
 
 #include "em_sql.h"
 
-#define EM_SCHEMA_VERSION 5
+#define EM_SCHEMA_VERSION 6
 #define EM_DB_DIR ".emerge"       /* inside the watch root (never watched) */
 #define EM_DB_FILE "emerge.db"
 

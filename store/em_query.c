@@ -89,19 +89,63 @@ static const char sql_history[] =
   "JOIN runs r ON r.id = c.run_id LEFT JOIN results x ON x.checkpoint_id = c.id "
   "AND x.version = c.version WHERE r.name = ? ORDER BY c.step, c.id";
 
+/* A reply built as text: a run's stored results (17 KB each, with their samples) are
+ * copied in once, as they are, rather than into a cJSON tree and again when it prints. */
+typedef struct text {
+  char *s;
+  size_t n, cap;
+  bool oom;
+} text_t;
+
+static void put(text_t *t, const char *s, size_t n)
+{
+  if (t->oom || t->n + n + 1 <= t->cap) {
+    if (!t->oom)
+      memcpy(t->s + t->n, s, n), t->n += n, t->s[t->n] = 0;
+    return;
+  }
+  size_t cap = t->cap ? t->cap : 4096;
+  while (cap < t->n + n + 1)
+    cap *= 2;
+  char *grown = realloc(t->s, cap);
+  if (!grown) {
+    t->oom = true;
+    return;
+  }
+  t->s = grown;
+  t->cap = cap;
+  put(t, s, n);
+}
+
+static void put_str(text_t *t, const char *s) { put(t, s, strlen(s)); }
+
+/* o printed, and deleted. */
+static void put_json(text_t *t, cJSON *o)
+{
+  char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+  t->oom |= !text;
+  if (text)
+    put_str(t, text);
+  free(text);
+  cJSON_Delete(o);
+}
+
 static char *reply_history(em_db_t *db, const char *run, em_query_outcome_t *out)
 {
   sqlite3_stmt *st = em_sql_prepare(db, sql_history, "t", run);
   if (!st)
     return db_error(db, out);
-  cJSON *o = ok_reply();
-  cJSON_AddStringToObject(o, "run", run);
-  cJSON *results = cJSON_AddArrayToObject(o, "results"), *others = cJSON_AddArrayToObject(o, "checkpoints");
-  int rows = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  text_t t = {0};
+  put_str(&t, "{\"ok\":true,\"run\":");
+  put_json(&t, cJSON_CreateString(run));
+  put_str(&t, ",\"results\":[");
+  cJSON *others = cJSON_CreateArray();
+  int rows = 0, results = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     rows++;
     if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
-      cJSON_AddItemToArray(results, stored(st, 4));
+      put(&t, ",", results++ > 0);
+      put(&t, (const char *)sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
       continue;
     }
     em_state_t state = EM_STATE_FAILED; /* queued, failed, vanished, nonfinite, unsupported */
@@ -111,11 +155,14 @@ static char *reply_history(em_db_t *db, const char *run, em_query_outcome_t *out
                                                        (const char *)sqlite3_column_text(st, 3)));
   }
   em_sql_done(st);
-  if (rows == 0) {
-    cJSON_Delete(o);
-    return unknown_run(run, out);
+  put_str(&t, "],\"checkpoints\":");
+  put_json(&t, others);
+  put_str(&t, "}");
+  if (rc != SQLITE_DONE || rows == 0 || t.oom) {
+    free(t.s);
+    return rc != SQLITE_DONE ? db_error(db, out) : rows ? em_api_error("out of memory") : unknown_run(run, out);
   }
-  return finish(o);
+  return t.s;
 }
 
 /* ?1 < seq <= ?2, of run ?3 and the runs below it (every run when NULL), at most ?4. */
@@ -235,25 +282,33 @@ char *em_query_reply(em_db_t *db, const em_api_request_t *req, const em_status_t
   return em_query_answer(db, req, status, &ignored);
 }
 
-static const char sql_judged[] =
-  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, json_extract(r.json, '$.alpha0_se'), "
-  "json_extract(r.json, '$.width_se'), c.named FROM results r "
-  "JOIN checkpoints c ON c.id = r.checkpoint_id AND c.version = r.version "
-  "WHERE c.run_id = ? ORDER BY c.step, c.id";
+/* The values the rules judge, all in results_judged (never the row, whose json would be
+ * walked: without statistics the planner prefers the unique index on the same columns,
+ * hence INDEXED BY), a run's in step order through checkpoints_step. The same columns for
+ * a whole history, its newest results and one result, read by one function, so a result
+ * judged on its own and in a replay is the same point. */
+#define JUDGED_COLUMNS                                                                                       \
+  "SELECT c.step, r.seq, r.emergence, r.alpha0, r.width, r.emergence_se, r.alpha0_se, r.width_se, c.named "   \
+  "FROM checkpoints c "
+#define JUDGED_JOIN "JOIN results r INDEXED BY results_judged ON r.checkpoint_id = c.id AND r.version = c.version "
+#define JUDGED_RUN JUDGED_COLUMNS JUDGED_JOIN "WHERE c.run_id = ? "
+static const char sql_judged[] = JUDGED_RUN "ORDER BY c.step, c.id";
+static const char sql_judged_tail[] = JUDGED_RUN "ORDER BY c.step DESC, c.id DESC LIMIT ?";
+static const char sql_judged_one[] = JUDGED_COLUMNS JUDGED_JOIN "WHERE c.id = ?";
 
 static double column_or_nan(sqlite3_stmt *st, int col)
 {
   return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
 }
 
-int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
+/* The judged rows of st, in the order it gives them. */
+static int judged_rows(sqlite3_stmt *st, em_history_t *out)
 {
   memset(out, 0, sizeof(*out));
-  sqlite3_stmt *st = em_sql_prepare(db, sql_judged, "i", rid);
   if (!st)
     return SQLITE_ERROR;
-  int rc = SQLITE_OK;
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+  int rc = SQLITE_OK, step = SQLITE_DONE;
+  while (rc == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
     em_hist_entry_t e = {.step = sqlite3_column_int64(st, 0), .by_arrival = sqlite3_column_int(st, 8) == 0,
                          .state = EM_STATE_DONE,
                          .seq = sqlite3_column_int64(st, 1), .emergence = column_or_nan(st, 2),
@@ -263,6 +318,23 @@ int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
     if (em_history_add(out, &e) != 0)
       rc = SQLITE_NOMEM;
   }
+  if (rc == SQLITE_OK && step != SQLITE_DONE)
+    rc = step;
   em_sql_done(st);
   return rc;
+}
+
+int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out)
+{
+  return judged_rows(em_sql_prepare(db, sql_judged, "i", rid), out);
+}
+
+int em_query_judged_tail(em_db_t *db, int64_t rid, int64_t n, em_history_t *out)
+{
+  return judged_rows(em_sql_prepare(db, sql_judged_tail, "ii", rid, n), out);
+}
+
+int em_query_judged_checkpoint(em_db_t *db, int64_t ckpt_id, em_history_t *out)
+{
+  return judged_rows(em_sql_prepare(db, sql_judged_one, "i", ckpt_id), out);
 }

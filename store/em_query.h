@@ -33,7 +33,12 @@ int em_query_since(em_db_t *db, const em_since_t *q, em_query_message_fn fn, voi
 /* The last committed seq, or -1 on a database error. */
 int64_t em_query_last_seq(em_db_t *db);
 /* The current results of run rid in step order as history entries (no paths): what the
- * rules judge after a new result. An SQLite code. */
+ * rules replay. An SQLite code. */
 int em_query_judged(em_db_t *db, int64_t rid, em_history_t *out);
+/* The same entries of its n newest results, newest first: whether a new result is the
+ * run's last, and the one before it. */
+int em_query_judged_tail(em_db_t *db, int64_t rid, int64_t n, em_history_t *out);
+/* The same entry of checkpoint ckpt_id's current result (none when it has none). */
+int em_query_judged_checkpoint(em_db_t *db, int64_t ckpt_id, em_history_t *out);
 
 #endif

@@ -99,3 +99,9 @@ void em_sql_forget(em_db_t *db)
   db->cached = NULL;
   db->ncached = db->capcached = 0;
 }
+
+int em_sql_do(em_db_t *db, const char *sql)
+{
+  int rc = em_sql_run(em_sql_prepare(db, sql, NULL));
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}

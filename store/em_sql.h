@@ -23,8 +23,11 @@ typedef struct em_db {
   em_sql_cached_t *cached;
 } em_db_t;
 
-/* Runs sql (several statements allowed); the SQLite code. */
+/* Runs sql (several statements allowed), prepared anew each time; the SQLite code. */
 int em_sql_exec(em_db_t *db, const char *sql);
+/* Runs one statement without parameters (a string literal: BEGIN, COMMIT, ...) from the
+ * connection's cache: SQLITE_OK or the code. */
+int em_sql_do(em_db_t *db, const char *sql);
 /* The statement for sql (prepared once), reset and bound from a format of i (int64),
  * d (double), t (text, NULL ok); NULL when it does not prepare. */
 sqlite3_stmt *em_sql_prepare(em_db_t *db, const char *sql, const char *fmt, ...);

@@ -8,7 +8,7 @@ int main(void)
 {
   Suite *(*const suites[])(void) = {mt_suite, hash_suite, spectrum_suite, dtype_suite, hist16_suite, safetensors_suite, torch_suite,
                                     name_suite, params_suite, analyze_suite, cnn_suite, rules_suite,
-                                    tracker_suite, history_suite, replies_suite};
+                                    tracker_suite, history_suite, judge_suite, replies_suite};
   SRunner *sr = srunner_create(NULL);
   for (size_t i = 0; i < sizeof(suites) / sizeof(*suites); i++)
     srunner_add_suite(sr, suites[i]());

@@ -19,6 +19,7 @@ Suite *cnn_suite(void);
 Suite *rules_suite(void);
 Suite *tracker_suite(void);
 Suite *history_suite(void);
+Suite *judge_suite(void);
 Suite *replies_suite(void);
 
 #endif

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the early-stop configuration: any bytes as a config document with
  * "alerts" and "on_alert". A rejected value must say why; an accepted rule must survive
- * its canonical spec unchanged and replay over a series with NaN and nonfinite points. */
+ * its canonical spec unchanged and replay over a series with NaN and nonfinite points.
+ * "state" is read as a kept judging state (what the daemon persists per run and rule): one
+ * that reads prints and reads back to the same fields. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +44,24 @@ static void check_rule(const em_rule_t *r)
     __builtin_trap();
 }
 
+static void check_state(const cJSON *o)
+{
+  em_rule_state_t st, again;
+  if (em_rule_state_from_json(o, &st) != 0)
+    return;
+  cJSON *printed = cJSON_CreateObject();
+  em_rule_state_to_json(&st, printed);
+  char *text = cJSON_PrintUnformatted(printed);
+  cJSON *back = text ? cJSON_Parse(text) : NULL;
+  if (!back || em_rule_state_from_json(back, &again) != 0 || memcmp(&st.best, &again.best, sizeof(double)) != 0 ||
+      memcmp(&st.num, &again.num, sizeof(double)) != 0 || st.wait != again.wait || st.best_step != again.best_step ||
+      st.based != again.based)
+    __builtin_trap();
+  cJSON_Delete(back);
+  free(text);
+  cJSON_Delete(printed);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   cJSON *root = cJSON_ParseWithLength((const char *)data, size);
@@ -68,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   } else if (!err[0] || a.exec) {
     __builtin_trap();
   }
+  check_state(cJSON_GetObjectItemCaseSensitive(root, "state"));
   cJSON_Delete(root);
   return 0;
 }

@@ -5,6 +5,7 @@ row and redoes the deliveries, exec gets its environment and is killed at its ti
 training job stops itself, bad rules are named at start and reload."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -453,8 +454,8 @@ def test_version_1_database_is_migrated(tmp):
     _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     wait_for(lambda: len(_alert_rows(d)) == 2, what="the new alert")
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 5  # through every migration
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 5
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 6  # through every migration
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == 6
         assert c.execute("SELECT name FROM rules").fetchall() == [("first",)]
     rows = _alert_rows(d)
     assert rows[0][:2] == ("legacy", 5) and rows[0][3] == 1 and json.loads(rows[1][2])["seq"] == 4  # after the results (2, 3): seq goes on
@@ -497,11 +498,124 @@ def test_version_2_database_gains_uncertainty_columns(tmp):
     d = Daemon(tmp, root).start(quiet="0.2")
     _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 6
         assert c.execute("SELECT step, named FROM checkpoints WHERE id = 1").fetchone() == (0, 1)
         rows = c.execute("SELECT seq, mode, emergence_se FROM results ORDER BY seq").fetchall()
     assert rows[0] == (1, "sampled", None), rows
     assert [r[1] for r in rows[1:]] == ["sampled", "sampled"] and rows[1][2] == 0 and rows[2][2] > 0, rows
+    assert d.stop() == 0
+
+
+V3_V5_MIGRATIONS = """
+ALTER TABLE results ADD COLUMN emergence_se REAL;
+ALTER TABLE results ADD COLUMN mode TEXT;
+ALTER TABLE checkpoints ADD COLUMN named INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE checkpoints ADD COLUMN seq INTEGER;
+ALTER TABLE checkpoints ADD COLUMN event TEXT;
+CREATE INDEX checkpoints_seq ON checkpoints(seq);
+UPDATE meta SET value = 5 WHERE key = 'schema_version';
+PRAGMA user_version=5;
+"""
+
+
+def test_version_5_database_gains_judged_columns_and_rule_state(tmp):
+    """A database of the previous emerged (schema 5) gains what incremental judging reads:
+    the SEs as columns, filled from each stored result (so a replay reads an index, not the
+    rows), the step-order and judged indexes, and rule_state; its rows stay as they were.
+    An index dropped by hand is made again at the next start (the judge names one)."""
+    import sqlite3
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, ".emerge"))
+    stage = _stage(tmp, steps=200)
+    old = analyze_json(os.path.join(stage, "checkpoint-0"))[0]
+    db = sqlite3.connect(os.path.join(root, ".emerge", "emerge.db"))
+    db.executescript(V1_SCHEMA + V2_MIGRATION + V3_V5_MIGRATIONS)
+    db.execute("INSERT INTO runs(id, name, dir) VALUES(1, 'old', ?)", (os.path.join(root, "old"),))
+    db.execute("INSERT INTO checkpoints(id, run_id, path, step, version, state, updated) VALUES(1, 1, ?, 0, 'v', "
+               "'done', 0)", (os.path.join(root, "old", "c0"),))
+    db.execute("INSERT INTO results(checkpoint_id, version, seq, alpha0, width, emergence, json, ts, emergence_se, "
+               "mode) VALUES(1, 'v', 1, ?, ?, 0, ?, 0, 0, 'sampled')",
+               (old["alpha0"], old["width"], json.dumps({**old, "seq": 1})))
+    db.commit()
+    db.close()
+    d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE])).start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [0, 100])
+    wait_for(lambda: len(_alert_rows(d)) == 1, what="the alert")
+    with d.db() as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 6
+        se = c.execute("SELECT alpha0_se, width_se FROM results WHERE seq = 1").fetchone()
+        assert se == (old["alpha0_se"], old["width_se"]) and se[0] > 0, se  # filled from the stored json
+        names = {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
+        assert {"checkpoints_step", "results_judged", "rule_state", "alerts_recorded"} <= names, names
+        assert "alerts_rule" not in names  # alerts_recorded serves what it did
+        assert c.execute("SELECT rule FROM rule_state WHERE run_id = 2").fetchall() == [("first",)]
+        assert c.execute("SELECT COUNT(*) FROM rule_state WHERE run_id = 1").fetchone()[0] == 0
+    assert _alert_rows(d)[0][:2] == ("first", 100)
+    assert d.stop() == 0
+    with sqlite3.connect(os.path.join(root, ".emerge", "emerge.db")) as db:
+        db.execute("DROP INDEX results_judged")
+    d = Daemon(tmp, root, "--config", _config(tmp, [AT_ONCE]), name="again").start(quiet="0.2")
+    _feed(d, stage, os.path.join(root, "mlp"), [200])
+    assert re.search(r"run mlp result \d+: 1 rule judged in", d.read_log())  # stored, and judged
+    with d.db() as c:
+        assert c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'results_judged'").fetchone()[0] == 1
+    assert d.stop() == 0
+
+
+RESUMED = [PLATEAU, AT_ONCE, {"name": "turn", "monitor": "emergence", "onset": True, "min_rise": 0.001,
+                              "patience": 1}]
+
+
+def _replays(d):
+    return d.read_log().count(": replaying ")
+
+
+def _fires_match_backtest(d):
+    for rule in RESUMED:
+        out = emergectl("backtest", "mlp", "--rule", json.dumps(rule), "--json", "--api", d.api, check=0)[1]
+        want = [(rule["name"], f["step"]) for f in json.loads(out)["fires"]]
+        assert [tuple(r[:2]) for r in _alert_rows(d, rule["name"])] == want, (rule, want)
+
+
+def test_rules_resume_their_kept_state_across_restarts_and_replay_when_it_cannot_serve(tmp):
+    """Results in step order are judged from each rule's kept state (rule_state), also after
+    a restart: only the baseline replays. A corrupt row is replayed over, with a warning,
+    and rewritten. A checkpoint that leaves the run's history (rewritten into one that
+    fails) drops the run's states: the next result replays. The alerts are those of the
+    full replay (backtest) throughout."""
+    import sqlite3
+    stage = _stage(tmp)
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    cfg, run_dir = _config(tmp, RESUMED), os.path.join(root, "mlp")
+    d = Daemon(tmp, root, "--config", cfg, name="d1").start(quiet="0.2")
+    _feed(d, stage, run_dir, range(0, 401, 100))
+    assert _replays(d) == 3  # each rule once, over the baseline alone
+    _fires_match_backtest(d)
+    assert d.stop() == 0
+    d = Daemon(tmp, root, "--config", cfg, name="d2").start(quiet="0.2")
+    _feed(d, stage, run_dir, [500])
+    assert _replays(d) == 0  # resumed after the restart
+    _fires_match_backtest(d)
+    assert d.stop() == 0
+    with sqlite3.connect(os.path.join(root, ".emerge", "emerge.db")) as db:
+        db.execute("UPDATE rule_state SET state = substr(state, 1, 40) WHERE rule = 'plateau'")
+    d = Daemon(tmp, root, "--config", cfg, name="d3").start(quiet="0.2")
+    _feed(d, stage, run_dir, [600])
+    assert "run mlp rule plateau: its kept state does not read" in d.read_log()
+    assert _replays(d) == 1  # that rule alone
+    _fires_match_backtest(d)
+    with open(os.path.join(run_dir, "checkpoint-200", "model.safetensors"), "wb") as f:
+        f.write(b"not a safetensors file")
+    wait_for(lambda: any(c["step"] == 200 for c in history(d, "mlp")[1]), what="step 200 recorded failed")
+    with d.db() as c:
+        assert c.execute("SELECT COUNT(*) FROM rule_state").fetchone()[0] == 0  # the history changed under them
+    _feed(d, stage, run_dir, [700])
+    assert _replays(d) == 1 + 3
+    _feed(d, stage, run_dir, [800])
+    assert _replays(d) == 1 + 3
+    with d.db() as c:
+        assert c.execute("SELECT COUNT(*) FROM rule_state").fetchone()[0] == 3
     assert d.stop() == 0
 
 

@@ -360,6 +360,49 @@ def test_subscriber_churn_does_not_grow_the_daemon(tmp):
     assert d.stop() == 0
 
 
+def test_more_clients_than_the_soft_fd_limit_leave_the_daemon_serving(tmp):
+    """1,100 subscribers against a daemon started with systemd's soft limit of 1,024 open
+    files: libzmq's ipc listener aborts on EMFILE, so the daemon raises its soft limit to
+    the hard one at start; it keeps answering and publishing to them all."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 4 * 1100 + 256  # this process: a connection and a mailbox per socket
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise AssertionError(f"the test needs a hard open-file limit of {need}, not {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
+    root = os.path.join(tmp, "root")
+    run = os.path.join(root, "run")
+    os.makedirs(run)
+    d = Daemon(tmp, root)
+    real_popen = subprocess.Popen
+    subprocess.Popen = lambda *a, **k: real_popen(
+        *a, **k, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
+    try:
+        d.start()
+    finally:
+        subprocess.Popen = real_popen
+    with open(f"/proc/{d.proc.pid}/limits") as f:
+        limit = next(int(line.split()[3]) for line in f if line.startswith("Max open files"))
+    assert limit > 2048, limit
+    ctx = zmq.Context()
+    ctx.set(zmq.MAX_SOCKETS, 2048)
+    subs = []
+    for _ in range(1100):
+        s = ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(d.pub)
+        s.setsockopt(zmq.SUBSCRIBE, b"result/")
+        subs.append(s)
+    time.sleep(2)
+    assert d.proc.poll() is None and d.request({"cmd": "status"})["ok"]
+    _ckpt(run, 0)
+    got = sum(s.poll(30000 if i == 0 else 5000) != 0 for i, s in enumerate(subs))
+    assert got == len(subs), f"{got} of {len(subs)} subscribers had the result"
+    for s in subs:
+        s.close()
+    ctx.term()
+    assert d.stop() == 0
+
+
 def _raw_subscriber(path):
     """A SUB peer speaking ZMTP 3.0 by hand on a unix socket. (libzmq's own XSUB keeps
     its subscriptions in a trie whose teardown recurses once per byte: a 60 MB topic
