@@ -22,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "em_spectrum.h"
-
 #define TILE 64 /* columns binned together */
 #ifndef ROWS_AHEAD
 #define ROWS_AHEAD 32
@@ -35,12 +33,11 @@
 #include <immintrin.h>
 #endif
 
-/* The exact bin of 16-bit pattern v: 1..thr, or 0 when not kept (NaN/Inf included). */
-static int exact_bin(em_dtype_t dt, unsigned v, int thr)
+/* The exact bin of 16-bit pattern v from the caller's table: 1..thr, or 0 when not kept
+ * (the table's thr + 1, NaN/Inf, included). */
+static int exact_bin(const int16_t *bins, unsigned v, int thr)
 {
-  uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-  int b = em_bin_of(em_dtype_to_double(dt, le), thr);
-  return b < 0 ? 0 : b;
+  return bins[v] > thr ? 0 : bins[v];
 }
 
 /* ---------------------------------------------------------------- portable */
@@ -128,7 +125,7 @@ AVX512 static uint32_t add_avx512(const em_hist16_t *h, const uint8_t *data, siz
 }
 
 /* Whether the vector binning agrees with the exact bin on every 16-bit pattern. */
-AVX512 static int avx512_exact(const em_hist16_t *h)
+AVX512 static int avx512_exact(const em_hist16_t *h, const int16_t *bins)
 {
   __m512 thr = _mm512_set1_ps((float)h->thr);
   for (unsigned v0 = 0; v0 < 65536; v0 += 16) {
@@ -139,29 +136,29 @@ AVX512 static int avx512_exact(const em_hist16_t *h)
     __mmask16 keep, bad = 0;
     _mm512_storeu_si512(got, bins16(_mm256_loadu_si256((const __m256i *)raw), h->dt == EM_DT_BF16, thr, &keep, &bad));
     for (unsigned i = 0; i < 16; i++) {
-      if (((keep >> i) & 1 ? got[i] : 0) != exact_bin(h->dt, v0 + i, h->thr))
+      if (((keep >> i) & 1 ? got[i] : 0) != exact_bin(bins, v0 + i, h->thr))
         return 0;
     }
   }
   return 1;
 }
 
-static int vector_usable(const em_hist16_t *h)
+static int vector_usable(const em_hist16_t *h, const int16_t *bins)
 {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && avx512_exact(h);
+  return __builtin_cpu_supports("avx512f") && avx512_exact(h, bins);
 }
 #else
-static int vector_usable(const em_hist16_t *h)
+static int vector_usable(const em_hist16_t *h, const int16_t *bins)
 {
-  (void)h;
+  (void)h, (void)bins;
   return 0;
 }
 #endif
 
 /* ---------------------------------------------------------------- interface */
 
-int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr)
+int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr, const int16_t *bins)
 {
   memset(h, 0, sizeof(*h));
   if ((dt != EM_DT_F16 && dt != EM_DT_BF16) || thr < 1 || thr > 254)
@@ -170,7 +167,7 @@ int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr)
   h->thr = thr;
   unsigned lo = 0x8000, hi = 0;
   for (unsigned m = 0; m < 0x8000; m++) {
-    if (exact_bin(dt, m, thr)) {
+    if (exact_bin(bins, m, thr)) {
       lo = m < lo ? m : lo;
       hi = m;
     }
@@ -182,9 +179,9 @@ int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr)
   if (!(h->tab = malloc((size_t)h->span + 1)))
     return -ENOMEM;
   for (unsigned i = 0; i < h->span; i++) /* kept values form one range: |w| in [1/thr, 1) */
-    h->tab[i] = (uint8_t)exact_bin(dt, lo + i, thr);
+    h->tab[i] = (uint8_t)exact_bin(bins, lo + i, thr);
   h->tab[h->span] = 0;
-  h->vector = vector_usable(h);
+  h->vector = vector_usable(h, bins);
   return 0;
 }
 

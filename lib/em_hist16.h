@@ -3,8 +3,8 @@
  * weights, with 16-bit counters.
  *
  * A 16-bit weight's bin depends only on its bits, so every kernel here is checked
- * against the exact bin table (em_bin_of on every one of the 65,536 values) when it is
- * prepared: a kernel that would bin any value differently is never used, and the
+ * against the exact bin table (em_bin_of on every one of the 65,536 values, the table
+ * the reader already builds) when it is prepared: a kernel that would bin any value differently is never used, and the
  * histograms are bit-identical whichever kernel runs. */
 #ifndef EM_HIST16_H
 #define EM_HIST16_H
@@ -27,9 +27,10 @@ typedef struct em_hist16 {
   int vector;        /* 1: the AVX-512 kernel passed its check on this CPU */
 } em_hist16_t;
 
-/* Prepares the kernels of dt (F16 or BF16) for distances up to thr (<= 254).
- * 0, or -EINVAL for another dtype or threshold, -ENOMEM. */
-int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr);
+/* Prepares the kernels of dt (F16 or BF16) for distances up to thr (<= 254). bins is
+ * the exact bin of every 16-bit pattern, as em_nin's table holds it: em_bin_of of its
+ * value, with thr + 1 for NaN/Inf. 0, or -EINVAL for another dtype or threshold, -ENOMEM. */
+int em_hist16_init(em_hist16_t *h, em_dtype_t dt, int thr, const int16_t *bins);
 void em_hist16_free(em_hist16_t *h);
 
 /* Adds nrows rows of ncols little-endian weights (row r at data + r * row_bytes) to

@@ -250,7 +250,8 @@ static const em_hist16_t *whole16_kernel(em_nin_t *n, const em_map_t *m, const u
       return NULL;
   }
   em_hist16_t *h = &n->h16[dt == EM_DT_BF16];
-  if (!h->tab && (*rc = em_hist16_init(h, dt, n->thr)) != 0)
+  const int16_t *bins = h->tab ? NULL : bin_table(n, dt, rc);
+  if (!h->tab && (!bins || (*rc = em_hist16_init(h, dt, n->thr, bins)) != 0))
     return NULL;
   return h;
 }
