@@ -17,7 +17,7 @@
  * values at one bin are close together, so the power-table rows they read (laid out
  * slice by slice, QB doubles per row) are cache hits. Each bin visits only the nodes
  * whose [first, last) holds it (listed once per batch, padded to an even count with a
- * node of zeros), so the loop has no branch and no wasted work.
+ * node whose M^-q is 0), so the loop has no branch and no wasted work.
  *
  * Accumulators that share one power table (em_acc_new_shared) sum disjoint sets of
  * nodes and are merged (em_acc_merge): the result depends only on which nodes each held
@@ -42,7 +42,7 @@ struct em_acc {
   double *z;           /* [slice][bin][QB]: partial Z_q(r) over bins first..last-1 of each node */
   double *pre;         /* [slice][bin][QB]: sum of M^-q over nodes whose first distance is at bin */
   uint32_t *cum;       /* [bin][BATCH + 1]: N_j(bin) = 1 + distances <= bin, of the batched
-                          nodes; column BATCH is the zero row */
+                          nodes; column BATCH is the padding node's (N = 1, M^-q = 0) */
   uint8_t *act;        /* [bin][BATCH + 1]: the nodes with first <= bin < last, then padding */
   uint32_t *nact;      /* [bin]: how many (even) */
   uint32_t bm[BATCH];  /* their M = 1 + distances kept */
@@ -52,7 +52,7 @@ struct em_acc {
   uint32_t *ones;      /* ones[b]: nodes whose last distance is at bin b */
   uint8_t *present;    /* present[b]: some kept node has a distance at b */
   size_t nodes;        /* kept nodes */
-  size_t cap;          /* power table rows 0..cap-1; row cap of pw is zeros */
+  size_t cap;          /* power table rows 0..cap-1 */
   double *pw;          /* [slice][n][QB]: n^q (1 KiB per row shared by every thread) */
   double *inv;         /* [BATCH + 1][QB]: M^-q of the batched nodes, one slice at a time */
   bool shared;         /* the tables belong to another accumulator */
@@ -154,8 +154,6 @@ void em_acc_reset(em_acc_t *a)
   a->nbatch = 0;
 }
 
-static void flush_batch(em_acc_t *a);
-
 /* Grows the power tables to hold rows 0..need (doubling unless exact), keeping the rows
  * already computed. */
 static int grow_tables(em_acc_t *a, size_t need, bool exact)
@@ -164,25 +162,22 @@ static int grow_tables(em_acc_t *a, size_t need, bool exact)
     return 0;
   if (a->shared)
     return -ENOMEM; /* em_acc_reserve sized the owner's tables for every node */
-  if (a->nbatch)
-    flush_batch(a); /* batched rows point at the old zero row */
   size_t cap = exact ? need + 1 : (a->cap ? a->cap : 128);
   while (cap <= need)
     cap *= 2;
-  double *pw = alloc_doubles(a->nslices * (cap + 1) * QB);
+  double *pw = alloc_doubles(a->nslices * cap * QB);
   if (!pw)
     return -ENOMEM;
   for (size_t s = 0; s < a->nslices; s++) {
     if (a->cap) {
-      memcpy(pw + s * (cap + 1) * QB, a->pw + s * (a->cap + 1) * QB, a->cap * QB * sizeof(*pw));
+      memcpy(pw + s * cap * QB, a->pw + s * a->cap * QB, a->cap * QB * sizeof(*pw));
     }
     for (size_t n = a->cap; n < cap; n++) {
       for (size_t i = 0; i < QB; i++) {
         double qi = s * QB + i < a->nq ? a->q[s * QB + i] : 0;
-        pw[(s * (cap + 1) + n) * QB + i] = pow((double)n, qi);
+        pw[(s * cap + n) * QB + i] = pow((double)n, qi);
       }
     }
-    memset(pw + (s * (cap + 1) + cap) * QB, 0, QB * sizeof(*pw));
   }
   free(a->pw);
   a->pw = pw;
@@ -240,7 +235,7 @@ static void fold_slice(const em_acc_t *a, double *restrict zs, const double *res
 }
 
 /* Lists, for every bin in [*lo, *hi), the batched nodes with first <= bin < last,
- * padded to an even count with the zero node (column BATCH). */
+ * padded to an even count with the padding node (column BATCH). */
 static void list_active(em_acc_t *a, int *lo, int *hi)
 {
   *lo = a->thr;
@@ -256,7 +251,7 @@ static void list_active(em_acc_t *a, int *lo, int *hi)
       act[n] = (uint8_t)j;
       n += a->bfirst[j] <= b && b < a->blast[j];
     }
-    a->cum[(size_t)b * (BATCH + 1) + BATCH] = (uint32_t)a->cap;
+    a->cum[(size_t)b * (BATCH + 1) + BATCH] = 1; /* 1^q = 1, times its M^-q of 0 */
     act[n] = BATCH;
     a->nact[b] = n + (n & 1);
   }
@@ -271,7 +266,7 @@ static void flush_batch(em_acc_t *a)
   int lo, hi;
   list_active(a, &lo, &hi);
   for (size_t s = 0; s < a->nslices; s++) {
-    const double *pw = a->pw + s * (a->cap + 1) * QB;
+    const double *pw = a->pw + s * a->cap * QB;
     double *pre = a->pre + s * bins * QB;
     for (size_t j = 0; j < a->nbatch; j++) {
       for (size_t i = 0; i < QB; i++) { /* M^-q as 1 / M^q: no second table of every n */
