@@ -285,13 +285,14 @@ def test_bad_flags_and_config_exit_2_before_binding(tmp):
              (w + ["--http", "5565"], "http '5565': want HOST:PORT"), (w + ["--http", "example.com:80"], "not an IPv4"),
              (w + ["--http", "127.0.0.1:70000"], "want HOST:PORT"),
              (w + ["--tensorboard", os.path.join(tmp, "no-such-dir")], "tensorboard: "),
+             (w + ["--threads", "0"], "threads: '0' is not an integer in 1..64"), (w + ["--threads", "two"], "threads"),
              (["--watch", os.path.join(tmp, "nonexistent")], "not a directory")]
     for args, key in cases:
         p = subprocess.run([emerged, *args, "--api", f"ipc://{tmp}/x-api"], capture_output=True, text=True)
         assert p.returncode == 2 and key in p.stderr, (args, p.stderr)
         assert not os.path.exists(f"{tmp}/x-api")  # nothing was bound
     for body, key in (('{"workers": "many"}', "workers"), ('{"colour": 1}', "colour"), ("{", "not valid JSON"), ("[1]", "not a JSON object"),
-                      ('{"samples": 0}', "samples")):
+                      ('{"samples": 0}', "samples"), ('{"threads": 65}', "threads"), ('{"threads": 1.5}', "threads")):
         open(cfg, "w").write(body)
         p = subprocess.run([emerged, "--watch", root, "--config", cfg], capture_output=True, text=True)
         assert p.returncode == 2 and key in p.stderr and "c.json" in p.stderr, (body, p.stderr)
