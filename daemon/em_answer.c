@@ -17,6 +17,7 @@ typedef struct question {
   em_api_request_t req;
   void *token;
   char *reply;
+  size_t len;               /* measured here, so the loop never walks a long reply */
 } question_t;
 
 struct em_answer {
@@ -38,6 +39,7 @@ static void thread_main(void *arg)
   while ((item = em_fifo_pop(&a->fifo, /* finish_queue = */ false)) != NULL) {
     question_t *q = (question_t *)item;
     q->reply = answer(a, &q->req);
+    q->len = q->reply ? strlen(q->reply) : 0;
     em_fifo_finish(&a->fifo, item);
   }
   em_db_close(&a->db);
@@ -47,7 +49,7 @@ static void answered(void *ctx, em_fifo_item_t *item)
 {
   em_answer_t *a = ctx;
   question_t *q = (question_t *)item;
-  a->done(a->ctx, q->token, q->reply);
+  a->done(a->ctx, q->token, q->reply, q->len);
   free(q);
 }
 
@@ -79,7 +81,8 @@ void em_answer_push(em_answer_t *a, const em_api_request_t *req, void *token)
 {
   question_t *q = calloc(1, sizeof(*q));
   if (!q) {
-    a->done(a->ctx, token, em_api_error("out of memory"));
+    char *reply = em_api_error("out of memory");
+    a->done(a->ctx, token, reply, reply ? strlen(reply) : 0);
     return;
   }
   q->req = *req;
@@ -106,7 +109,7 @@ void em_answer_stop(em_answer_t **self_p)
     uv_thread_join(&a->thread);
   for (em_fifo_item_t *i = em_fifo_after_join(&a->fifo), *next; i; i = next) { /* never asked */
     next = i->next;
-    a->done(a->ctx, ((question_t *)i)->token, NULL);
+    a->done(a->ctx, ((question_t *)i)->token, NULL, 0);
     free(i);
   }
   a->fifo.async.data = a;

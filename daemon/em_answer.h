@@ -13,7 +13,7 @@
 typedef struct em_answer em_answer_t;
 /* A reply for token, on the loop thread; reply NULL when the request was dropped at stop.
  * The callee owns reply. */
-typedef void (*em_answer_fn)(void *ctx, void *token, char *reply);
+typedef void (*em_answer_fn)(void *ctx, void *token, char *reply, size_t len);
 
 int em_answer_start(em_answer_t **out, uv_loop_t *loop, const char *db_path, em_answer_fn done, void *ctx,
                     char *err, size_t errlen);

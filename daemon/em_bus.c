@@ -171,6 +171,11 @@ static void free_reply(void *data, void *hint)
 
 void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
 {
+  em_bus_reply_sized(bus, req, reply, reply ? strlen(reply) : 0);
+}
+
+void em_bus_reply_sized(em_bus_t *bus, em_bus_req_t *req, char *reply, size_t len)
+{
   if (bus && reply && req->n == 0) /* no envelope to route a reply by */
     EM_DEBUG("bus: dropped a request with no identity frame");
   if (bus && reply && req->n > 0) {
@@ -178,7 +183,7 @@ void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply)
       zmq_send(bus->api, zmq_msg_data(&req->env[i]), zmq_msg_size(&req->env[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
     /* handed over, not copied (a history reply is megabytes): libzmq frees it once sent */
     zmq_msg_t msg;
-    if (zmq_msg_init_data(&msg, reply, strlen(reply), free_reply, NULL) == 0) {
+    if (zmq_msg_init_data(&msg, reply, len, free_reply, NULL) == 0) {
       reply = NULL;
       if (zmq_msg_send(&msg, bus->api, ZMQ_DONTWAIT) < 0)
         zmq_msg_close(&msg);

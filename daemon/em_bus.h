@@ -24,6 +24,9 @@ void em_bus_publish(em_bus_t *bus, const char *topic, const char *payload);
 /* Sends reply to where req came from; frees both (reply NULL, or bus NULL: the request
  * goes unanswered). Loop thread. */
 void em_bus_reply(em_bus_t *bus, em_bus_req_t *req, char *reply);
+/* The same, for a reply whose length (strlen) another thread has measured: the loop
+ * hands a history reply of tens of megabytes over without walking it. */
+void em_bus_reply_sized(em_bus_t *bus, em_bus_req_t *req, char *reply, size_t len);
 void em_bus_req_free(em_bus_req_t *req);
 /* Closes the sockets once the poll handle is closed. Loop thread. */
 void em_bus_stop(em_bus_t **self_p);

@@ -94,10 +94,10 @@ static char *on_request(void *ctx, em_bus_req_t *token, const char *body, size_t
   return NULL;
 }
 
-static void on_answer(void *ctx, void *token, char *reply)
+static void on_answer(void *ctx, void *token, char *reply, size_t len)
 {
   server_t *s = ctx;
-  em_bus_reply(s->pipe.bus, token, reply);
+  em_bus_reply_sized(s->pipe.bus, token, reply, len);
 }
 
 /* ---------------------------------------------------------------- signals, reload */
