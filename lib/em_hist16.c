@@ -116,6 +116,7 @@ AVX512 static uint32_t add_avx512(const em_hist16_t *h, const uint8_t *data, siz
       uint32_t n = 0;
       for (size_t r = r0; r < nrows && r < r0 + ROWS_AHEAD; r++)
         n += kept_offsets(data + r * row_bytes + 2 * (size_t)k0, vecs, bf16, thr, colv, offs + n, &bad);
+#pragma GCC unroll 8
       for (uint32_t i = 0; i < n; i++)
         hk[offs[i]]++;
     }

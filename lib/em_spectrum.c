@@ -268,10 +268,13 @@ static void flush_batch(em_acc_t *a)
   for (size_t s = 0; s < a->nslices; s++) {
     const double *pw = a->pw + s * a->cap * QB;
     double *pre = a->pre + s * bins * QB;
-    for (size_t j = 0; j < a->nbatch; j++) {
-      for (size_t i = 0; i < QB; i++) { /* M^-q as 1 / M^q: no second table of every n */
-        a->inv[j * QB + i] = 1.0 / pw[(size_t)a->bm[j] * QB + i];
-        pre[(size_t)a->bfirst[j] * QB + i] += a->inv[j * QB + i]; /* N = 1 below the first distance */
+    v8d *inv = (v8d *)a->inv;
+    for (size_t j = 0; j < a->nbatch; j++, inv += QV) {
+      const v8d *mq = (const v8d *)(pw + (size_t)a->bm[j] * QB);
+      v8d *p = (v8d *)(pre + (size_t)a->bfirst[j] * QB);
+      for (size_t i = 0; i < QV; i++) {
+        inv[i] = 1.0 / mq[i]; /* M^-q as 1 / M^q: no second table of every n */
+        p[i] += inv[i];       /* N = 1 below the first distance */
       }
     }
     fold_slice(a, a->z + s * bins * QB, pw, a->inv, lo, hi);
@@ -286,16 +289,20 @@ int em_acc_add(em_acc_t *a, const uint32_t *hist, uint32_t cnt)
   uint32_t m = cnt + 1;
   if (grow_tables(a, m, false) != 0)
     return -ENOMEM;
+  /* locals, not a->: a store through the uint8_t present may alias any field, and GCC
+   * would reload them all on every bin */
+  const int thr = a->thr;
+  uint32_t *restrict cum = a->cum + a->nbatch;
+  uint8_t *restrict present = a->present;
   int first = 0, last = 0;
   uint32_t n = 1;
-  for (int b = 1; b <= a->thr; b++) {
-    if (hist[b]) {
-      n += hist[b];
-      a->present[b] = 1;
-      first = first ? first : b;
-      last = b;
-    }
-    a->cum[(size_t)b * (BATCH + 1) + a->nbatch] = n;
+  for (int b = 1; b <= thr; b++) {
+    uint32_t h = hist[b];
+    n += h;
+    present[b] |= h != 0;
+    first = first || !h ? first : b;
+    last = h ? b : last;
+    cum[(size_t)b * (BATCH + 1)] = n;
   }
   a->ones[last]++; /* from its last distance on, the node's term is exactly 1 */
   a->nodes++;
