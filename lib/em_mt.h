@@ -8,6 +8,7 @@
 
 typedef struct em_mt {
   uint32_t mt[624];
+  uint32_t out[624]; /* mt tempered, all at once at each regeneration (it vectorises) */
   int pos;
 } em_mt_t;
 
