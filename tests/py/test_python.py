@@ -176,6 +176,15 @@ def _forget(*prefixes):
             sys.modules.pop(name, None)
 
 
+def _journaled(run_dir):
+    """Result lines in the run's results.jsonl so far."""
+    try:
+        with open(os.path.join(run_dir, ".emerge", "results.jsonl")) as f:
+            return sum(json.loads(line).get("kind") == "result" for line in f if line.endswith("\n"))
+    except FileNotFoundError:
+        return 0
+
+
 def _rotate(output_dir, limit):
     """The Hugging Face Trainer's _rotate_checkpoints: checkpoint-<digits> sorted by step,
     the oldest beyond save_total_limit deleted; other names are not its checkpoints."""
@@ -212,6 +221,9 @@ def test_hf_callback_logs_e_keeps_the_baseline_through_rotation_and_stops(tmp):
             _ckpt(out, step)
             _rotate(out, 1)
             wait_for(lambda: len(_stored(d, "hf")) == step // 100 + 1, what=f"result of step {step}")
+            # the callback reads results.jsonl, which the journal thread appends after the
+            # commit: under ASan in CI the save came before the line (step 300 not logged)
+            wait_for(lambda: _journaled(out) == step // 100 + 1, what=f"results.jsonl line of step {step}")
             cb.on_save(args, state, control)
         assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint")) == ["checkpoint-300",
                                                                                      "checkpoint-baseline"]
@@ -274,6 +286,7 @@ def test_lightning_callback_logs_e_through_the_module_and_writes_no_copies(tmp):
             cb.on_save_checkpoint(trainer, module, {})
             wait_for(lambda: len(_stored(d, "lightning_logs/version_0/checkpoints")) == step // 50 + 1,
                      what=f"result of step {step}")
+            wait_for(lambda: _journaled(ckdir) == step // 50 + 1, what=f"results.jsonl line of step {step}")
             cb.on_train_batch_end(trainer, module, None, None, 0)
         assert sorted(os.listdir(ckdir)) == [".emerge", "checkpoint-baseline.ckpt", "epoch=0-step=100.ckpt",
                                              "epoch=0-step=150.ckpt"]  # no copies of ours beside ModelCheckpoint's
