@@ -139,8 +139,11 @@ def test_results_jsonl_holds_every_committed_message_of_the_run_in_order(tmp):
         os.makedirs(os.path.join(run, "checkpoint-200"))
         open(os.path.join(run, "checkpoint-200", "model.safetensors"), "wb").write(b"\x00" * 4)
         wait_for(lambda: len(d.request({"cmd": "since", "seq": 0})["messages"]) >= 4, what="results, alert, event")
-        time.sleep(0.5)
+        time.sleep(0.5)  # nothing else is coming
         want = [m["payload"] for m in d.request({"cmd": "since", "seq": 0})["messages"]]
+        path = os.path.join(run, ".emerge", "results.jsonl")
+        wait_for(lambda: os.path.exists(path) and open(path).read().count("\n") == len(want),
+                 what="the journal's lines (appended after each commit)")
         log = emerge.ResultsFile(run)
         got = log.new()
         assert got == want and {m["kind"] for m in got} == {"result", "alert", "checkpoint"}, got
